@@ -1,0 +1,155 @@
+"""Bundles: a trained supernet as a directory of safe files.
+
+    BUNDLE/
+      bundle.json            space, num_classes, dataset, how it was trained, metrics, ofakit version
+      supernet.safetensors   every tensor of the supernet (fp32 or fp16)
+
+Later stages add predictor files next to them. Nothing in a bundle is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ofakit.errors import BundleError
+from ofakit.io import atomic_path, atomic_write_json
+from ofakit.space import get_space
+
+if TYPE_CHECKING:
+    import torch
+
+    from ofakit.supernet import Supernet
+
+BUNDLE_JSON = "bundle.json"
+WEIGHTS = "supernet.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BundleInfo:
+    """What bundle.json holds."""
+
+    space: str
+    num_classes: int
+    dataset: str = ""  # what the supernet was trained on
+    training: dict[str, Any] = field(default_factory=dict)  # recipe, time, machine, source of imported weights
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. accuracy of the largest and smallest subnets
+    ofakit_version: str = ""
+    created: str = ""
+    weights_dtype: str = "float32"
+    format: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> BundleInfo:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BundleError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for key in ("space", "num_classes"):
+            if key not in data:
+                raise BundleError(f"{source}: missing key {key!r}")
+        return cls(**data)
+
+
+def read_bundle_info(path: str | Path) -> BundleInfo:
+    """Read bundle.json without importing torch; checks that the space is known."""
+    path = Path(path)
+    meta = path / BUNDLE_JSON
+    if not meta.is_file():
+        raise BundleError(f"{str(path)!r} is not a bundle: no {BUNDLE_JSON} in it "
+                          "(make one with `ofakit train` or `ofakit import-ofa`)")
+    try:
+        data = json.loads(meta.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{meta}: malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{meta}: expected a JSON object")
+    info = BundleInfo.from_dict(data, str(meta))
+    get_space(info.space)  # raises for an unknown space
+    return info
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a file that is not safetensors (e.g. a pickle or a torch.save zip) before any library reads it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise BundleError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise BundleError(f"{path} is a pickle / torch.save file, not safetensors; ofakit never unpickles files. "
+                          "Convert MIT checkpoints with: ofakit import-ofa --checkpoint FILE --space SPACE --out DIR")
+    if len(head) < 9 or head[8:9] != b"{":
+        raise BundleError(f"{path} is not a safetensors file")
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], *, what: str,
+                     space: str) -> None:
+    """Raise BundleError naming missing keys, unexpected keys and shape mismatches (first few of each)."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [f"{k}: {tuple(given[k].shape)} (expected {tuple(expected[k].shape)})"
+             for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise BundleError(f"{what} does not fit space {space!r}: " + "; ".join(problems))
+
+
+def save_bundle(path: str | Path, supernet: Supernet, *, dataset: str = "", training: dict[str, Any] | None = None,
+                metrics: dict[str, Any] | None = None, dtype: str = "float32") -> BundleInfo:
+    """Write `supernet` as a bundle (each file atomically). `dtype` "float16" halves the size."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ofakit import __version__
+
+    if dtype not in ("float32", "float16"):
+        raise BundleError(f"bundle dtype {dtype!r} is not supported (choices: float32, float16)")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for key, value in supernet.state_dict().items():
+        value = value.detach().cpu()
+        if value.is_floating_point() and dtype == "float16":
+            value = value.to(torch.float16)
+        tensors[key] = value.contiguous()
+    info = BundleInfo(
+        space=supernet.space.name, num_classes=supernet.num_classes, dataset=dataset, training=training or {},
+        metrics=metrics or {}, ofakit_version=__version__, weights_dtype=dtype,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"space": info.space, "format": str(FORMAT_VERSION)})
+    atomic_write_json(path / BUNDLE_JSON, asdict(info))
+    return info
+
+
+def load_bundle(path: str | Path, *, device: str = "cpu") -> tuple[Supernet, BundleInfo]:
+    """Build the bundle's supernet and load its weights (as float32), checking every key and shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ofakit.supernet import build_supernet
+
+    path = Path(path)
+    info = read_bundle_info(path)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise BundleError(f"bundle {str(path)!r} has no {WEIGHTS}")
+    check_safetensors(weights)
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise BundleError(f"cannot read {weights}: {exc}") from None
+    supernet = build_supernet(info.space, num_classes=info.num_classes)
+    expected = supernet.state_dict()
+    check_state_dict(expected, tensors, what=str(weights), space=info.space)
+    supernet.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return supernet.to(device).eval(), info

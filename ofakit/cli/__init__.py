@@ -1,0 +1,1 @@
+"""The `ofakit` command: a thin layer that turns argv into library calls."""

@@ -1,0 +1,123 @@
+"""`ofakit arch sample|info|from-ofa`: make, inspect and convert ArchConfig JSON files."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import warnings
+from pathlib import Path
+
+from ofakit.arch import ArchConfig
+from ofakit.cli.output import print_json
+from ofakit.errors import ConfigError
+from ofakit.io import atomic_write_text
+from ofakit.space import get_space
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("arch", help="sample, inspect and convert architectures",
+                       description="Sample, inspect and convert ArchConfig JSON.")
+    asub = p.add_subparsers(dest="arch_command", metavar="ACTION", required=True)
+
+    s = asub.add_parser("sample", help="print a random architecture of a space as ArchConfig JSON")
+    s.add_argument("--space", required=True, help="search space name (see `ofakit spaces`)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--which", choices=("random", "largest", "smallest"), default="random")
+    s.add_argument("--info", action="store_true", help="also print MACs and params (to stderr)")
+    s.add_argument("--out", type=Path, help="write the JSON to this file instead of stdout")
+    s.set_defaults(run=run_sample)
+
+    i = asub.add_parser("info", help="check an ArchConfig JSON file and print its MACs and params")
+    i.add_argument("arch", type=Path, help="ArchConfig JSON file ('-' for stdin)")
+    i.add_argument("--space", help="also check that the arch belongs to this space")
+    i.add_argument("--json", action="store_true", help="print JSON (keys: valid, macs, params, ...)")
+    i.set_defaults(run=run_info)
+
+    f = asub.add_parser("from-ofa", help="convert MIT once-for-all's net.config of a subnet to ArchConfig JSON")
+    f.add_argument("net_config", type=Path, help="MIT net.config JSON (or a JSON with 'net_config', 'image_size')")
+    f.add_argument("--space", help="target space (default: guessed from the config's widths)")
+    f.add_argument("--resolution", type=int,
+                   help="input size (default: 'image_size' in the file, else run.config next to it, else 224)")
+    f.add_argument("--out", type=Path, help="write the JSON to this file instead of stdout")
+    f.set_defaults(run=run_from_ofa)
+
+
+def _emit(arch: ArchConfig, out: Path | None) -> None:
+    text = arch.to_json(indent=2)
+    if out is None:
+        print(text)
+    else:
+        atomic_write_text(out, text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    if args.which == "largest":
+        arch = space.largest()
+    elif args.which == "smallest":
+        arch = space.smallest()
+    else:
+        arch = space.sample(random.Random(args.seed))
+    _emit(arch, args.out)
+    if args.info:
+        print(f"{arch.space}: {space.macs(arch) / 1e6:.1f} M MACs, {space.params(arch) / 1e6:.2f} M params",
+              file=sys.stderr)
+    return 0
+
+
+def _read_json(path: Path) -> object:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: malformed JSON: {exc}") from None
+
+
+def run_info(args: argparse.Namespace) -> int:
+    arch = ArchConfig.from_dict(_read_json(args.arch))
+    space = get_space(args.space or arch.space)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        space.validate(arch)
+    notes = [str(w.message) for w in caught]
+    macs, params = space.macs(arch), space.params(arch)
+    if args.json:
+        print_json({"valid": True, "space": arch.space, "resolution": arch.resolution, "macs": macs,
+                    "params": params, "warnings": notes})
+        return 0
+    for note in notes:
+        print(f"ofakit: warning: {note}", file=sys.stderr)
+    print(f"space       {arch.space}\nresolution  {arch.resolution}\nvalid       yes\n"
+          f"MACs        {macs / 1e6:.2f} M ({macs})\nparams      {params / 1e6:.3f} M ({params})")
+    return 0
+
+
+def run_from_ofa(args: argparse.Namespace) -> int:
+    from ofakit.interop.ofa_config import arch_from_ofa_config
+
+    data = _read_json(args.net_config)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{args.net_config}: expected a JSON object")
+    config = data.get("net_config", data)
+    resolution = args.resolution or data.get("image_size")
+    run_config = args.net_config.parent / "run.config"
+    if resolution is None and run_config.is_file():
+        run_data = _read_json(run_config)
+        resolution = run_data.get("image_size") if isinstance(run_data, dict) else None
+    if isinstance(resolution, list):  # MIT's run.config may list several sizes; the last is the test size
+        resolution = resolution[-1]
+    if resolution is None:
+        resolution = 224
+        print("ofakit: note: no image size given or found; using 224 (pass --resolution)", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arch = arch_from_ofa_config(config, int(resolution), args.space)
+    for w in caught:
+        print(f"ofakit: warning: {w.message}", file=sys.stderr)
+    _emit(arch, args.out)
+    return 0

@@ -1,0 +1,58 @@
+"""`ofakit` entry point: parse argv, dispatch to one subcommand, turn user mistakes into one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from ofakit import __version__
+from ofakit.cli import arch, bundle, import_ofa, spaces
+from ofakit.errors import OfakitError
+
+COMMANDS = (spaces, arch, bundle, import_ofa)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ofakit",
+        description="Hardware-aware once-for-all: train one elastic supernet, specialize it for each device.",
+    )
+    parser.add_argument("--version", action="version", version=f"ofakit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"ofakit: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (2 for user mistakes, with one line on stderr)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse prints its own message; keep its code (2 for usage errors)
+        return int(exc.code or 0)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.run(args) or 0)
+    except OfakitError as exc:
+        print(f"ofakit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ofakit: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

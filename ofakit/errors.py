@@ -1,0 +1,25 @@
+"""Errors a user can cause. The CLI prints any `OfakitError` as one line on stderr and exits with code 2."""
+from __future__ import annotations
+
+
+class OfakitError(Exception):
+    """Base class of every error caused by user input (bad names, values, files)."""
+
+
+class UnknownNameError(OfakitError, LookupError):
+    """A name that is not in a registry (space, device, backend, format)."""
+
+    def __str__(self) -> str:  # LookupError would repr() the message, quotes and all
+        return str(self.args[0]) if self.args else ""
+
+
+class ArchError(OfakitError, ValueError):
+    """An architecture that is not legal in its search space, or malformed ArchConfig data."""
+
+
+class ConfigError(OfakitError, ValueError):
+    """A malformed configuration or input file (bad JSON, unknown keys, wrong types)."""
+
+
+class BundleError(OfakitError, ValueError):
+    """A bundle or checkpoint that does not fit the space it claims, or that is not in a safe format."""

@@ -1,0 +1,277 @@
+"""Inverted-residual (MBConv) search spaces: the OFA MobileNetV3 and ProxylessNAS families, CIFAR and tiny variants.
+
+A network is a stem conv, a fixed first block (kernel 3, expand 1), elastic stages of up to `max_depth` blocks, and a
+head. Each block slot has a kernel size and an expand ratio; each stage runs its first `depth` blocks
+(Cai et al., "Once-for-All", ICLR 2020; Howard et al., "Searching for MobileNetV3", ICCV 2019;
+Cai et al., "ProxylessNAS", ICLR 2019).
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ofakit.arch import ArchConfig
+from ofakit.errors import ArchError
+from ofakit.space.base import LayerShape, SearchSpace, make_divisible
+
+SE_REDUCTION = 4
+CHANNEL_DIVISOR = 8
+
+
+def se_channels(channels: int) -> int:
+    """Hidden width of the squeeze-and-excitation block on `channels` channels."""
+    return make_divisible(channels // SE_REDUCTION, CHANNEL_DIVISOR)
+
+
+def mid_channels(in_channels: int, expand: float) -> int:
+    """Expanded width of an inverted-residual block."""
+    return make_divisible(round(in_channels * expand), CHANNEL_DIVISOR)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One elastic stage: its output width, the stride of its first block, activation, SE, and block slots."""
+
+    width: int
+    stride: int
+    act: str  # "relu", "relu6" or "hswish"
+    se: bool
+    max_depth: int
+
+
+@dataclass(frozen=True)
+class MBConvSpec:
+    """Everything that fixes an MBConv search space; the elastic choices are the last fields."""
+
+    name: str
+    stem_width: int
+    stem_stride: int
+    stem_act: str
+    first_width: int  # the fixed first block: kernel 3, expand 1, stride 1
+    first_act: str
+    first_se: bool
+    stages: tuple[StageSpec, ...]
+    head: str  # "mbv3": 1x1 conv+BN, pool, 1x1 conv (no BN), linear; "proxyless": 1x1 conv+BN, pool, linear
+    final_expand_width: int  # mbv3 head only; 0 for the proxyless head
+    last_width: int
+    head_act: str
+    kernel_choices: tuple[int, ...]
+    expand_choices: tuple[int, ...]
+    depth_choices: tuple[int, ...]
+    resolutions: tuple[int, ...]
+    num_classes: int = 1000
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+
+
+class MBConvSpace(SearchSpace):
+    """A search space of MobileNet-style networks with elastic kernel, expand ratio, depth and resolution."""
+
+    family = "mbconv"
+
+    def __init__(self, spec: MBConvSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.resolutions = tuple(spec.resolutions)
+        self.num_classes = spec.num_classes
+        self.stage_depths: tuple[tuple[int, ...], ...] = tuple(
+            tuple(d for d in spec.depth_choices if d <= st.max_depth) or (st.max_depth,) for st in spec.stages
+        )
+        self.stage_slots: tuple[range, ...] = ()
+        start = 0
+        for st in spec.stages:
+            self.stage_slots += (range(start, start + st.max_depth),)
+            start += st.max_depth
+        self.num_slots = start
+        k, e, r = len(spec.kernel_choices), len(spec.expand_choices), len(self.resolutions)
+        self._slot_width = k + e
+        self._feature_names = [
+            f"block{s}/{field}={v}"
+            for s in range(self.num_slots)
+            for field, values in (("kernel", spec.kernel_choices), ("expand", spec.expand_choices))
+            for v in values
+        ] + [f"resolution={v}" for v in self.resolutions]
+        self._num_features = self.num_slots * (k + e) + r
+
+    # -- choices --------------------------------------------------------------------------------------------
+    def choices(self) -> dict[str, Any]:
+        return {
+            "resolution": list(self.resolutions),
+            "depth": list(self.spec.depth_choices),
+            "depth_per_stage": [list(ds) for ds in self.stage_depths],
+            "kernel_size": list(self.spec.kernel_choices),
+            "expand_ratio": list(self.spec.expand_choices),
+            "block_slots": self.num_slots,
+        }
+
+    def num_architectures(self) -> int:
+        per_block = len(self.spec.kernel_choices) * len(self.spec.expand_choices)
+        total = len(self.resolutions)
+        for depths in self.stage_depths:
+            total *= sum(per_block**d for d in depths)
+        return total
+
+    def _make(self, resolution: int, depths: Sequence[int], kernels: Sequence[int], expands: Sequence[float]) -> ArchConfig:
+        return ArchConfig(self.name, resolution, tuple(depths), tuple(kernels), tuple(expands))
+
+    def sample(self, rng: random.Random) -> ArchConfig:
+        s = self.spec
+        return self._make(
+            rng.choice(self.resolutions),
+            [rng.choice(ds) for ds in self.stage_depths],
+            [rng.choice(s.kernel_choices) for _ in range(self.num_slots)],
+            [rng.choice(s.expand_choices) for _ in range(self.num_slots)],
+        )
+
+    def largest(self) -> ArchConfig:
+        s = self.spec
+        return self._make(max(self.resolutions), [max(ds) for ds in self.stage_depths],
+                          [max(s.kernel_choices)] * self.num_slots, [max(s.expand_choices)] * self.num_slots)
+
+    def smallest(self) -> ArchConfig:
+        s = self.spec
+        return self._make(min(self.resolutions), [min(ds) for ds in self.stage_depths],
+                          [min(s.kernel_choices)] * self.num_slots, [min(s.expand_choices)] * self.num_slots)
+
+    def uniform(self, *, kernel: int, expand: float, depth: int, resolution: int) -> ArchConfig:
+        """Every block with the same kernel and expand ratio, every stage with the same depth (capped per stage)."""
+        depths = [min(depth, max(ds)) if depth not in ds else depth for ds in self.stage_depths]
+        arch = self._make(resolution, depths, [kernel] * self.num_slots, [expand] * self.num_slots)
+        self.validate(arch)
+        return arch
+
+    def mutate(self, arch: ArchConfig, rng: random.Random, prob: float = 0.1) -> ArchConfig:
+        s = self.spec
+        res = rng.choice(self.resolutions) if rng.random() < prob else arch.resolution
+        depths = [rng.choice(ds) if rng.random() < prob else d for d, ds in zip(arch.depths, self.stage_depths)]
+        kernels = [rng.choice(s.kernel_choices) if rng.random() < prob else k for k in arch.kernel_sizes]
+        expands = [rng.choice(s.expand_choices) if rng.random() < prob else e for e in arch.expand_ratios]
+        return self._make(res, depths, kernels, expands)
+
+    def crossover(self, a: ArchConfig, b: ArchConfig, rng: random.Random) -> ArchConfig:
+        def pick(x: Sequence[Any], y: Sequence[Any]) -> list[Any]:
+            return [u if rng.random() < 0.5 else v for u, v in zip(x, y)]
+
+        return self._make(
+            a.resolution if rng.random() < 0.5 else b.resolution,
+            pick(a.depths, b.depths), pick(a.kernel_sizes, b.kernel_sizes), pick(a.expand_ratios, b.expand_ratios),
+        )
+
+    # -- checks ---------------------------------------------------------------------------------------------
+    def _validate_fields(self, arch: ArchConfig) -> None:
+        s = self.spec
+        self._check_length(arch, "depths", len(s.stages))
+        self._check_length(arch, "kernel_sizes", self.num_slots)
+        self._check_length(arch, "expand_ratios", self.num_slots)
+        if arch.width_mults:
+            raise ArchError(f"space {self.name!r} has no elastic width; remove 'width_mults'")
+        for i, (d, ds) in enumerate(zip(arch.depths, self.stage_depths)):
+            self._check_choice(d, ds, "depth", f"stage {i}", self.name)
+        for slot in self.active_slots(arch):
+            self._check_choice(arch.kernel_sizes[slot], s.kernel_choices, "kernel size", f"block {slot}", self.name)
+            self._check_choice(arch.expand_ratios[slot], s.expand_choices, "expand ratio", f"block {slot}", self.name)
+
+    def active_slots(self, arch: ArchConfig) -> list[int]:
+        """Indices of the block slots that the arch's depths keep."""
+        return [slot for slots, d in zip(self.stage_slots, arch.depths) for slot in slots[:d]]
+
+    def active_key(self, arch: ArchConfig) -> tuple:
+        slots = self.active_slots(arch)
+        return (arch.resolution, arch.depths,
+                tuple(arch.kernel_sizes[i] for i in slots if i < len(arch.kernel_sizes)),
+                tuple(arch.expand_ratios[i] for i in slots if i < len(arch.expand_ratios)))
+
+    # -- features -------------------------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self._feature_names)
+
+    def encode(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        s = self.spec
+        k_index = {k: i for i, k in enumerate(s.kernel_choices)}
+        e_index = {e: len(s.kernel_choices) + i for i, e in enumerate(s.expand_choices)}
+        r_index = {r: i for i, r in enumerate(self.resolutions)}
+        rows: list[int] = []
+        cols: list[int] = []
+        for n, arch in enumerate(archs):
+            for slot in self.active_slots(arch):
+                base = slot * self._slot_width
+                rows += (n, n)
+                cols += (base + k_index[arch.kernel_sizes[slot]], base + e_index[arch.expand_ratios[slot]])
+            if arch.resolution in r_index:  # off-range resolutions encode as all-zero
+                rows.append(n)
+                cols.append(self.num_slots * self._slot_width + r_index[arch.resolution])
+        out = np.zeros((len(archs), self._num_features), dtype=np.float32)
+        out[rows, cols] = 1.0
+        return out
+
+    # -- shapes, MACs, params -------------------------------------------------------------------------------
+    def layers(self, arch: ArchConfig) -> list[LayerShape]:
+        s = self.spec
+        h = arch.resolution
+        h1 = math.ceil(h / s.stem_stride)
+        out = [LayerShape("stem", (h, h, 3), (h1, h1, s.stem_width), kernel=3, stride=s.stem_stride, act=s.stem_act)]
+        out.append(LayerShape("mbconv", (h1, h1, s.stem_width), (h1, h1, s.first_width), kernel=3, stride=1,
+                              mid=s.stem_width, se=s.first_se, act=s.first_act,
+                              skip=s.stem_width == s.first_width))
+        h, c = h1, s.first_width
+        for stage, slots, depth in zip(s.stages, self.stage_slots, arch.depths):
+            for i, slot in enumerate(slots[:depth]):
+                stride = stage.stride if i == 0 else 1
+                ho = math.ceil(h / stride)
+                out.append(LayerShape(
+                    "mbconv", (h, h, c), (ho, ho, stage.width), kernel=arch.kernel_sizes[slot], stride=stride,
+                    mid=mid_channels(c, arch.expand_ratios[slot]), se=stage.se, act=stage.act,
+                    skip=stride == 1 and c == stage.width,
+                ))
+                h, c = ho, stage.width
+        if s.head == "mbv3":
+            out.append(LayerShape("final_expand", (h, h, c), (h, h, s.final_expand_width), kernel=1, act=s.head_act))
+            out.append(LayerShape("pool", (h, h, s.final_expand_width), (1, 1, s.final_expand_width)))
+            out.append(LayerShape("feature_mix", (1, 1, s.final_expand_width), (1, 1, s.last_width), kernel=1,
+                                  act=s.head_act))
+        else:
+            out.append(LayerShape("feature_mix", (h, h, c), (h, h, s.last_width), kernel=1, act=s.head_act))
+            out.append(LayerShape("pool", (h, h, s.last_width), (1, 1, s.last_width)))
+        out.append(LayerShape("classifier", (1, 1, s.last_width), (1, 1, s.num_classes)))
+        return out
+
+    def _costs(self, arch: ArchConfig) -> tuple[int, int]:
+        macs = params = 0
+        feature_mix_bn = self.spec.head != "mbv3"
+        for layer in self.layers(arch):
+            (hi, wi, ci), (ho, wo, co) = layer.input, layer.output
+            if layer.op == "stem":
+                macs += ho * wo * ci * co * layer.kernel**2
+                params += ci * co * layer.kernel**2 + 2 * co
+            elif layer.op == "mbconv":
+                mid = layer.mid
+                if mid != ci:  # expand 1x1 conv (absent in the first block)
+                    macs += hi * wi * ci * mid
+                    params += ci * mid + 2 * mid
+                macs += ho * wo * mid * layer.kernel**2
+                params += mid * layer.kernel**2 + 2 * mid
+                if layer.se:
+                    sm = se_channels(mid)
+                    macs += 2 * mid * sm
+                    params += 2 * mid * sm + sm + mid
+                macs += ho * wo * mid * co
+                params += mid * co + 2 * co
+            elif layer.op in ("final_expand", "feature_mix"):
+                macs += ho * wo * ci * co
+                params += ci * co + (2 * co if layer.op == "final_expand" or feature_mix_bn else 0)
+            elif layer.op == "classifier":
+                macs += ci * co
+                params += ci * co + co
+        return macs, params
+
+    def macs(self, arch: ArchConfig) -> int:
+        return self._costs(arch)[0]
+
+    def params(self, arch: ArchConfig) -> int:
+        return self._costs(arch)[1]

@@ -1,0 +1,88 @@
+"""Plain `torch.nn` building blocks of extracted subnets: only Conv2d, BatchNorm2d, Linear, pooling and activations
+inside, so that ONNX, CoreML and TensorRT see standard layers."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ofakit.arch import ArchConfig
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
+
+
+def make_activation(name: str) -> nn.Module:
+    return ACTIVATIONS[name]()
+
+
+class SqueezeExcite(nn.Module):
+    """x * hard_sigmoid(W2 relu(W1 avgpool(x))) (Hu et al., CVPR 2018, as in MobileNetV3)."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, hidden, 1, bias=True)
+        self.relu = nn.ReLU()
+        self.expand = nn.Conv2d(hidden, channels, 1, bias=True)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.relu(self.reduce(self.pool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    """MBConv block: optional 1x1 expand, depthwise conv (+ SE), 1x1 project, identity shortcut when shapes allow."""
+
+    def __init__(self, expand: nn.Module | None, depthwise: nn.Module, project: nn.Module, residual: bool) -> None:
+        super().__init__()
+        self.expand = expand if expand is not None else nn.Identity()
+        self.depthwise = depthwise
+        self.project = project
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck: 1x1, 3x3 (strided), 1x1, plus a shortcut (identity or avg-pool + 1x1 conv + BN)."""
+
+    def __init__(self, conv1: nn.Module, conv2: nn.Module, conv3: nn.Module, downsample: nn.Module | None) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = conv1, conv2, conv3
+        self.downsample = downsample if downsample is not None else nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv3(self.conv2(self.conv1(x))) + self.downsample(x))
+
+
+class ResidualConv(nn.Module):
+    """x + f(x) for a conv-BN-act `f` (the residual conv in the ResNet stem)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class StaticNet(nn.Module):
+    """An extracted subnet: features -> global average pool -> head -> classifier.
+
+    Attributes:
+        arch: the ArchConfig it was extracted for (a plain attribute, not saved in the state dict).
+    """
+
+    def __init__(self, features: nn.Sequential, head: nn.Sequential, classifier: nn.Sequential,
+                 arch: ArchConfig) -> None:
+        super().__init__()
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = head
+        self.classifier = classifier
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.head(self.pool(self.features(x))))
