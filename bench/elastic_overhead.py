@@ -54,7 +54,7 @@ class BenchConfig:
     n_random: int = 3  # random archs besides the largest and the smallest
     seed: int = 0  # seeds the random archs and the batch
     device: str = "cpu"  # cpu or cuda
-    threads: int = 0  # torch intra-op threads (0: torch's default)
+    threads: int = 1  # torch intra-op threads (0: torch's default); 1 is steady on a shared machine
     bf16: bool = False  # bfloat16 autocast
     channels_last: bool = False  # channels_last memory format for models and batch
 

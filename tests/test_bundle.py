@@ -1,0 +1,77 @@
+"""Bundles: safetensors + JSON, loaded with every key and shape checked, never unpickled."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ofakit.bundle import load_bundle, read_bundle_info, save_bundle
+from ofakit.errors import BundleError
+from ofakit.space import get_space
+from ofakit.supernet import build_supernet
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    net = build_supernet("tiny").eval()
+    save_bundle(tmp_path / "b", net, dataset="digits", metrics={"top1_largest": 0.5})
+    loaded, info = load_bundle(tmp_path / "b")
+    assert info.space == "tiny" and info.dataset == "digits" and info.metrics == {"top1_largest": 0.5}
+    x = torch.randn(2, 3, 24, 24)
+    arch = get_space("tiny").smallest()
+    net.set_active(arch)
+    loaded.set_active(arch)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded(x))
+
+
+def test_fp16_bundle_is_half_the_size_and_close(tmp_path):
+    torch.manual_seed(0)
+    net = build_supernet("tiny").eval()
+    save_bundle(tmp_path / "32", net)
+    save_bundle(tmp_path / "16", net, dtype="float16")
+    size32 = (tmp_path / "32" / "supernet.safetensors").stat().st_size
+    size16 = (tmp_path / "16" / "supernet.safetensors").stat().st_size
+    assert size16 < 0.6 * size32
+    loaded, info = load_bundle(tmp_path / "16")
+    assert info.weights_dtype == "float16" and next(loaded.parameters()).dtype == torch.float32
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x), rtol=1e-2, atol=1e-3)
+
+
+def test_wrong_shapes_are_named(tmp_path):
+    save_bundle(tmp_path, build_supernet("tiny"))
+    meta = json.loads((tmp_path / "bundle.json").read_text())
+    meta["space"] = "ofa-mbv3-cifar"
+    (tmp_path / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"does not fit space 'ofa-mbv3-cifar': \d+ missing: .*wrong shape"):
+        load_bundle(tmp_path)
+
+
+def test_a_pickle_is_refused(tmp_path):
+    net = build_supernet("tiny")
+    save_bundle(tmp_path, net)
+    torch.save(net.state_dict(), tmp_path / "supernet.safetensors")
+    with pytest.raises(BundleError, match="pickle / torch.save file, not safetensors"):
+        load_bundle(tmp_path)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="is not a bundle: no bundle.json"):
+        read_bundle_info(tmp_path)
+
+
+def test_unknown_keys_and_space(tmp_path):
+    (tmp_path / "bundle.json").write_text(json.dumps({"space": "tiny", "num_classes": 10, "colour": "red"}))
+    with pytest.raises(BundleError, match="unknown key.*colour"):
+        read_bundle_info(tmp_path)
+    (tmp_path / "bundle.json").write_text(json.dumps({"space": "tinyy", "num_classes": 10}))
+    with pytest.raises(Exception, match="Did you mean 'tiny'"):
+        read_bundle_info(tmp_path)
+
+
+def test_save_leaves_no_temporary_files(tmp_path):
+    save_bundle(tmp_path, build_supernet("tiny"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "supernet.safetensors"]
