@@ -48,7 +48,10 @@ def _emit(arch: ArchConfig, out: Path | None) -> None:
     if out is None:
         print(text)
     else:
-        atomic_write_text(out, text + "\n")
+        try:
+            atomic_write_text(out, text + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
         print(f"wrote {out}", file=sys.stderr)
 
 
@@ -104,19 +107,23 @@ def run_from_ofa(args: argparse.Namespace) -> int:
     if not isinstance(data, dict):
         raise ConfigError(f"{args.net_config}: expected a JSON object")
     config = data.get("net_config", data)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{args.net_config}: 'net_config' must be a JSON object")
     resolution = args.resolution or data.get("image_size")
     run_config = args.net_config.parent / "run.config"
     if resolution is None and run_config.is_file():
         run_data = _read_json(run_config)
         resolution = run_data.get("image_size") if isinstance(run_data, dict) else None
-    if isinstance(resolution, list):  # MIT's run.config may list several sizes; the last is the test size
+    if isinstance(resolution, list) and resolution:  # MIT's run.config may list sizes; the last is the test size
         resolution = resolution[-1]
     if resolution is None:
         resolution = 224
         print("ofakit: note: no image size given or found; using 224 (pass --resolution)", file=sys.stderr)
+    if isinstance(resolution, bool) or not isinstance(resolution, int):
+        raise ConfigError(f"{args.net_config}: image size must be an integer, got {resolution!r}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        arch = arch_from_ofa_config(config, int(resolution), args.space)
+        arch = arch_from_ofa_config(config, resolution, args.space)
     for w in caught:
         print(f"ofakit: warning: {w.message}", file=sys.stderr)
     _emit(arch, args.out)

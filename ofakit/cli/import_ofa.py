@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ofakit.bundle import BUNDLE_JSON, save_bundle
 
     get_space(args.space)  # fail fast on a bad name, before importing torch
+    if args.out.exists() and not args.out.is_dir():
+        raise BundleError(f"--out {str(args.out)!r} is a file; a bundle is a directory")
     if (args.out / BUNDLE_JSON).exists() and not args.force:
         raise BundleError(f"{args.out} already holds a bundle; pass --force to overwrite it")
     if not args.checkpoint.is_file():
