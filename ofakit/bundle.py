@@ -51,6 +51,12 @@ class BundleInfo:
         for key in ("space", "num_classes"):
             if key not in data:
                 raise BundleError(f"{source}: missing key {key!r}")
+        for key, kind in (("space", str), ("num_classes", int), ("dataset", str), ("training", dict),
+                          ("metrics", dict), ("weights_dtype", str), ("format", int)):
+            if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+                raise BundleError(f"{source}: {key!r} must be a {kind.__name__}, got {data[key]!r}")
+        if data["num_classes"] < 1:
+            raise BundleError(f"{source}: 'num_classes' must be positive, got {data['num_classes']}")
         return cls(**data)
 
 

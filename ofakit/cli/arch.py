@@ -116,14 +116,16 @@ def run_from_ofa(args: argparse.Namespace) -> int:
         resolution = run_data.get("image_size") if isinstance(run_data, dict) else None
     if isinstance(resolution, list) and resolution:  # MIT's run.config may list sizes; the last is the test size
         resolution = resolution[-1]
-    if resolution is None:
+    guessed = resolution is None
+    if guessed:
         resolution = 224
-        print("ofakit: note: no image size given or found; using 224 (pass --resolution)", file=sys.stderr)
     if isinstance(resolution, bool) or not isinstance(resolution, int):
         raise ConfigError(f"{args.net_config}: image size must be an integer, got {resolution!r}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         arch = arch_from_ofa_config(config, resolution, args.space)
+    if guessed:  # only once the config converted, so a mistake in it still gives one line on stderr
+        print("ofakit: note: no image size given or found; using 224 (pass --resolution)", file=sys.stderr)
     for w in caught:
         print(f"ofakit: warning: {w.message}", file=sys.stderr)
     _emit(arch, args.out)

@@ -39,19 +39,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    warnings.showwarning = _show_warning
-    try:
-        return int(args.run(args) or 0)
-    except OfakitError as exc:
-        print(f"ofakit: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ofakit: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():  # restores showwarning, so main([...]) leaves the caller's warnings alone
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.run(args) or 0)
+        except OfakitError as exc:
+            print(f"ofakit: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("ofakit: interrupted", file=sys.stderr)
+            return 130
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `ofakit spaces --json | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ofakit.supernet import Supernet
 
+MIT_SPACES = ("ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "ofa-proxyless-w1.3", "ofa-resnet50")
 _BN = r"bn\.(?:bn\.)?(weight|bias|running_mean|running_var|num_batches_tracked)"
 _W = r"(?:conv\.)?weight"
 
@@ -138,11 +139,21 @@ def import_ofa_supernet(path: str | Path, space: str, *, num_classes: int | None
     from ofakit.supernet import build_supernet
 
     sp = get_space(space)
-    state = convert_ofa_state_dict(load_ofa_checkpoint(path), sp)
+    if sp.name not in MIT_SPACES:
+        raise BundleError(f"MIT once-for-all publishes no supernet for space {sp.name!r}; "
+                          f"import-ofa supports: {', '.join(MIT_SPACES)}")
+    raw = load_ofa_checkpoint(path)
+    state = convert_ofa_state_dict(raw, sp)
     classes = num_classes or _classes_in(state) or sp.num_classes
     supernet = build_supernet(sp, num_classes=classes)
     expected = supernet.state_dict()
-    check_state_dict(expected, state, what=f"checkpoint {path}", space=sp.name)
+    try:
+        check_state_dict(expected, state, what=f"checkpoint {path}", space=sp.name)
+    except BundleError as exc:
+        guess = guess_ofa_space(raw)
+        if guess and guess != sp.name:
+            raise BundleError(f"{exc}; it looks like a checkpoint of space {guess!r}") from None
+        raise
     supernet.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return supernet.eval()
 

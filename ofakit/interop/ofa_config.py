@@ -61,6 +61,8 @@ def arch_from_ofa_config(net_config: Mapping[str, Any], image_size: int, space: 
         stem = net_config["first_conv"]["out_channels"]
     except (KeyError, TypeError, AttributeError):
         raise ArchError("net config lacks 'blocks' or 'first_conv'; is it MIT's net.config?") from None
+    if not convs:
+        raise ArchError("net config has no blocks; is it MIT's net.config of a subnet?")
     if stem != s.stem_width or convs[0]["out_channels"] != s.first_width:
         raise ArchError(f"net config has a {stem}-channel stem and a {convs[0]['out_channels']}-channel first block; "
                         f"space {sp.name!r} has {s.stem_width} and {s.first_width}")

@@ -1,0 +1,107 @@
+"""`ofakit bundle info [--check] [--json]`: a bundle's metadata, and the checks that refuse broken or unsafe bundles."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ofakit.bundle import save_bundle  # noqa: E402
+from ofakit.supernet import build_supernet  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    torch.manual_seed(0)
+    return build_supernet("tiny")
+
+
+@pytest.fixture
+def bundle(tiny_net, tmp_path) -> Path:
+    save_bundle(tmp_path / "tiny", tiny_net, dataset="cifar10", metrics={"top1_largest": 0.5})
+    return tmp_path / "tiny"
+
+
+def _edit_json(path: Path, **changes: object) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_info_json(cli, bundle, tiny_net):
+    result = cli("bundle", "info", bundle, "--json")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["space"] == "tiny" and data["num_classes"] == tiny_net.num_classes
+    assert data["dataset"] == "cifar10" and data["metrics"] == {"top1_largest": 0.5}
+    assert "checked" not in data
+
+    checked = json.loads(cli("bundle", "info", bundle, "--check", "--json").out)
+    assert checked["checked"] is True
+    assert checked["parameters"] == sum(p.numel() for p in tiny_net.parameters())
+
+
+def test_info_text(cli, bundle):
+    result = cli("bundle", "info", bundle, "--check")
+    assert result.code == 0
+    assert "space" in result.out and "tiny" in result.out and "checked" in result.out
+    assert result.err == ""
+
+
+# -- user mistakes: one line, exit code 2 -----------------------------------------------------------------------
+def test_weights_of_another_space(cli, bundle):
+    _edit_json(bundle / "bundle.json", space="ofa-mbv3-cifar")
+    assert cli("bundle", "info", bundle).code == 0  # metadata alone looks fine; --check loads the weights
+    line = cli("bundle", "info", bundle, "--check").assert_user_error("does not fit space 'ofa-mbv3-cifar'")
+    assert "missing" in line or "wrong shape" in line
+
+
+def test_weights_that_are_a_pickle(cli, bundle, tiny_net):
+    torch.save(tiny_net.state_dict(), bundle / "supernet.safetensors")
+    cli("bundle", "info", bundle, "--check").assert_user_error("pickle", "never unpickles", "ofakit import-ofa")
+
+
+def test_weights_that_are_garbage(cli, bundle):
+    (bundle / "supernet.safetensors").write_bytes(b"\x00" * 64)
+    cli("bundle", "info", bundle, "--check").assert_user_error("not a safetensors file")
+
+
+def test_weights_missing(cli, bundle):
+    (bundle / "supernet.safetensors").unlink()
+    cli("bundle", "info", bundle, "--check").assert_user_error("has no supernet.safetensors")
+
+
+def test_directory_without_bundle_json(cli, tmp_path):
+    cli("bundle", "info", tmp_path).assert_user_error("is not a bundle", "no bundle.json")
+    cli("bundle", "info", tmp_path / "nowhere").assert_user_error("is not a bundle")
+
+
+def test_bundle_json_with_an_unknown_key(cli, bundle):
+    _edit_json(bundle / "bundle.json", acuracy=0.7)
+    cli("bundle", "info", bundle).assert_user_error("unknown key(s) acuracy", "known: ")
+
+
+def test_bundle_json_missing_a_key(cli, bundle):
+    data = json.loads((bundle / "bundle.json").read_text())
+    del data["num_classes"]
+    (bundle / "bundle.json").write_text(json.dumps(data))
+    cli("bundle", "info", bundle).assert_user_error("missing key 'num_classes'")
+
+
+def test_bundle_json_malformed(cli, bundle):
+    (bundle / "bundle.json").write_text("{")
+    cli("bundle", "info", bundle).assert_user_error("bundle.json", "malformed JSON")
+    (bundle / "bundle.json").write_text("[]")
+    cli("bundle", "info", bundle).assert_user_error("expected a JSON object")
+
+
+def test_bundle_json_unknown_space(cli, bundle):
+    _edit_json(bundle / "bundle.json", space="tinyy")
+    cli("bundle", "info", bundle).assert_user_error("unknown search space 'tinyy'", "Did you mean 'tiny'?")
+
+
+def test_bundle_json_with_a_wrong_type(cli, bundle):
+    _edit_json(bundle / "bundle.json", num_classes="ten")
+    cli("bundle", "info", bundle, "--check").assert_user_error("num_classes")

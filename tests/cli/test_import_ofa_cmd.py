@@ -1,0 +1,127 @@
+"""`ofakit import-ofa`: a MIT once-for-all checkpoint becomes a bundle whose supernet gives MIT's logits.
+
+The checkpoint is MIT's real key list (tests/fixtures/ofa) filled with the deterministic weights of
+tests/fixtures/ofa/weights.py, saved with torch.save as MIT's model zoo files are; the reference logits were
+computed by MIT's own code for the same weights.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ofakit.bundle import load_bundle  # noqa: E402
+from ofakit.space import get_space  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ofa"
+NAME = "ofa_mbv3_d234_e346_k357_w1.0"
+SPACE = "ofa-mbv3-w1.0"
+
+
+def mit_checkpoint(name: str, path: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("ofa_fixture_weights", FIXTURES / "weights.py")
+    weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(weights)
+    keys = json.loads((FIXTURES / f"{name}.keys.json").read_text())["keys"]
+    state = weights.deterministic_state_dict({key: shape for key, shape, _ in keys})
+    torch.save({key: torch.from_numpy(value) for key, value in state.items()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return mit_checkpoint(NAME, tmp_path_factory.mktemp("mit") / f"{NAME}.pth")
+
+
+def test_import_gives_mit_logits(cli, checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    result = cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out)
+    assert result.code == 0, result.err
+    assert f"imported {checkpoint.name}" in result.err
+
+    info = cli("bundle", "info", out, "--check", "--json")
+    assert info.code == 0, info.err
+    data = json.loads(info.out)
+    assert data["space"] == SPACE and data["num_classes"] == 1000 and data["checked"] is True
+    assert data["dataset"] == "imagenet" and data["training"]["checkpoint"] == checkpoint.name
+
+    supernet, bundle_info = load_bundle(out)
+    assert bundle_info.space == SPACE
+    assert data["parameters"] == sum(p.numel() for p in supernet.parameters())
+    supernet.set_active(get_space(SPACE).largest())
+    x = torch.from_numpy(np.random.default_rng(7).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        got = supernet(x).numpy()
+    np.testing.assert_allclose(got, np.load(FIXTURES / f"{NAME}.logits.npz")["subnet_0"], atol=1e-6)
+
+    again = cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out)
+    again.assert_user_error(str(out), "already holds a bundle", "--force")
+    forced = cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out, "--force",
+                 "--dataset", "imagenet-1k")
+    assert forced.code == 0, forced.err
+    assert json.loads((out / "bundle.json").read_text())["dataset"] == "imagenet-1k"
+
+
+# -- user mistakes: one line, exit code 2 -----------------------------------------------------------------------
+def test_unknown_space(cli, checkpoint, tmp_path):
+    cli("import-ofa", "--checkpoint", checkpoint, "--space", "ofa-mbv3-w1", "--out", tmp_path / "b") \
+        .assert_user_error("unknown search space 'ofa-mbv3-w1'", "Did you mean")
+
+
+def test_missing_checkpoint(cli, tmp_path):
+    cli("import-ofa", "--checkpoint", tmp_path / "nope.pth", "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("nope.pth", "does not exist")
+
+
+def test_out_is_a_file(cli, checkpoint, tmp_path):
+    (tmp_path / "b").write_text("")
+    cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("is a file")
+
+
+def test_checkpoint_of_another_family_names_its_space(cli, checkpoint, tmp_path):
+    cli("import-ofa", "--checkpoint", checkpoint, "--space", "ofa-resnet50", "--out", tmp_path / "b") \
+        .assert_user_error("not part of MIT's 'ofa-resnet50' supernet", f"looks like a checkpoint of space '{SPACE}'")
+    assert not (tmp_path / "b").exists()
+
+
+def test_checkpoint_of_another_width_names_its_space(cli, checkpoint, tmp_path):
+    cli("import-ofa", "--checkpoint", checkpoint, "--space", "ofa-mbv3-w1.2", "--out", tmp_path / "b") \
+        .assert_user_error("does not fit space 'ofa-mbv3-w1.2'", f"'{SPACE}'")
+
+
+def test_checkpoint_of_another_width_reports_shapes(cli, checkpoint, tmp_path):
+    cli("import-ofa", "--checkpoint", checkpoint, "--space", "ofa-mbv3-w1.2", "--out", tmp_path / "b") \
+        .assert_user_error("does not fit space 'ofa-mbv3-w1.2'", "wrong shape: stem_conv.weight")
+
+
+class Payload:
+    """Any object a pickle could carry; weights_only loading must refuse it without constructing it."""
+
+
+def test_checkpoint_with_a_python_object_is_refused(cli, tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Payload()}, path)
+    cli("import-ofa", "--checkpoint", path, "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("refusing to load", "weights_only")
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    ({"state_dict": {"a": 1}}, "not a state dict of tensors"),
+    ([torch.zeros(1)], "not a state dict of tensors"),
+], ids=["ints", "list"])
+def test_checkpoint_that_is_not_a_state_dict(cli, tmp_path, content, fragment):
+    path = tmp_path / "c.pth"
+    torch.save(content, path)
+    cli("import-ofa", "--checkpoint", path, "--space", SPACE, "--out", tmp_path / "b").assert_user_error(fragment)
+
+
+def test_checkpoint_that_is_not_a_torch_file(cli, tmp_path):
+    path = tmp_path / "c.pth"
+    path.write_bytes(b"not a checkpoint at all")
+    cli("import-ofa", "--checkpoint", path, "--space", SPACE, "--out", tmp_path / "b").assert_user_error("c.pth")
