@@ -7,10 +7,10 @@ import warnings
 from collections.abc import Sequence
 
 from ofakit import __version__
-from ofakit.cli import arch, bundle, import_ofa, spaces
+from ofakit.cli import arch, bundle, devices, import_ofa, latency, profile, spaces, train
 from ofakit.errors import OfakitError
 
-COMMANDS = (spaces, arch, bundle, import_ofa)
+COMMANDS = (spaces, arch, bundle, import_ofa, train, devices, profile, latency)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,11 +158,13 @@ def _image_folder(root: Path, split: str, image_size: int) -> ArrayDataset:
 
 def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None = None, shuffle: bool = False,
                     seed: int = 0, epoch: int = 0, augment: bool = False, rank: int = 0, world_size: int = 1,
-                    drop_last: bool = False, device: str = "cpu", limit: int | None = None) -> Iterator[tuple]:
+                    drop_last: bool = False, device: str = "cpu", limit: int | None = None,
+                    start: int = 0) -> Iterator[tuple]:
     """Yield (images, labels) tensors: normalised float NCHW at `resolution`, shuffled per (seed, epoch).
 
     With `world_size` > 1 each rank takes every world_size-th sample of the same permutation (as
-    DistributedSampler does). `augment` applies random crop (4 px padding, reflect) and horizontal flip.
+    DistributedSampler does). `augment` applies random crop (1/8 of the side as reflect padding) and horizontal
+    flip, seeded per batch, so that starting at batch `start` (a resumed run) gives the same batches as before.
     """
     import torch
     import torch.nn.functional as F
@@ -174,14 +176,13 @@ def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None
         order = order[: limit * batch_size]
     mean = torch.tensor(ds.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(ds.std, device=device).view(1, 3, 1, 1)
-    gen = torch.Generator(device="cpu").manual_seed(hash((seed, epoch, rank)) & 0x7FFFFFFF)
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+    for batch in range(start, (len(order) + batch_size - 1) // batch_size):
+        index = order[batch * batch_size:(batch + 1) * batch_size]
         if drop_last and len(index) < batch_size:
             break
         x = torch.from_numpy(ds.images[index]).to(device).permute(0, 3, 1, 2).float().div_(255)
         if augment:
-            x = _augment(x, gen)
+            x = _augment(x, torch.Generator().manual_seed(hash((seed, epoch, rank, batch)) & 0x7FFFFFFF))
         if resolution is not None and x.shape[-1] != resolution:
             x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
                               antialias=resolution < x.shape[-1])

@@ -1,0 +1,33 @@
+"""`ofakit train --recipe RECIPE.yaml --out RUN_DIR [--set key=value ...]`: train (or resume) a supernet.
+
+Runs on one CPU or GPU as it is, and on many GPUs and nodes as
+`torchrun --nproc_per_node N --nnodes M ... -m ofakit train --recipe ... --out ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train or resume a supernet from a recipe",
+                       description="Train a supernet from a recipe (progressive shrinking, sandwich or uniform "
+                                   "sampling). Re-running the same command on the same --out resumes.")
+    p.add_argument("--recipe", type=Path, required=True, help="recipe YAML (see recipes/)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, bundle)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set batch_size=32 --set stages.0.epochs=1")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ofakit.train.config import load_recipe
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    from ofakit.train.loop import train
+
+    bundle = train(cfg, args.out, recipe_name=args.recipe.name, progress=not args.quiet)
+    print(f"bundle written to {bundle}", file=sys.stderr)
+    return 0

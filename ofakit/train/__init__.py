@@ -1,0 +1,1 @@
+"""Training: how weights are shared (progressive shrinking, sandwich rule), data, checkpoints."""

@@ -1,0 +1,39 @@
+"""Accuracy of subnets, measured the OFA way: extract, recalibrate BN on training images, evaluate on held-out ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ofakit.arch import ArchConfig
+from ofakit.supernet import extract_subnet
+from ofakit.supernet.calibrate import recalibrate_bn
+from ofakit.train.data import ArrayDataset, iterate_batches
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 256
+    max_batches: int | None = None  # cap on validation batches
+    recalibration_batches: int = 8  # training batches (no augmentation) for BN statistics
+    recalibration_batch_size: int = 64
+    seed: int = 0
+
+
+@torch.no_grad()
+def evaluate_subnet(supernet: torch.nn.Module, arch: ArchConfig, train: ArrayDataset, val: ArrayDataset,
+                    cfg: EvalConfig, *, device: str = "cpu", channels_last: bool = False) -> float:
+    """Top-1 accuracy (0-1) of `arch` on `val` after BN recalibration; the supernet itself is not modified."""
+    sub = extract_subnet(supernet, arch)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    sub = sub.to(device=device, memory_format=memory)
+    calib = (x.to(memory_format=memory) for x, _ in iterate_batches(
+        train, cfg.recalibration_batch_size, resolution=arch.resolution, shuffle=True, seed=cfg.seed,
+        device=device, limit=cfg.recalibration_batches))
+    recalibrate_bn(sub, calib)
+    correct = total = 0
+    for x, y in iterate_batches(val, cfg.batch_size, resolution=arch.resolution, device=device,
+                                limit=cfg.max_batches):
+        correct += int((sub(x.to(memory_format=memory)).argmax(1) == y).sum())
+        total += len(y)
+    return correct / max(total, 1)

@@ -1,0 +1,81 @@
+"""Which subnets a training step runs: the same on every process, derived from (seed, step) alone.
+
+Samplers: ``largest`` (train the full network), ``progressive`` (OFA's progressive shrinking: random subnets among the
+choices a stage has opened), ``sandwich`` (BigNAS: largest, smallest and N random), ``uniform`` (SPOS: one or more
+uniformly random subnets). One resolution is drawn per step from the space's resolutions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError
+from ofakit.space import SearchSpace
+from ofakit.space.mbconv import MBConvSpace
+from ofakit.train.config import StageConfig
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The subnets of one step and how each learns: "label", "teacher" (KD from the teacher) or "inplace"
+    (KD from the first subnet of the step, the largest)."""
+
+    resolution: int
+    archs: tuple[ArchConfig, ...]
+    targets: tuple[str, ...]
+
+
+def _open(allowed: Sequence[Any] | None, choices: Sequence[Any], what: str, stage: str) -> tuple[Any, ...]:
+    if allowed is None:
+        return tuple(choices)
+    bad = [v for v in allowed if v not in choices]
+    if bad:
+        raise ConfigError(f"stage {stage!r}: {what} {bad} not in the space's choices {list(choices)}")
+    return tuple(allowed)
+
+
+def restricted_sample(space: SearchSpace, stage: StageConfig, rng: random.Random, resolution: int) -> ArchConfig:
+    """A random arch using only the choices the stage has opened (the rest of the space stays closed)."""
+    if isinstance(space, MBConvSpace):
+        s = space.spec
+        kernels = _open(stage.kernel, s.kernel_choices, "kernel", stage.name)
+        expands = _open(stage.expand, s.expand_choices, "expand", stage.name)
+        depth_open = _open(stage.depth, s.depth_choices, "depth", stage.name)
+        depths = [rng.choice([d for d in ds if d in depth_open] or [max(ds)]) for ds in space.stage_depths]
+        return ArchConfig(space.name, resolution, tuple(depths),
+                          tuple(rng.choice(kernels) for _ in range(space.num_slots)),
+                          tuple(rng.choice(expands) for _ in range(space.num_slots)))
+    s = space.spec
+    expands = _open(stage.expand, s.expand_choices, "expand", stage.name)
+    depth_open = _open(stage.depth, s.depth_choices, "depth", stage.name)
+    widths = _open(stage.width, s.width_choices, "width", stage.name)
+    stem = [d for d in space.stem_depths if d in depth_open] or [max(space.stem_depths)]
+    return ArchConfig(space.name, resolution, (rng.choice(stem), *(rng.choice(depth_open) for _ in s.base_depths)),
+                      expand_ratios=tuple(rng.choice(expands) for _ in range(space.num_slots)),
+                      width_mults=tuple(rng.choice(widths) for _ in range(space.num_width_groups)))
+
+
+def plan_step(space: SearchSpace, stage: StageConfig, *, seed: int, step: int) -> StepPlan:
+    """The subnets of global optimizer step `step` (identical on every process)."""
+    rng = random.Random(f"{seed}:{step}")
+    res = rng.choice(space.resolutions)
+
+    def at_res(arch: ArchConfig) -> ArchConfig:
+        return dataclasses.replace(arch, resolution=res)
+
+    if stage.sampler == "largest":
+        return StepPlan(res, (at_res(space.largest()),), ("label",))
+    if stage.sampler == "sandwich":
+        archs = [at_res(space.largest()), at_res(space.smallest())]
+        archs += [restricted_sample(space, stage, rng, res) for _ in range(stage.subnets_per_step)]
+        return StepPlan(res, tuple(archs), ("label",) + ("inplace",) * (len(archs) - 1))
+    if stage.sampler == "uniform":
+        archs = [at_res(space.sample(rng)) for _ in range(max(1, stage.subnets_per_step))]
+        return StepPlan(res, tuple(archs), ("label",) * len(archs))
+    archs = [restricted_sample(space, stage, rng, res) for _ in range(max(1, stage.subnets_per_step))]
+    target = "teacher" if stage.kd_weight > 0 else "label"
+    return StepPlan(res, tuple(archs), (target,) * len(archs))

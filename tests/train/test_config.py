@@ -1,0 +1,72 @@
+"""Recipes load into typed configs; typos, wrong types and bad overrides are refused with their names."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ofakit.errors import ConfigError, UnknownNameError
+from ofakit.train.config import load_recipe
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+
+
+def test_the_shipped_recipes_are_there():
+    names = {p.name for p in RECIPES}
+    assert {"ofa-mbv3-imagenet-ps.yaml", "bignas-mbv3-imagenet.yaml", "ofa-mbv3-cifar10-ps.yaml",
+            "bignas-mbv3-cifar10.yaml", "tiny-digits.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(path):
+    cfg = load_recipe(path)
+    assert cfg.stages and cfg.digest() == load_recipe(path).digest()
+
+
+def test_progressive_shrinking_recipe_walks_ofa_stages():
+    cfg = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "ofa-mbv3-imagenet-ps.yaml")
+    assert [s.name for s in cfg.stages] == ["full", "kernel", "depth-1", "depth-2", "expand-1", "expand-2"]
+    assert cfg.stages[0].sampler == "largest" and all(s.kd_weight == 1.0 for s in cfg.stages[1:])
+    assert cfg.stages[-1].expand == (3, 4, 6) and cfg.stages[3].depth == (2, 3, 4)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "space: tiny\ndata: digits\nstages:\n  - {name: a, sampler: largest}\n"
+
+
+def test_typo_is_named_with_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'batchsize' \(did you mean 'batch_size'\?\)"):
+        load_recipe(_write(tmp_path, BASE + "batchsize: 3\n"))
+    with pytest.raises(ConfigError, match=r"stages\[0\]: unknown key\(s\) 'epoch' \(did you mean 'epochs'\?\)"):
+        load_recipe(_write(tmp_path, "space: tiny\ndata: digits\nstages:\n  - {name: a, epoch: 2}\n"))
+
+
+def test_wrong_types_and_values(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size: expected an integer, got 'big'"):
+        load_recipe(_write(tmp_path, BASE + "batch_size: big\n"))
+    with pytest.raises(ConfigError, match="unknown sampler 'sandwitch'"):
+        load_recipe(_write(tmp_path, "space: tiny\ndata: digits\nstages:\n  - {name: a, sampler: sandwitch}\n"))
+    with pytest.raises(ConfigError, match="missing key.*'stages'"):
+        load_recipe(_write(tmp_path, "space: tiny\ndata: digits\n"))
+    with pytest.raises(UnknownNameError, match="Did you mean 'tiny'"):
+        load_recipe(_write(tmp_path, BASE.replace("space: tiny", "space: tinny")))
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_recipe(_write(tmp_path, "space: [tiny\n"))
+    with pytest.raises(ConfigError, match="cannot read recipe"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+def test_overrides(tmp_path):
+    cfg = load_recipe(_write(tmp_path, BASE), ["batch_size=8", "stages.0.epochs=3", "grad_clip=1.5"])
+    assert cfg.batch_size == 8 and cfg.stages[0].epochs == 3 and cfg.grad_clip == 1.5
+    with pytest.raises(ConfigError, match="--set expects key=value"):
+        load_recipe(_write(tmp_path, BASE), ["batch_size"])
+    with pytest.raises(ConfigError, match="no list item '5'"):
+        load_recipe(_write(tmp_path, BASE), ["stages.5.epochs=1"])
+    with pytest.raises(ConfigError, match="unknown key.*'colour'"):
+        load_recipe(_write(tmp_path, BASE), ["colour=1"])

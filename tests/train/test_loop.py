@@ -1,0 +1,165 @@
+"""Training end to end on the tiny space: progressive shrinking and sandwich runs, kill -9 + resume (bitwise),
+two-process DDP, and refusals."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from ofakit.bundle import load_bundle
+from ofakit.errors import ConfigError
+from ofakit.train.config import recipe_from_dict
+from ofakit.train.loop import TrainingError, run_training
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_recipe(**changes) -> dict:
+    recipe = {
+        "space": "tiny", "data": "digits", "seed": 1, "batch_size": 32, "base_batch_size": 32, "augment": True,
+        "dropout": 0.1, "checkpoint_every": 2, "eval_batch_size": 128, "eval_max_batches": 1,
+        "recalibration_batches": 1, "eval_random_subnets": 0,
+        "stages": [
+            {"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 4},
+            {"name": "kernel", "epochs": 1, "lr": 0.05, "kernel": [3, 5, 7], "expand": [4], "depth": [2],
+             "kd_weight": 1.0, "max_steps": 3},
+            {"name": "expand", "epochs": 1, "lr": 0.05, "subnets_per_step": 2, "kd_weight": 1.0, "max_steps": 3},
+        ],
+    }
+    recipe.update(changes)
+    return recipe
+
+
+def test_progressive_shrinking_run_makes_a_bundle(tmp_path):
+    bundle, net = run_training(recipe_from_dict(tiny_recipe()), tmp_path / "run", progress=False)
+    loaded, info = load_bundle(bundle)
+    assert info.space == "tiny" and info.dataset == "digits" and info.training["steps"] == 10
+    assert set(info.metrics) == {"largest", "smallest"} and 0 <= info.metrics["largest"]["top1"] <= 1
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == ["step-00000008", "step-00000010"]  # the last two are kept
+    assert (tmp_path / "run" / "teacher.safetensors").is_file()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"eval"' in line for line in lines) == 3
+    for key, value in net.state_dict().items():
+        assert torch.equal(value.cpu(), loaded.state_dict()[key]), key
+
+
+def test_sandwich_and_uniform_runs(tmp_path):
+    recipe = tiny_recipe(grad_clip=1.0, stages=[
+        {"name": "sandwich", "sampler": "sandwich", "epochs": 1, "lr": 0.05, "subnets_per_step": 1,
+         "kd_temperature": 2.0, "max_steps": 3},
+        {"name": "spos", "sampler": "uniform", "epochs": 1, "lr": 0.05, "max_steps": 2}])
+    before = None
+    bundle, net = run_training(recipe_from_dict(recipe), tmp_path / "run", progress=False)
+    assert load_bundle(bundle)[1].training["steps"] == 5
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert before is None
+
+
+def test_training_learns_on_digits(tmp_path):
+    recipe = tiny_recipe(augment=False, dropout=0.0, eval_max_batches=None, recalibration_batches=4,
+                         stages=[{"name": "full", "sampler": "largest", "epochs": 3, "lr": 0.2}])
+    bundle, _ = run_training(recipe_from_dict(recipe), tmp_path / "run", progress=False)
+    assert load_bundle(bundle)[1].metrics["largest"]["top1"] > 0.8
+
+
+def _cli(recipe_path: Path, out: Path, env_extra: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "ofakit", "train", "--recipe", str(recipe_path), "--out",
+                             str(out), "--quiet"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "bundle" / "supernet.safetensors"))
+
+
+def test_kill_9_and_resume_gives_bitwise_equal_weights(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe()))
+    reference = _cli(recipe, tmp_path / "ref")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    # killed between checkpoints (step 5 of 10, last checkpoint at 4), inside the teacher-distilled stage
+    killed = _cli(recipe, tmp_path / "run", {"OFAKIT_KILL_AT_STEP": "5"})
+    assert killed.wait(timeout=300) == -signal.SIGKILL
+    assert not (tmp_path / "run" / "bundle").exists()
+    resumed = _cli(recipe, tmp_path / "run")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+
+    # killed from outside at whatever moment the first checkpoint appears
+    other = _cli(recipe, tmp_path / "run2")
+    deadline = time.time() + 120
+    while not (tmp_path / "run2" / "checkpoints").exists() and time.time() < deadline and other.poll() is None:
+        time.sleep(0.02)
+    other.send_signal(signal.SIGKILL)
+    other.wait(timeout=60)
+    again = _cli(recipe, tmp_path / "run2")
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+
+    ref = _final_weights(tmp_path / "ref")
+    for run in ("run", "run2"):
+        got = _final_weights(tmp_path / run)
+        assert got.keys() == ref.keys()
+        assert all(torch.equal(got[k], ref[k]) for k in ref), f"{run}: weights differ from the uninterrupted run"
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    recipe = recipe_from_dict(tiny_recipe(batch_size=16))
+    _, net = run_training(recipe, Path(out) / "run", progress=False)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_ends_with_identical_weights(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    a, b = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = load_file(str(sorted((tmp_path / "run" / "checkpoints").iterdir())[-1] / "model.safetensors"))
+    assert all(torch.equal(a[k], start[k]) for k in a)  # rank 0's last checkpoint is the final state
+    assert load_bundle(tmp_path / "run" / "bundle")[1].training["world_size"] == 2
+
+
+def test_refusals(tmp_path):
+    cfg = recipe_from_dict(tiny_recipe(stages=[{"name": "a", "sampler": "largest", "epochs": 1, "max_steps": 1}]))
+    run_training(cfg, tmp_path / "run", progress=False)
+    other = recipe_from_dict(tiny_recipe(seed=2, stages=[{"name": "a", "sampler": "largest", "max_steps": 1}]))
+    with pytest.raises(TrainingError, match="holds a run of another recipe"):
+        run_training(other, tmp_path / "run", progress=False)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingError, match="not empty and holds no ofakit run"):
+        run_training(cfg, tmp_path / "foreign", progress=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_training(recipe_from_dict(tiny_recipe(data=str(tmp_path / "nope.npz"))), tmp_path / "x", progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    recipe = tiny_recipe(checkpoint_every=1, stages=[
+        {"name": "ok", "sampler": "largest", "epochs": 1, "lr": 0.01, "max_steps": 2},
+        {"name": "boom", "sampler": "largest", "epochs": 1, "lr": 1.0e30, "max_steps": 5}])
+    with pytest.raises(TrainingError, match="loss became (nan|inf).*last good checkpoint"):
+        run_training(recipe_from_dict(recipe), tmp_path / "run", progress=False)
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts and all(torch.isfinite(v.float()).all()
+                         for v in load_file(str(tmp_path / "run" / "checkpoints" / ckpts[-1] / "model.safetensors"))
+                         .values())

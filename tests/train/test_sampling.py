@@ -1,0 +1,52 @@
+"""Every process draws the same subnets; stages only use the choices they have opened."""
+from __future__ import annotations
+
+import pytest
+
+from ofakit.errors import ConfigError
+from ofakit.space import get_space
+from ofakit.train.config import StageConfig
+from ofakit.train.sampling import plan_step
+
+
+@pytest.mark.parametrize("sampler", ["largest", "progressive", "sandwich", "uniform"])
+def test_plans_depend_only_on_seed_and_step(sampler):
+    space = get_space("ofa-mbv3-w1.0")
+    stage = StageConfig(name="s", sampler=sampler, subnets_per_step=2)
+    a = [plan_step(space, stage, seed=3, step=i) for i in range(20)]
+    b = [plan_step(space, stage, seed=3, step=i) for i in range(20)]
+    assert a == b
+    assert len({p.archs for p in a}) > 1 or sampler == "largest"
+    assert len({p.resolution for p in a}) > 1
+    assert all(arch.resolution == p.resolution for p in a for arch in p.archs)
+
+
+def test_progressive_stage_respects_open_choices():
+    space = get_space("ofa-mbv3-w1.0")
+    stage = StageConfig(name="depth", kernel=(3, 5, 7), expand=(6,), depth=(3, 4), subnets_per_step=2, kd_weight=1)
+    for step in range(50):
+        plan = plan_step(space, stage, seed=0, step=step)
+        assert plan.targets == ("teacher", "teacher")
+        for arch in plan.archs:
+            assert set(arch.expand_ratios) == {6} and set(arch.depths) <= {3, 4}
+            space.validate(arch)
+
+
+def test_sandwich_has_largest_smallest_and_random_distilled_in_place():
+    space = get_space("tiny")
+    plan = plan_step(space, StageConfig(name="s", sampler="sandwich", subnets_per_step=2), seed=0, step=1)
+    assert plan.archs[0].active_key[2:] == space.largest().active_key[2:]
+    assert plan.archs[1].active_key[2:] == space.smallest().active_key[2:]
+    assert plan.targets == ("label", "inplace", "inplace", "inplace")
+
+
+def test_resnet_stage_choices():
+    space = get_space("ofa-resnet50")
+    stage = StageConfig(name="w", width=(1.0,), expand=(0.35,), depth=(2,))
+    arch = plan_step(space, stage, seed=0, step=0).archs[0]
+    assert arch == space.largest().__class__(**{**space.largest().to_dict(), "resolution": arch.resolution})
+
+
+def test_choices_outside_the_space_are_refused():
+    with pytest.raises(ConfigError, match=r"stage 'k': kernel \[9\] not in the space's choices \[3, 5, 7\]"):
+        plan_step(get_space("tiny"), StageConfig(name="k", kernel=(9,)), seed=0, step=0)
