@@ -7,6 +7,8 @@ the same batch for a few archs (largest, smallest, some random ones), alternatin
 machine's speed hits both alike, and prints one JSON line: per-arch median step times and ratios, the geometric
 mean of the per-arch ratios (the headline figure) and the total-time ratio. With `--mit-python` it also runs the
 same measurement for MIT's own `OFAMobileNetV3` under that interpreter (this file, with `--worker mit`).
+It uses one torch thread unless told otherwise: on a small shared VM, two spinning OpenMP threads stall for seconds
+whenever another process takes a core, which swamps a few-percent effect.
 
     python -m bench.elastic_overhead
     python -m bench.elastic_overhead --mit-python /work/ofa-venv/bin/python
@@ -19,6 +21,7 @@ import argparse
 import dataclasses
 import datetime
 import gc
+import importlib.metadata
 import json
 import math
 import os
@@ -39,7 +42,7 @@ from torch import nn
 
 LR, MOMENTUM = 0.01, 0.9  # SGD of the timed step; the work done does not depend on the values
 MIT_WIDTHS = {"ofa-mbv3-w1.0": 1.0, "ofa-mbv3-w1.2": 1.2}  # spaces that MIT's OFAMobileNetV3 builds
-NUM_CLASSES = 1000  # both supernets of those spaces are ImageNet-sized
+MIT_CLASSES = 1000  # MIT's supernets of those spaces are ImageNet-sized, as are ofakit's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,8 @@ class BenchConfig:
     space: str = "ofa-mbv3-w1.0"  # search space (registry name)
     resolution: int = 128  # input image side
     batch: int = 16  # images per step
-    steps: int = 8  # timed steps per model and arch
-    warmup: int = 2  # untimed steps per model and arch, before those
+    steps: int = 6  # timed steps per model and arch
+    warmup: int = 1  # untimed steps per model and arch, before those
     n_random: int = 3  # random archs besides the largest and the smallest
     seed: int = 0  # seeds the random archs and the batch
     device: str = "cpu"  # cpu or cuda
@@ -80,31 +83,43 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     opt.step()
 
 
-def time_interleaved(fns: Sequence[Callable[[], None]], cfg: BenchConfig) -> list[list[float]]:
-    """Seconds per call of each function over `cfg.steps` rounds, after `cfg.warmup` untimed rounds.
+def time_interleaved(fns: Sequence[Callable[[], None]],
+                     cfg: BenchConfig) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall and process-CPU seconds per call of each function over `cfg.steps` rounds, after `cfg.warmup` rounds.
 
     A round calls every function once, in order on even rounds and in reverse on odd ones, so that a slow or fast
     stretch of the machine is shared out evenly.
     """
     sync = torch.cuda.synchronize if cfg.device == "cuda" else (lambda: None)
-    times: list[list[float]] = [[] for _ in fns]
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     for rnd in range(cfg.warmup + cfg.steps):
         order = range(len(fns)) if rnd % 2 == 0 else reversed(range(len(fns)))
         for i in order:
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fns[i]()
             sync()
             if rnd >= cfg.warmup:
-                times[i].append(time.perf_counter() - start)
-    return times
+                wall[i].append(time.perf_counter() - start)
+                cpu[i].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
-def make_batch(cfg: BenchConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """Median over rounds of num / den of the same round (adjacent in time, so drift cancels)."""
+    return statistics.median(n / d for n, d in zip(num, den))
+
+
+def geomean(values: Sequence[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def make_batch(cfg: BenchConfig, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random batch in every process (same seed, same torch version)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     x = torch.randn(cfg.batch, 3, cfg.resolution, cfg.resolution, generator=gen)
-    y = torch.randint(0, NUM_CLASSES, (cfg.batch,), generator=gen)
+    y = torch.randint(0, num_classes, (cfg.batch,), generator=gen)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x.to(cfg.device), y.to(cfg.device)
@@ -115,9 +130,10 @@ def prepare(model: nn.Module, cfg: BenchConfig) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
-def measure(cases: Sequence[Case], cfg: BenchConfig, label: str) -> dict[str, Any]:
-    """Median step time of supernet and static subnet per case, their ratio, and the two overall ratios."""
-    x, y = make_batch(cfg)
+def measure(cases: Sequence[Case], cfg: BenchConfig, num_classes: int, label: str) -> dict[str, Any]:
+    """Median step times of supernet and static subnet per case, their paired ratio, and the overall ratios."""
+    x, y = make_batch(cfg, num_classes)
+    on_cpu = cfg.device == "cpu"
     rows = []
     for case in cases:
         gc.collect()
@@ -125,23 +141,29 @@ def measure(cases: Sequence[Case], cfg: BenchConfig, label: str) -> dict[str, An
         sup, static = prepare(case.supernet, cfg), prepare(case.static, cfg)
         opt_sup = torch.optim.SGD(sup.parameters(), lr=LR, momentum=MOMENTUM)
         opt_static = torch.optim.SGD(static.parameters(), lr=LR, momentum=MOMENTUM)
-        t_sup, t_static = time_interleaved([lambda: train_step(sup, opt_sup, x, y, cfg),
-                                            lambda: train_step(static, opt_static, x, y, cfg)], cfg)
-        sup_s, static_s = statistics.median(t_sup), statistics.median(t_static)
-        rows.append({
+        (w_sup, w_static), (c_sup, c_static) = time_interleaved(
+            [lambda: train_step(sup, opt_sup, x, y, cfg), lambda: train_step(static, opt_static, x, y, cfg)], cfg)
+        row = {
             "name": case.name, "arch": case.summary,
             "static_mparams": round(sum(p.numel() for p in static.parameters()) / 1e6, 3),
-            "supernet_ms": round(sup_s * 1e3, 1), "static_ms": round(static_s * 1e3, 1),
-            "ratio": round(sup_s / static_s, 3),
-        })
-        print(f"[{label}] {case.name}: supernet {sup_s * 1e3:.1f} ms, static {static_s * 1e3:.1f} ms, "
-              f"ratio {sup_s / static_s:.3f}", file=sys.stderr, flush=True)
-    ratios = [r["supernet_ms"] / r["static_ms"] for r in rows]
-    return {
+            "supernet_ms": round(statistics.median(w_sup) * 1e3, 1),
+            "static_ms": round(statistics.median(w_static) * 1e3, 1),
+            "ratio": round(paired_ratio(w_sup, w_static), 3),
+        }
+        if on_cpu:
+            row["ratio_cpu_time"] = round(paired_ratio(c_sup, c_static), 3)
+        rows.append(row)
+        print(f"[{label}] {case.name}: supernet {row['supernet_ms']} ms, static {row['static_ms']} ms, "
+              f"ratio {row['ratio']}" + (f" (cpu time {row['ratio_cpu_time']})" if on_cpu else ""),
+              file=sys.stderr, flush=True)
+    out = {
         "archs": rows,
-        "ratio_geomean": round(math.exp(statistics.fmean(math.log(r) for r in ratios)), 3),
+        "ratio_geomean": round(geomean([r["ratio"] for r in rows]), 3),
         "ratio_total_time": round(sum(r["supernet_ms"] for r in rows) / sum(r["static_ms"] for r in rows), 3),
     }
+    if on_cpu:
+        out["ratio_cpu_time_geomean"] = round(geomean([r["ratio_cpu_time"] for r in rows]), 3)
+    return out
 
 
 def arch_summary(depths: Sequence[int], kernels: Sequence[int], expands: Sequence[float]) -> str:
@@ -160,10 +182,7 @@ def ofakit_archs(cfg: BenchConfig) -> list[tuple[str, Any]]:
     rng = random.Random(cfg.seed)
     named = [("largest", space.largest()), ("smallest", space.smallest())]
     named += [(f"random{i}", space.sample(rng)) for i in range(cfg.n_random)]
-    named = [(name, dataclasses.replace(arch, resolution=cfg.resolution)) for name, arch in named]
-    for _, arch in named:
-        space.validate(arch)  # refuses a resolution the space does not allow, naming the allowed ones
-    return named
+    return [(name, dataclasses.replace(arch, resolution=cfg.resolution)) for name, arch in named]
 
 
 def run_ofakit(cfg: BenchConfig, archs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
@@ -175,7 +194,7 @@ def run_ofakit(cfg: BenchConfig, archs: Sequence[tuple[str, Any]]) -> dict[str, 
         net.set_active(arch)
         cases.append(Case(name, arch_summary(arch.depths, arch.kernel_sizes, arch.expand_ratios),
                           lambda arch=arch: net.set_active(arch), net, extract_subnet(net, arch)))
-    return measure(cases, cfg, "ofakit")
+    return measure(cases, cfg, net.num_classes, "ofakit")
 
 
 # -- MIT's once-for-all (runs under its own interpreter) ------------------------------------------------------------
@@ -183,7 +202,7 @@ def run_mit(cfg: BenchConfig, archs: Sequence[dict[str, Any]]) -> dict[str, Any]
     """The same measurement for MIT's OFAMobileNetV3; `archs` are dicts with name, ks, e and d."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
-    net = OFAMobileNetV3(n_classes=NUM_CLASSES, dropout_rate=0, width_mult=MIT_WIDTHS[cfg.space],
+    net = OFAMobileNetV3(n_classes=MIT_CLASSES, dropout_rate=0, width_mult=MIT_WIDTHS[cfg.space],
                          ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
     cases = []
     for a in archs:
@@ -191,7 +210,8 @@ def run_mit(cfg: BenchConfig, archs: Sequence[dict[str, Any]]) -> dict[str, Any]
         static = net.get_active_subnet(preserve_weight=True)
         cases.append(Case(a["name"], arch_summary(a["d"], a["ks"], a["e"]),
                           lambda a=a: net.set_active_subnet(ks=a["ks"], e=a["e"], d=a["d"]), net, static))
-    return measure(cases, cfg, "mit")
+    return {"implementation": f"ofa {importlib.metadata.version('ofa')}, torch {torch.__version__}",
+            **measure(cases, cfg, MIT_CLASSES, "mit")}
 
 
 def call_mit_worker(python: str, cfg: BenchConfig, archs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
@@ -243,7 +263,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="random archs besides the largest and the smallest (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds the random archs and the batch")
     p.add_argument("--device", choices=("cpu", "cuda"), default=d.device)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads; 0 keeps torch's choice (default %(default)s: steady when the CPU is shared)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last models and batch")
     p.add_argument("--mit-python", metavar="PYTHON",
@@ -271,13 +292,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker == "mit":
         print(json.dumps(run_mit(cfg, json.load(sys.stdin))), flush=True)
         return 0
-    archs = ofakit_archs(cfg)
+    from ofakit.errors import OfakitError
+
+    try:
+        archs = ofakit_archs(cfg)
+    except OfakitError as err:  # e.g. an unknown space name
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     record: dict[str, Any] = {
         "bench": "elastic_overhead", "date": datetime.date.today().isoformat(),
         "step": f"forward + cross-entropy backward + SGD(lr={LR}, momentum={MOMENTUM}) step, train mode",
-        "timing": "median per model over interleaved steps; ratio = supernet / static; "
-                  "ratio_geomean = geometric mean of per-arch ratios (headline); "
-                  "ratio_total_time = sum of supernet medians / sum of static medians",
+        "timing": "supernet and static steps alternate (ABBA); *_ms = median wall time per step; "
+                  "ratio = median over rounds of supernet/static wall time within the round; "
+                  "ratio_geomean = geometric mean of the per-arch ratios (headline); "
+                  "ratio_total_time = sum of supernet medians / sum of static medians; "
+                  "ratio_cpu_time* = the same with process CPU time (CPU only; robust to a busy machine)",
         "config": dataclasses.asdict(cfg) | {"threads": torch.get_num_threads()},
         "machine": machine(cfg),
         "ofakit": run_ofakit(cfg, archs),
