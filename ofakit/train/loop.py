@@ -230,6 +230,7 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
                           recalibration_batches=cfg.recalibration_batches, seed=cfg.seed)
     bar = _Progress(total_steps, step, enabled=progress and rank == 0)
     metrics_log = run_dir / "metrics.jsonl"
+    board = _tensorboard(run_dir) if rank == 0 else None
     started = time.perf_counter()
     images_seen, window_start = 0, time.perf_counter()
     model: nn.Module | None = None
@@ -301,6 +302,9 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
                 _append_jsonl(metrics_log, {"step": step, "stage": plan.stage.name, "epoch": epoch,
                                             "loss": loss_sum, "lr": lr, "img_per_s": round(rate, 1)})
                 bar.update(step, f"{plan.stage.name} ep {epoch + 1}/{plan.stage.epochs}", loss_sum, rate)
+                if board is not None:
+                    board.add_scalar("train/loss", loss_sum, step)
+                    board.add_scalar("train/lr", lr, step)
             if stage_end or step % cfg.checkpoint_every == 0:
                 if stage_end and rank == 0:
                     bar.pause()
@@ -388,6 +392,14 @@ def _evaluate_stage(cfg: TrainConfig, space: SearchSpace, supernet: nn.Module, s
             table.add_row(name, str(r["arch"]["resolution"]), f"{r['macs'] / 1e6:.1f}", f"{100 * r['top1']:.2f}")
         Console().print(table)
     return results
+
+
+def _tensorboard(run_dir: Path):  # noqa: ANN202 - SummaryWriter when the tensorboard package is installed
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

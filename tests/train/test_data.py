@@ -1,0 +1,85 @@
+"""Data sources (digits, .npz arrays, ImageFolder, the CIFAR-10 JPEG archive) and deterministic batching."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ofakit.errors import ConfigError
+from ofakit.train.data import iterate_batches, load_dataset
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def test_digits_split_is_disjoint_and_stable():
+    train, val = load_dataset("digits", "train"), load_dataset("digits", "val")
+    assert len(train) + len(val) == 1797 and train.num_classes == 10
+    assert train.images.dtype == np.uint8 and train.images.shape[1:] == (8, 8, 3)
+    assert np.array_equal(load_dataset("digits", "train").labels, train.labels)
+
+
+def test_npz_array_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, train_images=rng.integers(0, 255, (20, 12, 12, 3), dtype=np.uint8),
+             train_labels=rng.integers(0, 3, 20), test_images=rng.integers(0, 255, (5, 12, 12, 3), dtype=np.uint8),
+             test_labels=np.array([0, 1, 2, 0, 1]), classes=np.array(["a", "b", "c"]))
+    train, val = load_dataset(str(path), "train"), load_dataset(str(path), "val")
+    assert len(train) == 20 and len(val) == 5 and val.classes == ["a", "b", "c"]
+    np.savez(tmp_path / "bad.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(ConfigError, match="has no 'train_images'/'train_labels' arrays"):
+        load_dataset(str(tmp_path / "bad.npz"), "train")
+    np.savez(tmp_path / "gray.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros(2))
+    with pytest.raises(ConfigError, match="images must be uint8 N x H x W x 3"):
+        load_dataset(str(tmp_path / "gray.npz"), "train")
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (20 + i, 17), colour).save(folder / f"{i}.png")
+    train = load_dataset(str(tmp_path), "train", image_size=16)
+    assert train.classes == ["cat", "dog"] and train.images.shape == (6, 16, 16, 3)
+    assert train.images[0, 0, 0, 0] == 255 and train.images[-1, 0, 0, 2] == 255
+    with pytest.raises(ConfigError, match="has no 'train/' directory"):
+        load_dataset(str(tmp_path / "train"), "train")
+
+
+def test_missing_source_and_bad_split():
+    with pytest.raises(ConfigError, match="does not exist; give 'digits'"):
+        load_dataset("/nonexistent/data.npz", "train")
+    with pytest.raises(ConfigError, match="unknown split 'test'"):
+        load_dataset("digits", "test")
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10-jpeg.npz").is_file(), reason="../shared/data/cifar10-jpeg.npz is absent")
+def test_cifar_jpeg_is_decoded_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("OFAKIT_CACHE", str(tmp_path))
+    val = load_dataset(str(SHARED / "cifar10-jpeg.npz"), "val")
+    assert val.images.shape == (10000, 32, 32, 3) and np.bincount(val.labels).tolist() == [1000] * 10
+    cached = list(tmp_path.glob("cifar10-*-test.npz"))
+    assert len(cached) == 1
+    again = load_dataset(str(SHARED / "cifar10-jpeg.npz"), "val")
+    assert np.array_equal(again.images, val.images)
+
+
+def test_batches_are_deterministic_resumable_and_sharded():
+    ds = load_dataset("digits", "train")
+    run = list(iterate_batches(ds, 16, shuffle=True, seed=3, epoch=2, augment=True, limit=6))
+    again = list(iterate_batches(ds, 16, shuffle=True, seed=3, epoch=2, augment=True, limit=6))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(run, again))
+    resumed = list(iterate_batches(ds, 16, shuffle=True, seed=3, epoch=2, augment=True, limit=6, start=4))
+    assert len(resumed) == 2 and torch.equal(resumed[0][0], run[4][0])
+    other_epoch = next(iterate_batches(ds, 16, shuffle=True, seed=3, epoch=3))
+    assert not torch.equal(other_epoch[1], run[0][1])
+    ranks = [next(iterate_batches(ds, 8, shuffle=True, seed=0, rank=r, world_size=2)) for r in (0, 1)]
+    assert not torch.equal(ranks[0][0], ranks[1][0])
+    x, _ = next(iterate_batches(ds, 4, resolution=24))
+    assert x.shape == (4, 3, 24, 24) and abs(float(x.mean())) < 2.0
