@@ -1,0 +1,1 @@
+"""Cheap estimates: accuracy predictors (NumPy at inference, no torch) for the search."""

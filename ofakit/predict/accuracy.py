@@ -1,0 +1,233 @@
+"""Accuracy predictors: map an arch to its expected top-1 (a fraction), fast enough to score whole populations.
+
+Two kinds, both evaluated in NumPy (no torch import):
+- ``mlp``: a ReLU multi-layer perceptron on the space's one-hot encoding, like OFA's predictor
+  (weights in ``predictor.safetensors``); also the form of predictors imported from MIT's once-for-all.
+- ``gbm``: scikit-learn gradient-boosted trees, stored as plain arrays (no pickles).
+
+Files in a bundle: ``predictor.json`` (kind, space, encoding, metrics) and ``predictor.safetensors`` (arrays).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofakit.arch import ArchConfig
+from ofakit.errors import ArchError, BundleError
+from ofakit.io import atomic_path, atomic_write_json
+from ofakit.space import SearchSpace, get_space
+
+PREDICTOR_JSON = "predictor.json"
+PREDICTOR_ARRAYS = "predictor.safetensors"
+
+
+@dataclass
+class AccuracyPredictor:
+    """A fitted predictor: `predict(archs)` -> top-1 fractions, one per arch."""
+
+    space: str
+    kind: str  # "mlp" or "gbm"
+    arrays: dict[str, np.ndarray]
+    encoding: str = "ofakit"  # how archs become features: "ofakit" (space.encode) or a MIT layout
+    meta: dict[str, Any] = field(default_factory=dict)  # metrics, samples, source
+
+    def features(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        space = get_space(self.space)
+        for arch in archs:
+            if arch.space != self.space:
+                raise ArchError(f"arch of space {arch.space!r} given to a predictor for space {self.space!r}")
+        if self.encoding == "ofakit":
+            return space.encode(archs)
+        from ofakit.predict.ofa_predictor import encode_mit
+
+        return encode_mit(space, archs, self.encoding, self.meta.get("mit_resolutions"))
+
+    def predict(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        if not archs:
+            return np.zeros(0)
+        return self.predict_features(self.features(archs))
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.kind == "mlp":
+            n = self.meta.get("layers", sum(1 for k in self.arrays if k.startswith("w")))
+            for i in range(n):
+                x = x @ self.arrays[f"w{i}"].T
+                if f"b{i}" in self.arrays:
+                    x = x + self.arrays[f"b{i}"]
+                if i < n - 1:
+                    x = np.maximum(x, 0.0)
+            out = x[:, 0]
+            if "offset" in self.arrays:
+                out = out + self.arrays["offset"][0]
+            return out
+        if self.kind == "gbm":
+            return _gbm_predict(self.arrays, x)
+        raise BundleError(f"unknown predictor kind {self.kind!r}; known: mlp, gbm")
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        with atomic_path(directory / PREDICTOR_ARRAYS) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, str(tmp))
+        atomic_write_json(directory / PREDICTOR_JSON, {"space": self.space, "kind": self.kind,
+                                                       "encoding": self.encoding, "meta": self.meta})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AccuracyPredictor:
+        from safetensors.numpy import load_file
+
+        from ofakit.bundle import check_safetensors
+
+        directory = Path(directory)
+        meta_path = directory / PREDICTOR_JSON
+        if not meta_path.is_file():
+            raise BundleError(f"{directory} has no accuracy predictor ({PREDICTOR_JSON}); fit one with: "
+                              f"ofakit predictor fit --bundle {directory} --data DATA --samples 500, or import "
+                              "MIT's with: ofakit import-ofa --predictor acc_predictor.pth --space SPACE --out DIR")
+        try:
+            data = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{meta_path}: malformed JSON: {exc}") from None
+        check_safetensors(directory / PREDICTOR_ARRAYS)
+        arrays = {k: v.astype(np.float64) for k, v in load_file(str(directory / PREDICTOR_ARRAYS)).items()}
+        return cls(space=data["space"], kind=data["kind"], arrays=arrays, encoding=data.get("encoding", "ofakit"),
+                   meta=data.get("meta", {}))
+
+
+# -- gradient-boosted trees as arrays ---------------------------------------------------------------------------
+def gbm_to_arrays(model: Any) -> dict[str, np.ndarray]:
+    """A fitted sklearn GradientBoostingRegressor as flat arrays (one row block per tree)."""
+    trees = [est[0].tree_ for est in model.estimators_]
+    size = max(t.node_count for t in trees)
+
+    def stack(attr: str, fill: float) -> np.ndarray:
+        out = np.full((len(trees), size), fill, dtype=np.float64)
+        for i, t in enumerate(trees):
+            values = getattr(t, attr)
+            out[i, : t.node_count] = values.reshape(t.node_count, -1)[:, 0] if attr == "value" else values
+        return out
+
+    init = float(np.asarray(model.init_.constant_).ravel()[0]) if hasattr(model.init_, "constant_") \
+        else float(model._raw_predict_init(np.zeros((1, model.n_features_in_)))[0, 0])
+    return {"tree_feature": stack("feature", -2), "tree_threshold": stack("threshold", 0.0),
+            "tree_left": stack("children_left", -1), "tree_right": stack("children_right", -1),
+            "tree_value": stack("value", 0.0), "learning_rate": np.array([model.learning_rate]),
+            "init": np.array([init])}
+
+
+def _gbm_predict(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    feature = arrays["tree_feature"].astype(np.int64)
+    threshold = arrays["tree_threshold"]
+    left, right = arrays["tree_left"].astype(np.int64), arrays["tree_right"].astype(np.int64)
+    value = arrays["tree_value"]
+    n_trees = feature.shape[0]
+    out = np.full(len(x), arrays["init"][0])
+    rows = np.arange(len(x))
+    for t in range(n_trees):
+        node = np.zeros(len(x), dtype=np.int64)
+        while True:
+            f = feature[t, node]
+            leaf = f < 0
+            if leaf.all():
+                break
+            go_left = x[rows, np.where(leaf, 0, f)] <= threshold[t, node]
+            node = np.where(leaf, node, np.where(go_left, left[t, node], right[t, node]))
+        out += arrays["learning_rate"][0] * value[t, node]
+    return out
+
+
+# -- fitting ----------------------------------------------------------------------------------------------------
+def _fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int, layers: int, epochs: int, seed: int) -> dict:
+    import torch
+
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is as fast and does not fight other work
+    dims = [x.shape[1]] + [hidden] * layers + [1]
+    mods: list[torch.nn.Module] = []
+    for i in range(len(dims) - 1):
+        mods.append(torch.nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            mods.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*mods)
+    offset = float(y.mean())
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y - offset).float()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            loss = torch.nn.functional.mse_loss(net(xt[idx]).squeeze(1), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    torch.set_num_threads(threads)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    arrays = {}
+    for i, lin in enumerate(linears):
+        arrays[f"w{i}"] = lin.weight.detach().double().numpy().copy()
+        arrays[f"b{i}"] = lin.bias.detach().double().numpy().copy()
+    arrays["offset"] = np.array([offset])
+    return arrays
+
+
+def _fit(kind: str, x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 100) -> dict[str, np.ndarray]:
+    if kind == "mlp":
+        return _fit_mlp(x, y, hidden=400, layers=3, epochs=epochs, seed=seed)
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    model = GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                      random_state=seed)
+    model.fit(x, y)
+    return gbm_to_arrays(model)
+
+
+def rank_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    return {"kendall_tau": float(kendalltau(pred, true)[0]), "spearman": float(spearmanr(pred, true)[0]),
+            "rmse": float(np.sqrt(np.mean((pred - true) ** 2)))}
+
+
+def fit_accuracy_predictor(space: SearchSpace, archs: Sequence[ArchConfig], accuracies: Sequence[float], *,
+                           kinds: Sequence[str] = ("mlp", "gbm"), folds: int = 5, holdout: float = 0.2,
+                           seed: int = 0, mlp_epochs: int = 100) -> AccuracyPredictor:
+    """Fit each kind, choose by K-fold cross-validated Kendall tau on the training part, report held-out metrics,
+    and refit the winner on all records."""
+    x = space.encode(archs).astype(np.float64)
+    y = np.asarray(accuracies, dtype=np.float64)
+    if len(y) < 2 * folds:
+        raise ValueError(f"need at least {2 * folds} (arch, accuracy) records to fit a predictor, got {len(y)}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    n_hold = max(2, int(holdout * len(y)))
+    hold, train = order[:n_hold], order[n_hold:]
+    cv: dict[str, float] = {}
+    for kind in kinds:
+        taus = []
+        for f in range(folds):
+            val = train[f::folds]
+            fit = np.setdiff1d(train, val)
+            p = AccuracyPredictor(space.name, kind, _fit(kind, x[fit], y[fit], seed, mlp_epochs)).predict_features(x[val])
+            taus.append(rank_metrics(p, y[val])["kendall_tau"])
+        cv[kind] = float(np.mean(taus))
+    best = max(cv, key=cv.get)
+    held = AccuracyPredictor(space.name, best, _fit(best, x[train], y[train], seed, mlp_epochs)).predict_features(x[hold])
+    metrics = rank_metrics(held, y[hold])
+    arrays = _fit(best, x, y, seed, mlp_epochs)
+    meta = {"samples": int(len(y)), "cv_kendall_tau": cv, "chosen": best, "heldout": metrics,
+            "heldout_samples": int(n_hold)}
+    if best == "mlp":
+        meta["layers"] = sum(1 for k in arrays if k.startswith("w"))
+    return AccuracyPredictor(space.name, best, arrays, meta=meta)

@@ -1,0 +1,104 @@
+"""Specialize a bundle for a device: the subnet with the best predicted accuracy under latency, MACs and params
+limits, found without importing torch (predictor and latency table are NumPy)."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofakit.bundle import read_bundle_info
+from ofakit.errors import ConfigError
+from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.search.coarse_to_fine import coarse_to_fine
+from ofakit.search.constraints import Limit, macs_limit, params_limit
+from ofakit.search.evolution import EvolutionConfig, SearchResult, aging_evolution, evolve, random_search
+from ofakit.search.pareto import pareto_front
+from ofakit.space import get_space
+
+ALGORITHMS = ("evolution", "aging", "coarse-to-fine", "random")
+
+
+@dataclass(frozen=True)
+class SpecializeConfig:
+    device: str
+    latency_ms: float | None = None
+    macs: float | None = None
+    params: float | None = None
+    algorithm: str = "evolution"
+    budget: int = 5000  # archs scored (about population x generations)
+    population: int = 100
+    seed: int = 0
+
+
+def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult, dict[str, Any]]:
+    """Run the search; returns the result and the JSON-ready report."""
+    from ofakit.latency.estimate import estimator_for
+    from ofakit.latency.devices import get_device
+
+    started = time.perf_counter()
+    if cfg.algorithm not in ALGORITHMS:
+        import difflib
+
+        close = difflib.get_close_matches(cfg.algorithm, ALGORITHMS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown algorithm {cfg.algorithm!r}; choices: {', '.join(ALGORITHMS)}.{hint}")
+    info = read_bundle_info(bundle)
+    device = get_device(cfg.device)
+    space = get_space(info.space)
+    predictor = AccuracyPredictor.load(bundle)
+    if predictor.space != space.name:
+        raise ConfigError(f"the predictor in {bundle} is for space {predictor.space!r}, the bundle for "
+                          f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
+    estimator = estimator_for(device.name, space.name)
+    limits: list[Limit] = []
+    if cfg.latency_ms is not None:
+        limits.append(Limit(f"latency_ms@{device.name}", cfg.latency_ms, estimator.estimate_batch, "ms"))
+    if cfg.macs is not None:
+        limits.append(macs_limit(space, cfg.macs))
+    if cfg.params is not None:
+        limits.append(params_limit(space, cfg.params))
+    if not limits:
+        raise ConfigError("give at least one limit: --latency, --macs or --params")
+    rng = random.Random(cfg.seed)
+    generations = max(1, cfg.budget // cfg.population)
+    ecfg = EvolutionConfig(population=cfg.population, generations=generations)
+    if cfg.algorithm == "evolution":
+        result = evolve(space, predictor.predict, limits, ecfg, rng)
+    elif cfg.algorithm == "aging":
+        result = aging_evolution(space, predictor.predict, limits, ecfg, rng)
+    elif cfg.algorithm == "coarse-to-fine":
+        result = coarse_to_fine(space, predictor.predict, limits, ecfg, rng)
+    else:
+        result = random_search(space, predictor.predict, limits, cfg.budget, rng)
+    best = result.best
+    report = {
+        "arch": best.to_dict(),
+        "predicted_accuracy": round(float(result.score), 6),
+        "latency_ms": round(float(estimator.estimate(best)), 4),
+        "latency_estimator": estimator.name,
+        "macs": space.macs(best),
+        "params": space.params(best),
+        "device": device.name,
+        "bundle": str(bundle),
+        "space": space.name,
+        "limits": {lim.name: lim.maximum for lim in limits},
+        "algorithm": cfg.algorithm,
+        "seed": cfg.seed,
+        "evaluations": result.evaluations,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    return result, report
+
+
+def pareto_report(result: SearchResult, latency: Any) -> dict[str, list]:
+    """The front of predicted accuracy vs estimated latency over every feasible arch the search scored."""
+    archs = list(result.archive)
+    scores = np.array([result.archive[a] for a in archs])
+    lat = np.asarray(latency(archs), dtype=float)
+    front = pareto_front(lat, scores)
+    return {"latency_ms": lat[front].round(4).tolist(), "predicted_accuracy": scores[front].round(6).tolist(),
+            "archs": [archs[i].to_dict() for i in front]}

@@ -1,0 +1,87 @@
+"""Accuracy predictors: fitted by cross-validation, stored without pickles, evaluated in NumPy."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ofakit.errors import ArchError, BundleError
+from ofakit.predict.accuracy import AccuracyPredictor, _fit, fit_accuracy_predictor, gbm_to_arrays
+from ofakit.predict.records import append_record, read_records, spread_over_macs
+from ofakit.space import get_space
+
+
+def synthetic(space, n, seed=0):
+    rng = random.Random(seed)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(n)))
+    noise = np.random.default_rng(seed).normal(0, 0.005, len(archs))
+    acc = np.array([0.5 + 0.4 * np.tanh(space.macs(a) / 4e5) for a in archs]) + noise
+    return archs, acc
+
+
+def test_fit_ranks_held_out_subnets_and_round_trips(tmp_path):
+    space = get_space("tiny")
+    archs, acc = synthetic(space, 120)
+    pred = fit_accuracy_predictor(space, archs, acc, folds=3, mlp_epochs=40)
+    assert pred.meta["chosen"] in ("mlp", "gbm") and set(pred.meta["cv_kendall_tau"]) == {"mlp", "gbm"}
+    assert pred.meta["heldout"]["kendall_tau"] > 0.6
+    pred.save(tmp_path)
+    assert not list(tmp_path.glob("*.pkl"))
+    loaded = AccuracyPredictor.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict(archs), pred.predict(archs), atol=1e-6)
+
+
+def test_gbm_arrays_reproduce_sklearn():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    space = get_space("tiny")
+    archs, acc = synthetic(space, 80, seed=1)
+    x = space.encode(archs)
+    model = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=0).fit(x, acc)
+    ours = AccuracyPredictor("tiny", "gbm", gbm_to_arrays(model))
+    np.testing.assert_allclose(ours.predict(archs), model.predict(x), atol=1e-12)
+
+
+def test_mlp_in_numpy_matches_the_fitted_torch_network():
+    import torch
+
+    space = get_space("tiny")
+    archs, acc = synthetic(space, 40, seed=2)
+    x = space.encode(archs).astype(np.float64)
+    arrays = _fit("mlp", x, acc, seed=0, epochs=5)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 400), torch.nn.ReLU(), torch.nn.Linear(400, 400),
+                              torch.nn.ReLU(), torch.nn.Linear(400, 400), torch.nn.ReLU(), torch.nn.Linear(400, 1))
+    with torch.no_grad():
+        for i, layer in enumerate(m for m in net if isinstance(m, torch.nn.Linear)):
+            layer.weight.copy_(torch.from_numpy(arrays[f"w{i}"]))
+            layer.bias.copy_(torch.from_numpy(arrays[f"b{i}"]))
+        expected = net(torch.from_numpy(x).float()).squeeze(1).double().numpy() + arrays["offset"][0]
+    np.testing.assert_allclose(AccuracyPredictor("tiny", "mlp", arrays).predict(archs), expected, atol=1e-5)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(BundleError, match="has no accuracy predictor.*ofakit predictor fit --bundle"):
+        AccuracyPredictor.load(tmp_path)
+    pred = AccuracyPredictor("tiny", "mlp", {"w0": np.zeros((1, 23)), "b0": np.zeros(1)})
+    with pytest.raises(ArchError, match="arch of space 'ofa-mbv3-w1.0' given to a predictor for space 'tiny'"):
+        pred.predict([get_space("ofa-mbv3-w1.0").largest()])
+    with pytest.raises(ValueError, match="need at least 10"):
+        fit_accuracy_predictor(get_space("tiny"), [get_space("tiny").largest()] * 3, [0.5] * 3)
+
+
+def test_records_spread_and_resume(tmp_path):
+    space = get_space("ofa-mbv3-w1.0")
+    archs = spread_over_macs(space, 40, random.Random(0))
+    macs = np.array([space.macs(a) for a in archs])
+    lo, hi = space.macs(space.smallest()), space.macs(space.largest())
+    assert len(set(archs)) == 40
+    assert np.histogram(macs, bins=4, range=(lo, hi))[0].min() >= 5  # every quarter of the range is covered
+    path = tmp_path / "records.jsonl"
+    for arch in archs[:3]:
+        append_record(path, arch, 0.5)
+    with open(path, "a") as fh:
+        fh.write('{"arch": {"space": "ofa-mb')  # a line torn by a kill
+    assert list(read_records(path)) == archs[:3]
+    assert json.loads(path.read_text().splitlines()[0])["top1"] == 0.5

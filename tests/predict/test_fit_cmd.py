@@ -1,0 +1,28 @@
+"""`ofakit predictor fit` end to end on a tiny bundle and digits, resuming from its records."""
+from __future__ import annotations
+
+import torch
+
+from ofakit.bundle import save_bundle
+from ofakit.cli.main import main
+from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.predict.records import RECORDS, read_records
+from ofakit.supernet import build_supernet
+
+
+def test_fit_stores_a_predictor_and_resumes(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_bundle(tmp_path, build_supernet("tiny", num_classes=10))
+    argv = ["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "12",
+            "--val-batches", "1", "--calibration-batches", "1"]
+    assert main(argv) == 0
+    records = read_records(tmp_path / RECORDS)
+    assert len(records) == 12 and all(0 <= v <= 1 for v in records.values())
+    pred = AccuracyPredictor.load(tmp_path)
+    assert pred.space == "tiny" and pred.meta["samples"] == 12 and pred.meta["data"] == "digits"
+    before = (tmp_path / RECORDS).read_text()
+    assert main(argv) == 0  # everything evaluated already: no new records
+    assert (tmp_path / RECORDS).read_text() == before
+    capsys.readouterr()
+    assert main(["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "3"]) == 2
+    assert "--samples must be at least 10" in capsys.readouterr().err

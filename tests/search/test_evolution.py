@@ -1,0 +1,96 @@
+"""Searches find better feasible archs than random sampling, respect every limit, and never loop forever."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from ofakit.search.coarse_to_fine import coarse_grid, coarse_to_fine
+from ofakit.search.constraints import InfeasibleError, Limit, macs_limit, params_limit, parse_count, parse_latency_ms
+from ofakit.search.evolution import EvolutionConfig, aging_evolution, evolve, random_search
+from ofakit.search.pareto import pareto_front
+from ofakit.space import SPACES, get_space
+
+
+def linear_score(space, seed=0):
+    w = np.random.default_rng(seed).standard_normal(len(space.feature_names))
+    return lambda archs: space.encode(archs) @ w
+
+
+@pytest.mark.parametrize("algorithm", ["evolution", "aging", "coarse-to-fine"])
+def test_search_beats_random_under_a_macs_limit(algorithm):
+    space = get_space("ofa-mbv3-w1.0")
+    score = linear_score(space)
+    limit = macs_limit(space, 250e6)
+    cfg = EvolutionConfig(population=50, generations=30)
+    run = {"evolution": evolve, "aging": aging_evolution, "coarse-to-fine": coarse_to_fine}[algorithm]
+    result = run(space, score, [limit], cfg, random.Random(0))
+    baseline = random_search(space, score, [limit], result.evaluations, random.Random(0))
+    assert space.macs(result.best) <= 250e6 and result.costs["macs"] == space.macs(result.best)
+    assert result.score > baseline.score
+    assert all(space.macs(a) <= 250e6 for a in result.archive)
+    again = run(space, score, [limit], cfg, random.Random(0))
+    assert again.best == result.best  # same seed, same result
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_every_space_searches(name):
+    space = get_space(name)
+    limit = params_limit(space, (space.params(space.smallest()) + space.params(space.largest())) / 2)
+    result = evolve(space, linear_score(space), [limit], EvolutionConfig(population=20, generations=5),
+                    random.Random(1))
+    space.validate(result.best)
+    assert result.costs["params"] <= limit.maximum
+    assert result.best.resolution in space.resolutions
+
+
+def test_several_limits_at_once():
+    space = get_space("ofa-mbv3-w1.0")
+    limits = [macs_limit(space, 300e6), params_limit(space, 5e6)]
+    result = evolve(space, linear_score(space, 2), limits, EvolutionConfig(population=30, generations=10),
+                    random.Random(0))
+    assert space.macs(result.best) <= 300e6 and space.params(result.best) <= 5e6
+
+
+def test_infeasible_limit_names_the_smallest_value():
+    space = get_space("ofa-mbv3-w1.0")
+    smallest = space.macs(space.smallest())
+    for run in (lambda lim: evolve(space, linear_score(space), lim, EvolutionConfig(generations=2), random.Random()),
+                lambda lim: random_search(space, linear_score(space), lim, 50, random.Random()),
+                lambda lim: coarse_to_fine(space, linear_score(space), lim, EvolutionConfig(generations=2),
+                                           random.Random())):
+        with pytest.raises(InfeasibleError, match=rf"macs <= 1\.00M \(smallest reached: {smallest / 1e6:.2f}M\)"):
+            run([macs_limit(space, 1e6)])
+
+
+def test_just_feasible_limit_finds_the_smallest():
+    space = get_space("tiny")
+    limit = Limit("macs", space.macs(space.smallest()), lambda a: np.array([space.macs(x) for x in a]))
+    result = evolve(space, linear_score(space), [limit], EvolutionConfig(population=10, generations=3),
+                    random.Random(0))
+    assert space.macs(result.best) == space.macs(space.smallest())
+
+
+def test_coarse_grid_is_uniform_and_valid():
+    for name in ("ofa-mbv3-w1.0", "ofa-resnet50", "proxyless-mobile"):
+        space = get_space(name)
+        grid = coarse_grid(space)
+        assert len(set(grid)) == len(grid)
+        for arch in grid[:50]:
+            space.validate(arch)
+
+
+def test_units():
+    assert parse_latency_ms("30ms") == 30 and parse_latency_ms("30") == 30 and parse_latency_ms("0.03s") == 30
+    assert parse_count("300M") == 300e6 and parse_count("1.2G") == 1.2e9 and parse_count("5000") == 5000
+    with pytest.raises(Exception, match="cannot read latency '30 fps'"):
+        parse_latency_ms("30 fps")
+    with pytest.raises(Exception, match="cannot read MACs 'lots'"):
+        parse_count("lots", "MACs")
+
+
+def test_pareto_front():
+    costs = [3, 1, 2, 2, 4]
+    scores = [0.7, 0.5, 0.6, 0.65, 0.6]
+    assert pareto_front(costs, scores).tolist() == [1, 3, 0]

@@ -1,0 +1,98 @@
+"""`ofakit specialize` on a bundle with a predictor and a device table: limits met, errors explained, no torch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ofakit.cli.main import main
+from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.space import get_space
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_bundle(path: Path, space_name: str, *, predictor_space: str | None = None, predictor: bool = True) -> Path:
+    """bundle.json and a random MLP predictor: all that specialize reads (weights are not needed to search)."""
+    path.mkdir(parents=True, exist_ok=True)
+    space = get_space(space_name)
+    (path / "bundle.json").write_text(json.dumps({"space": space_name, "num_classes": space.num_classes}))
+    if predictor:
+        pspace = get_space(predictor_space or space_name)
+        rng = np.random.default_rng(0)
+        n = len(pspace.feature_names)
+        arrays = {"w0": rng.normal(0, 0.1, (32, n)), "b0": np.zeros(32), "w1": rng.normal(0, 0.1, (1, 32)),
+                  "b1": np.zeros(1), "offset": np.array([0.7])}
+        AccuracyPredictor(pspace.name, "mlp", arrays, meta={"layers": 2}).save(path)
+    return path
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_specialize_meets_the_limit_and_writes_files(tmp_path, capsys):
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2")
+    assert run("specialize", "--device", "note10", "--latency", "30ms", "--bundle", bundle, "--budget", "2000",
+               "--out", tmp_path / "out", "--json", "--pareto") == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("arch", "predicted_accuracy", "latency_ms", "macs", "params", "device", "evaluations",
+                "wall_time_s"):
+        assert key in report
+    assert report["latency_ms"] <= 30 and report["device"] == "note10"
+    from ofakit.arch import ArchConfig
+
+    best = ArchConfig.from_dict(report["arch"])
+    assert report["predicted_accuracy"] == pytest.approx(AccuracyPredictor.load(bundle).predict([best])[0], abs=1e-6)
+    assert json.loads((tmp_path / "out" / "arch.json").read_text()) == report["arch"]
+    front = report["pareto"]
+    assert front["latency_ms"] == sorted(front["latency_ms"]) and max(front["latency_ms"]) <= 30
+    assert front["predicted_accuracy"] == sorted(front["predicted_accuracy"])
+    capsys.readouterr()
+    assert run("specialize", "--device", "note10", "--latency", "0.03s", "--bundle", bundle, "--budget", "2000",
+               "--json") == 0
+    assert json.loads(capsys.readouterr().out)["arch"] == report["arch"]  # same seed, same result
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--device", "note1O", "--latency", "30ms"], ["unknown device 'note1O'", "Did you mean 'note10'"]),
+    (["--device", "note10", "--latency", "1ms"], ["smallest reached", "raise the limit"]),
+    (["--device", "note10", "--latency", "thirty"], ["cannot read latency 'thirty'"]),
+    (["--device", "note10", "--macs", "3 hundred"], ["cannot read MACs"]),
+    (["--device", "pixel", "--latency", "30ms"], ["no latency table for device 'pixel1' and space 'ofa-mbv3-w1.2'",
+                                                  "proxyless-mobile"]),
+    (["--device", "note10", "--latency", "30ms", "--algorithm", "evolutoin"], ["Did you mean 'evolution'"]),
+])
+def test_user_mistakes(tmp_path, capsys, argv, fragments):
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2")
+    assert run("specialize", *argv, "--bundle", bundle, "--budget", "500") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ofakit: error:") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_bundle_without_predictor_says_how_to_fit_one(tmp_path, capsys):
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2", predictor=False)
+    assert run("specialize", "--device", "note10", "--latency", "30ms", "--bundle", bundle) == 2
+    assert "ofakit predictor fit --bundle" in capsys.readouterr().err
+
+
+def test_predictor_of_another_space(tmp_path, capsys):
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2", predictor_space="ofa-mbv3-w1.0")
+    assert run("specialize", "--device", "note10", "--latency", "30ms", "--bundle", bundle) == 2
+    assert "predictor in" in capsys.readouterr().err
+
+
+def test_specialize_does_not_import_torch(tmp_path):
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2")
+    code = ("import sys; from ofakit.cli.main import main; "
+            f"rc = main(['specialize', '--device', 'note10', '--latency', '30ms', '--bundle', {str(bundle)!r}, "
+            "'--budget', '300', '--json']); assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
