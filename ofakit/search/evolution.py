@@ -36,7 +36,7 @@ class SearchResult:
     best: ArchConfig
     score: float
     costs: dict[str, float]
-    evaluations: int  # distinct archs scored
+    evaluations: int  # distinct archs evaluated (limits checked; the feasible ones also scored)
     wall_time_s: float
     history: list[float] = field(default_factory=list)  # best score per generation
     archive: dict[ArchConfig, float] = field(default_factory=dict)  # every feasible arch scored -> score
@@ -53,7 +53,9 @@ class _Scorer:
         new = list({a: None for a in archs if a not in self.cache})
         if new:
             mask, values = feasible(self.limits, new)
-            scores = np.asarray(self.score(new), dtype=np.float64)
+            scores = np.full(len(new), np.nan)  # only feasible archs are ever ranked, so only they are scored
+            if mask.any():
+                scores[mask] = np.asarray(self.score([a for a, ok in zip(new, mask) if ok]), dtype=np.float64)
             for i, arch in enumerate(new):
                 self.cache[arch] = (float(scores[i]), bool(mask[i]), {k: float(v[i]) for k, v in values.items()})
         return [self.cache[a] for a in archs]

@@ -63,17 +63,20 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
         limits.append(params_limit(space, cfg.params))
     if not limits:
         raise ConfigError("give at least one limit: --latency, --macs or --params")
+    from ofakit.predict.ofa_predictor import predictor_space
+
+    search_space = predictor_space(predictor, space)  # only resolutions the predictor can encode
     rng = random.Random(cfg.seed)
     generations = max(1, cfg.budget // cfg.population)
     ecfg = EvolutionConfig(population=cfg.population, generations=generations)
     if cfg.algorithm == "evolution":
-        result = evolve(space, predictor.predict, limits, ecfg, rng)
+        result = evolve(search_space, predictor.predict, limits, ecfg, rng)
     elif cfg.algorithm == "aging":
-        result = aging_evolution(space, predictor.predict, limits, ecfg, rng)
+        result = aging_evolution(search_space, predictor.predict, limits, ecfg, rng)
     elif cfg.algorithm == "coarse-to-fine":
-        result = coarse_to_fine(space, predictor.predict, limits, ecfg, rng)
+        result = coarse_to_fine(search_space, predictor.predict, limits, ecfg, rng)
     else:
-        result = random_search(space, predictor.predict, limits, cfg.budget, rng)
+        result = random_search(search_space, predictor.predict, limits, cfg.budget, rng)
     best = result.best
     report = {
         "arch": best.to_dict(),

@@ -125,3 +125,92 @@ def test_checkpoint_that_is_not_a_torch_file(cli, tmp_path):
     path = tmp_path / "c.pth"
     path.write_bytes(b"not a checkpoint at all")
     cli("import-ofa", "--checkpoint", path, "--space", SPACE, "--out", tmp_path / "b").assert_user_error("c.pth")
+
+
+# -- --predictor: MIT's accuracy predictor into predictor.json + predictor.safetensors --------------------------
+PREDICTORS = json.loads((FIXTURES / "acc_predictor_reference.json").read_text())["layouts"]
+
+
+@pytest.mark.parametrize("layout", sorted(PREDICTORS))
+def test_import_predictor_gives_mit_predictions(cli, tmp_path, layout):
+    from ofakit.arch import ArchConfig
+    from ofakit.predict.accuracy import AccuracyPredictor
+
+    ref = PREDICTORS[layout]
+    out = tmp_path / "out"  # no bundle there: the predictor alone
+    result = cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", ref["space"], "--out", out)
+    assert result.code == 0, result.err
+    assert f"imported {ref['file']} (MIT {layout} layout" in result.err
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "predictor.json", "predictor.safetensors"]
+    pred = AccuracyPredictor.load(out)
+    got = pred.predict([ArchConfig.from_dict(a["arch"]) for a in ref["archs"]])
+    np.testing.assert_allclose(got, [a["prediction"] for a in ref["archs"]], rtol=0, atol=1e-5)
+
+    again = cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", ref["space"], "--out", out)
+    again.assert_user_error("already holds an accuracy predictor", "--force")
+    forced = cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", ref["space"], "--out", out, "--force")
+    assert forced.code == 0, forced.err
+
+
+def test_import_predictor_into_an_existing_bundle(cli, checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    assert cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out).code == 0
+    ref = PREDICTORS["ofa-nas"]  # built for ofa-mbv3-w1.0, the checkpoint's space
+    result = cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", SPACE, "--out", out)
+    assert result.code == 0, result.err
+    assert "searches use resolutions 128, 132," in result.err
+    assert {"bundle.json", "supernet.safetensors", "predictor.json", "predictor.safetensors"} <= {
+        p.name for p in out.iterdir()}
+    assert cli("bundle", "info", out, "--check").code == 0
+
+
+def test_import_checkpoint_and_predictor_together(cli, checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    ref = PREDICTORS["ofa-nas"]
+    result = cli("import-ofa", "--checkpoint", checkpoint, "--predictor", FIXTURES / ref["file"], "--space", SPACE,
+                 "--out", out)
+    assert result.code == 0, result.err
+    assert (out / "bundle.json").is_file() and (out / "predictor.json").is_file()
+
+
+def test_predictor_for_a_bundle_of_another_space(cli, checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    assert cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out).code == 0
+    ref = PREDICTORS["ofa-tutorial"]
+    cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", "ofa-mbv3-w1.2", "--out", out) \
+        .assert_user_error(f"holds a bundle of space '{SPACE}', not 'ofa-mbv3-w1.2'")
+    assert not (out / "predictor.json").exists()
+
+
+def test_neither_checkpoint_nor_predictor(cli, tmp_path):
+    cli("import-ofa", "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("nothing to import", "--checkpoint", "--predictor")
+
+
+def test_missing_predictor(cli, tmp_path):
+    cli("import-ofa", "--predictor", tmp_path / "acc.pth", "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("acc.pth", "does not exist")
+
+
+def test_bad_predictor_writes_no_bundle(cli, checkpoint, tmp_path):
+    path = tmp_path / "acc.pth"
+    torch.save({"x": Payload()}, path)
+    cli("import-ofa", "--checkpoint", checkpoint, "--predictor", path, "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("refusing to load", "weights_only")
+    assert not (tmp_path / "b").exists()
+
+
+def test_predictor_resolutions_option(cli, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    state = {"base_acc": torch.tensor([0.7]), "layers.3.weight": torch.randn(1, 8, generator=g)}
+    for i, fan_in in enumerate((3 + 120, 8, 8)):
+        state[f"layers.{i}.0.weight"] = torch.randn(8, fan_in, generator=g)
+        state[f"layers.{i}.0.bias"] = torch.randn(8, generator=g)
+    path = tmp_path / "acc.pth"
+    torch.save(state, path)
+    cli("import-ofa", "--predictor", path, "--space", SPACE, "--out", tmp_path / "b") \
+        .assert_user_error("encodes 3 resolutions", "--resolutions")
+    ok = cli("import-ofa", "--predictor", path, "--space", SPACE, "--out", tmp_path / "b", "--resolutions", "160",
+             "192", "224")
+    assert ok.code == 0, ok.err
+    assert json.loads((tmp_path / "b" / "predictor.json").read_text())["meta"]["mit_resolutions"] == [160, 192, 224]

@@ -96,3 +96,13 @@ def test_specialize_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_specialize_with_an_imported_mit_predictor_only_proposes_encodable_resolutions(tmp_path, capsys):
+    fixture = REPO / "tests" / "fixtures" / "ofa" / "acc_predictor_tutorial.pth"
+    assert run("import-ofa", "--predictor", fixture, "--space", "ofa-mbv3-w1.2", "--out", tmp_path / "b") == 0
+    capsys.readouterr()
+    assert run("specialize", "--device", "note10", "--latency", "30ms", "--bundle", tmp_path / "b", "--budget", "600",
+               "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["arch"]["resolution"] in (160, 176, 192, 208, 224) and report["latency_ms"] <= 30
