@@ -23,3 +23,14 @@ class ConfigError(OfakitError, ValueError):
 
 class BundleError(OfakitError, ValueError):
     """A bundle or checkpoint that does not fit the space it claims, or that is not in a safe format."""
+
+
+class LatencyLookupError(OfakitError, LookupError):
+    """A layer or table that a latency estimate needs but that no table holds; the message names the profile command."""
+
+    def __str__(self) -> str:  # as UnknownNameError: the message, not its repr()
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendUnavailableError(OfakitError, RuntimeError):
+    """A latency backend whose runtime (TensorRT, coremltools, a CUDA GPU, macOS) is not available here."""

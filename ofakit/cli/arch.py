@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("arch", type=Path, help="ArchConfig JSON file ('-' for stdin)")
     i.add_argument("--space", help="also check that the arch belongs to this space")
     i.add_argument("--json", action="store_true", help="print JSON (keys: valid, macs, params, ...)")
+    i.add_argument("--device", help="also estimate the latency on this device (see `ofakit devices`)")
     i.set_defaults(run=run_info)
 
     f = asub.add_parser("from-ofa", help="convert MIT once-for-all's net.config of a subnet to ArchConfig JSON")
@@ -89,15 +90,29 @@ def run_info(args: argparse.Namespace) -> int:
         space.validate(arch)
     notes = [str(w.message) for w in caught]
     macs, params = space.macs(arch), space.params(arch)
+    latency = _latency(arch, args.device) if args.device else {}
     if args.json:
         print_json({"valid": True, "space": arch.space, "resolution": arch.resolution, "macs": macs,
-                    "params": params, "warnings": notes})
+                    "params": params, **latency, "warnings": notes})
         return 0
     for note in notes:
         print(f"ofakit: warning: {note}", file=sys.stderr)
     print(f"space       {arch.space}\nresolution  {arch.resolution}\nvalid       yes\n"
           f"MACs        {macs / 1e6:.2f} M ({macs})\nparams      {params / 1e6:.3f} M ({params})")
+    if latency:
+        print(f"latency     {latency['latency_ms']:.2f} ms on {latency['device']} ({latency['latency_estimator']}, "
+              f"{latency['latency_table']})")
     return 0
+
+
+def _latency(arch: ArchConfig, device: str) -> dict[str, object]:
+    """Estimated latency on `device` (LUT sum over the device's table for the arch's space; no network is built)."""
+    from ofakit.latency import estimator_for, get_device
+
+    name = get_device(device).name
+    est = estimator_for(name, arch.space)
+    return {"device": name, "latency_ms": round(est.estimate(arch), 4), "latency_estimator": est.name,
+            "latency_table": str(est.table.path)}
 
 
 def run_from_ofa(args: argparse.Namespace) -> int:

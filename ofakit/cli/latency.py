@@ -1,0 +1,100 @@
+"""`ofakit latency convert-mit|validate`: bring MIT's tables in, check estimates against measured latency."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("latency", help="convert latency tables, validate estimates against measurement",
+                       description="Latency tables and estimators.")
+    lsub = p.add_subparsers(dest="latency_command", metavar="ACTION", required=True)
+
+    c = lsub.add_parser("convert-mit", help="convert MIT's latency YAML tables (once-for-all, ProxylessNAS)",
+                        description="Convert MIT HAN Lab's published latency tables (a folder of "
+                                    "<resolution>_lookup_table.yaml files, or one YAML file) into an ofakit table.")
+    c.add_argument("source", type=Path, help="folder of <resolution>_lookup_table.yaml files, or one YAML file")
+    c.add_argument("--device", required=True, help="device the table was measured on (see `ofakit devices`)")
+    c.add_argument("--space", required=True, help="search space of the table (see `ofakit spaces`)")
+    c.add_argument("--out", type=Path, help="output JSON (default: latency_tables/<device>_<space>.json)")
+    c.add_argument("--attribution", default="", help="who measured and published the table (kept in its metadata)")
+    c.add_argument("--license", default="", help="license of the source numbers (kept in its metadata)")
+    c.set_defaults(run=run_convert)
+
+    v = lsub.add_parser("validate", help="measure random subnets end to end and score the latency estimators",
+                        description="Measure N random subnets end to end on the device (interleaved, two passes for "
+                                    "the noise floor) and compare them with the LUT sum, the LUT sum with drift "
+                                    "normalization and a FLOPs-linear baseline.")
+    v.add_argument("--device", required=True, help="device name or alias (its backend must run here)")
+    v.add_argument("--space", required=True, help="search space (the device needs a table for it)")
+    v.add_argument("--samples", type=int, default=30, help="random subnets (default %(default)s)")
+    v.add_argument("--resolutions", type=int, nargs="+", metavar="R",
+                   help="draw resolutions from these (default: every resolution the table covers)")
+    v.add_argument("--seed", type=int, default=0, help="seeds the subnets (default %(default)s)")
+    v.add_argument("--reps", type=int, default=8, help="timed rounds per pass (default %(default)s)")
+    v.add_argument("--json", action="store_true", help="print JSON (metrics, and every subnet's numbers)")
+    v.add_argument("--plot", type=Path, metavar="FILE.png", help="write a predicted-vs-measured plot")
+    v.set_defaults(run=run_validate)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ofakit.latency.devices import get_device
+    from ofakit.latency.mit import convert, read_sources
+    from ofakit.latency.table import table_filename
+    from ofakit.space import get_space
+
+    device = get_device(args.device).name
+    space = get_space(args.space).name
+    sources = read_sources(args.source, space)
+    table = convert(sources, device=device, space=space, source=f"MIT table {args.source.name}",
+                    attribution=args.attribution, license=args.license)
+    out = args.out or Path("latency_tables") / table_filename(device, space)
+    table.save(out)
+    for note in table.meta.get("notes", []):
+        print(f"ofakit: note: {note}", file=sys.stderr)
+    print(f"wrote {out} ({len(table)} entries at {len(table.entries)} resolution(s))", file=sys.stderr)
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from ofakit.cli.output import print_json, print_table
+    from ofakit.errors import ConfigError
+    from ofakit.latency.devices import get_device
+    from ofakit.latency.table import find_table
+    from ofakit.latency.validate import ValidateConfig, plot, validate
+    from ofakit.space import get_space
+
+    device = get_device(args.device)
+    space = get_space(args.space)
+    table = find_table(device.name, space.name)
+    if args.reps < 1:
+        raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    cfg = ValidateConfig(samples=args.samples, resolutions=tuple(args.resolutions or ()), seed=args.seed,
+                         reps=args.reps)
+    result = validate(device, space, table, cfg, on_group=lambda g, n: print(
+        f"ofakit: validate: group {g}/{n} measured", file=sys.stderr))
+    metrics = result.metrics()
+    if args.plot:
+        plot(result, str(args.plot), f"{device.name} {space.name}: {len(result.archs)} subnets")
+    if args.json:
+        print_json({
+            "device": device.name, "space": space.name, "table": str(table.path), "samples": len(result.archs),
+            "metrics": metrics, "reference": result.reference,
+            "subnets": [{"arch": a.to_dict(), "macs": int(m), "measured_ms": float(t),
+                         "passes_ms": [float(result.passes[0][i]), float(result.passes[1][i])],
+                         **{f"{k}_ms": float(v[i]) for k, v in result.estimates.items()}}
+                        for i, (a, m, t) in enumerate(zip(result.archs, result.macs, result.measured))],
+        })
+    else:
+        rows = [[name, f"{m['within_10pct'] * 100:.0f} %", f"{m['mape_pct']:.1f} %", f"{m['spearman']:.3f}",
+                 f"{m['bias_pct']:+.1f} %"] for name, m in metrics.items()]
+        print_table(f"{device.name} {space.name}: {len(result.archs)} subnets, measured vs estimated",
+                    ["estimator", "within ±10 %", "MAPE", "Spearman", "median bias"], rows)
+        if result.reference:
+            r = result.reference
+            print(f"reference model: {r['now_ms']:.3f} ms now, {r['table_ms']:.3f} ms in the table "
+                  f"(drift scale {r['scale']:.3f})")
+    if args.plot:
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,37 @@
+"""Latency backends: `BACKENDS` maps a runtime name to the `Backend` class that times models with it.
+
+Each backend imports its runtime inside its methods, so importing this package needs neither torch nor a runtime;
+a missing runtime is a `BackendUnavailableError` that says how to install it.
+"""
+from __future__ import annotations
+
+from ofakit.errors import BackendUnavailableError
+from ofakit.latency.backends.base import Backend, Runner, Timing, measure
+from ofakit.latency.backends.coreml import CoreMLBackend
+from ofakit.latency.backends.onnxruntime import OnnxRuntimeBackend
+from ofakit.latency.backends.tensorrt import TensorRTBackend
+from ofakit.latency.backends.torch import TorchBackend
+from ofakit.latency.devices import DeviceSpec
+from ofakit.registry import Registry
+
+BACKENDS: Registry[type[Backend]] = Registry("backend")
+BACKENDS.add("onnxruntime", OnnxRuntimeBackend, aliases=("ort",))
+BACKENDS.add("torch", TorchBackend, aliases=("pytorch",))
+BACKENDS.add("tensorrt", TensorRTBackend, aliases=("trt",))
+BACKENDS.add("coreml", CoreMLBackend)
+
+
+def backend_for(device: DeviceSpec) -> Backend:
+    """The backend that times models on `device`; raises if ofakit has no profiler for it (table-only devices)."""
+    if device.backend.name not in BACKENDS:
+        raise BackendUnavailableError(
+            f"device {device.name!r} uses backend {device.backend.name!r}, which ofakit cannot run (its tables come "
+            f"from elsewhere); backends ofakit runs: {', '.join(BACKENDS.names())}")
+    if device.reach.via != "local":
+        raise BackendUnavailableError(
+            f"device {device.name!r} is reached over {device.reach.via}; remote ({device.reach.via}) runners are not "
+            "implemented yet: run ofakit on the device, or profile a local device")
+    return BACKENDS.get(device.backend.name)(device)
+
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "Runner", "Timing", "backend_for", "measure"]

@@ -1,0 +1,215 @@
+"""Devices: where latency is measured, as `DeviceSpec` values loaded from `devices/*.yaml` into the `DEVICES` registry.
+
+A device file names the hardware (kind cpu/gpu/mobile/npu), the backend that times models on it with the backend's
+settings (threads, precision, batch, execution providers or compute units), and how the device is reached (this
+machine, an `ssh` host or an `adb` serial). Which latency tables a device has is not written in its file: tables are
+found by name (`<device>_<space>.json`, see `ofakit.latency.table`), so profiling a new space needs no edit here.
+
+The shipped device files live in `devices/` at the repository root. A source checkout (and an editable install)
+reads them there; a wheel installs a copy under `<prefix>/share/ofakit/devices` (pyproject `data-files`), which is
+the second place looked at. Directories in `$OFAKIT_DEVICES_PATH` (os.pathsep-separated) add the user's own devices.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ofakit.errors import ConfigError
+from ofakit.registry import Registry
+
+KINDS = ("cpu", "gpu", "mobile", "npu")
+PRECISIONS = ("fp32", "fp16", "int8")
+REACH = ("local", "ssh", "adb")
+# Backends a device may name. `tflite` tables come from elsewhere (MIT measured its phones with TensorFlow Lite);
+# ofakit has no TFLite profiler, so such devices are table-only.
+BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt", "coreml", "tflite")
+DEVICES_PATH_ENV = "OFAKIT_DEVICES_PATH"
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """How the backend runs models on the device."""
+
+    name: str  # one of BACKEND_NAMES
+    threads: int = 0  # intra-op threads (0: the runtime's default)
+    precision: str = "fp32"  # fp32, fp16 or int8
+    batch: int = 1  # images per call
+    providers: tuple[str, ...] = ()  # ONNX Runtime execution providers, in order of preference
+    compute_units: str = ""  # Core ML: ALL, CPU_ONLY, CPU_AND_GPU or CPU_AND_NE
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How ofakit gets a model onto the device and a timing back."""
+
+    via: str = "local"  # local, ssh or adb
+    host: str = ""  # ssh: user@host
+    serial: str = ""  # adb: device serial
+    benchmark: str = ""  # remote: path of the benchmark binary on the target (onnxruntime_perf_test, benchmark_model)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device: its hardware kind, the backend that times models on it, and how it is reached."""
+
+    name: str  # registry name, e.g. "note10"
+    kind: str  # cpu, gpu, mobile or npu
+    backend: BackendSettings
+    aliases: tuple[str, ...] = ()  # other names `DEVICES.get` accepts
+    description: str = ""  # one line for `ofakit devices`
+    reach: Reach = Reach()
+    source: str = ""  # the file it was loaded from
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the YAML fields, with tuples as lists."""
+        backend = {f.name: getattr(self.backend, f.name) for f in fields(BackendSettings)}
+        backend["providers"] = list(self.backend.providers)
+        return {"name": self.name, "aliases": list(self.aliases), "kind": self.kind, "description": self.description,
+                "backend": backend, "reach": {f.name: getattr(self.reach, f.name) for f in fields(Reach)}}
+
+
+# -- loading --------------------------------------------------------------------------------------------------
+def _check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    allowed = tuple(allowed)
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
+    if key not in data:
+        return default
+    value = data[key]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ConfigError(f"{where}: {key!r} must be {names}, got {value!r}")
+    return value
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = _typed(data, key, list, where, [])
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: {key!r} must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+def device_from_dict(data: Any, where: str = "device") -> DeviceSpec:
+    """Build a DeviceSpec from parsed YAML; unknown keys, wrong types and illegal values raise ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a device file must be a mapping, got {type(data).__name__}")
+    _check_keys(data, ("name", "aliases", "kind", "description", "backend", "reach"), where)
+    for key in ("name", "kind", "backend"):
+        if key not in data:
+            raise ConfigError(f"{where}: missing key {key!r}")
+    b = data["backend"]
+    if not isinstance(b, Mapping):
+        raise ConfigError(f"{where}: 'backend' must be a mapping with at least 'name', got {b!r}")
+    bwhere = f"{where}: backend"
+    _check_keys(b, [f.name for f in fields(BackendSettings)], bwhere)
+    if "name" not in b:
+        raise ConfigError(f"{bwhere}: missing key 'name'")
+    backend = BackendSettings(
+        name=_choice(_typed(b, "name", str, bwhere, ""), BACKEND_NAMES, "name", bwhere),
+        threads=_typed(b, "threads", int, bwhere, 0),
+        precision=_choice(_typed(b, "precision", str, bwhere, "fp32"), PRECISIONS, "precision", bwhere),
+        batch=_typed(b, "batch", int, bwhere, 1),
+        providers=_strings(b, "providers", bwhere),
+        compute_units=_typed(b, "compute_units", str, bwhere, ""),
+    )
+    if backend.threads < 0 or backend.batch < 1:
+        raise ConfigError(f"{bwhere}: threads must be >= 0 and batch >= 1, got {backend.threads} and {backend.batch}")
+    r = _typed(data, "reach", Mapping, where, {})
+    rwhere = f"{where}: reach"
+    _check_keys(r, [f.name for f in fields(Reach)], rwhere)
+    reach = Reach(via=_choice(_typed(r, "via", str, rwhere, "local"), REACH, "via", rwhere),
+                  host=_typed(r, "host", str, rwhere, ""), serial=_typed(r, "serial", str, rwhere, ""),
+                  benchmark=_typed(r, "benchmark", str, rwhere, ""))
+    if reach.via == "ssh" and not reach.host:
+        raise ConfigError(f"{rwhere}: via 'ssh' needs 'host' (user@host)")
+    return DeviceSpec(
+        name=_typed(data, "name", str, where, ""),
+        kind=_choice(_typed(data, "kind", str, where, ""), KINDS, "kind", where),
+        backend=backend,
+        aliases=_strings(data, "aliases", where),
+        description=_typed(data, "description", str, where, ""),
+        reach=reach,
+        source=where,
+    )
+
+
+def load_device(path: str | Path) -> DeviceSpec:
+    """Read one device YAML file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read device file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
+    device = device_from_dict(data, str(path))
+    if device.name != path.stem:
+        raise ConfigError(f"{path}: name {device.name!r} differs from the file name; rename one of them")
+    return device
+
+
+def shipped_dir(name: str) -> Path:
+    """The shipped `devices/` or `latency_tables/` folder: the source checkout's, else the installed copy."""
+    checkout = Path(__file__).resolve().parents[2] / name
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "ofakit" / name
+
+
+def device_dirs() -> list[Path]:
+    """Folders whose `*.yaml` files are loaded into DEVICES: the shipped one, then those in $OFAKIT_DEVICES_PATH."""
+    extra = [Path(p) for p in os.environ.get(DEVICES_PATH_ENV, "").split(os.pathsep) if p]
+    return [shipped_dir("devices"), *extra]
+
+
+def load_devices(folders: Iterable[Path]) -> Registry[DeviceSpec]:
+    """A registry of every device file in `folders`; a name or alias defined twice is a ConfigError."""
+    registry: Registry[DeviceSpec] = Registry("device")
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.yaml")):
+            device = load_device(path)
+            try:
+                registry.add(device.name, device, aliases=device.aliases)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    return registry
+
+
+@lru_cache(maxsize=1)
+def _registry(folders: tuple[Path, ...]) -> Registry[DeviceSpec]:
+    return load_devices(folders)
+
+
+def devices() -> Registry[DeviceSpec]:
+    """The device registry (loaded once per set of device folders)."""
+    return _registry(tuple(device_dirs()))
+
+
+def get_device(name: str) -> DeviceSpec:
+    """The device registered under `name` or an alias; raises UnknownNameError listing the known devices."""
+    return devices().get(name)
+
+
+def __getattr__(name: str) -> Any:  # `DEVICES` reads the device files on first use, not on import
+    if name == "DEVICES":
+        return devices()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

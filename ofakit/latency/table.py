@@ -1,0 +1,346 @@
+"""Latency look-up tables: per-layer timings of one (device, space), as JSON keyed by a canonical layer key.
+
+The key spells out every field of a `LayerShape` (`space.layers(arch)`), so a table holds exactly the shapes a
+network is built from and a summed estimate never guesses (Cai et al., "Once-for-All", ICLR 2020, section 3.4;
+Cai et al., "ProxylessNAS", ICLR 2019, latency tables):
+
+    mbconv/56x56x24-28x28x40/k5/s2/m144/se1/relu/skip0
+
+Entries are grouped by the network's input resolution, as MIT's tables are (one file per resolution): a subnet at
+resolution r sums the entries of section r. The few shapes that occur at every resolution (the 1x1 head layers) are
+measured once per section, in the same round as the rest of it, which keeps a section self-consistent. Which field
+an estimate sums is the table's `statistic`: `mean` for MIT's tables, `p10` for tables ofakit profiles, because on a
+shared CPU the fastest calls are the reproducible ones (the median moves with other processes' load).
+
+Entries hold `mean`, `std`, `count` in milliseconds, and for tables that ofakit profiled also `median`, `p10` and
+`ref_ms`: the latency of the table's reference model measured in the same round. Scaling each
+entry by `reference.ms / ref_ms` (`per_round=True`) is offered but off by default: on the shared development CPU a
+whole-network reference measured between rounds swings 2-4x with the load while short layers barely move, so it adds
+noise instead of removing drift (see bench/RESULTS.md). Tables live in `latency_tables/<device>_<space>.json`;
+never pickles.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ofakit.errors import ConfigError, LatencyLookupError
+from ofakit.io import atomic_write_text
+from ofakit.space.base import LayerShape
+
+FORMAT = "ofakit-latency-table"
+VERSION = 1
+TABLES_PATH_ENV = "OFAKIT_TABLES_PATH"
+META_KEYS = (
+    "device", "space", "backend", "runtime_version", "precision", "threads", "batch", "host", "date",
+    "ofakit_version", "source", "call_overhead_ms", "reference", "environment", "attribution",
+    "license", "notes", "statistic",
+)
+ENTRY_KEYS = ("mean", "std", "count", "median", "p10", "ref_ms", "note")
+STATISTICS = ("mean", "median", "p10")  # which entry field estimates sum (meta "statistic"; default "mean")
+
+_KEY_RE = re.compile(
+    r"^(?P<op>[a-z_]+)/(?P<i>\d+x\d+x\d+)-(?P<o>\d+x\d+x\d+)/k(?P<k>\d+)/s(?P<s>\d+)/m(?P<m>\d+)"
+    r"/se(?P<se>[01])/(?P<act>[a-z0-9]+)/skip(?P<skip>[01])$"
+)
+
+
+# -- keys -----------------------------------------------------------------------------------------------------
+def _hwc(shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def layer_key(layer: LayerShape) -> str:
+    """The canonical table key of a layer: every LayerShape field, always in the same order."""
+    return (f"{layer.op}/{_hwc(layer.input)}-{_hwc(layer.output)}/k{layer.kernel}/s{layer.stride}/m{layer.mid}"
+            f"/se{int(layer.se)}/{layer.act or 'none'}/skip{int(layer.skip)}")
+
+
+def parse_layer_key(key: str) -> LayerShape:
+    """The LayerShape a canonical key names; a malformed key raises ConfigError."""
+    m = _KEY_RE.match(key)
+    if not m:
+        raise ConfigError(f"malformed layer key {key!r}; expected e.g. "
+                          "'mbconv/56x56x24-28x28x40/k5/s2/m144/se1/relu/skip0'")
+
+    def shape(text: str) -> tuple[int, int, int]:
+        h, w, c = map(int, text.split("x"))
+        return h, w, c
+
+    act = m["act"]
+    return LayerShape(m["op"], shape(m["i"]), shape(m["o"]), kernel=int(m["k"]), stride=int(m["s"]), mid=int(m["m"]),
+                      se=m["se"] == "1", act="" if act == "none" else act, skip=m["skip"] == "1")
+
+
+# -- entries and tables ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """One layer's timing in milliseconds."""
+
+    mean: float
+    std: float = 0.0
+    count: int = 0  # timed runs behind mean/std (0: not timed on its own, see `note`)
+    median: float | None = None  # profiled tables
+    p10: float | None = None  # profiled tables: the 10th percentile, what their estimates sum
+    ref_ms: float | None = None  # the reference model, measured in the same round as this entry
+    note: str = ""
+
+    def value(self, statistic: str = "mean") -> float:
+        """The entry's `statistic` (one of STATISTICS), the mean where the entry lacks it."""
+        v = getattr(self, statistic)
+        return self.mean if v is None else v
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std, "count": self.count}
+        for k in ("median", "p10"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        if self.ref_ms is not None:
+            out["ref_ms"] = self.ref_ms
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Entry:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: an entry must be an object with mean/std/count, got {data!r}")
+        unknown = sorted(set(data) - set(ENTRY_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown entry key(s) {', '.join(map(repr, unknown))}; "
+                              f"allowed: {', '.join(ENTRY_KEYS)}")
+        if "mean" not in data:
+            raise ConfigError(f"{where}: entry has no 'mean'")
+        for k in ("mean", "std", "median", "p10", "ref_ms"):
+            v = data.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+                raise ConfigError(f"{where}: {k!r} must be a non-negative number of ms, got {v!r}")
+        if data.get("ref_ms") == 0:
+            raise ConfigError(f"{where}: 'ref_ms' must be positive")
+        def opt(k: str) -> float | None:
+            return None if data.get(k) is None else float(data[k])
+
+        return cls(float(data["mean"]), float(data.get("std", 0.0)), int(data.get("count", 0)), opt("median"),
+                   opt("p10"), opt("ref_ms"), str(data.get("note", "")))
+
+
+@dataclass
+class LatencyTable:
+    """Per-layer latencies of one device and space, with the metadata that says how they were measured.
+
+    Attributes:
+        meta: device, space, backend, runtime_version, precision, threads, batch, host, date, ofakit_version,
+            source, call_overhead_ms, reference ({"arch": ArchConfig dict, "ms": float}), environment, ...
+        entries: network input resolution -> canonical layer key -> Entry.
+        path: the file it was read from or last written to (not stored).
+    """
+
+    meta: dict[str, Any]
+    entries: dict[int, dict[str, Entry]] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.meta.get('device', '?')}_{self.meta.get('space', '?')}"
+
+    @property
+    def resolutions(self) -> list[int]:
+        return sorted(self.entries)
+
+    @property
+    def reference_ms(self) -> float | None:
+        """The reference model's latency at the table's level (median over the profiling rounds), if measured."""
+        ref = self.meta.get("reference") or {}
+        return ref.get("ms")
+
+    @property
+    def statistic(self) -> str:
+        """The entry field estimates sum: "p10" for tables ofakit profiles, "mean" for MIT's."""
+        return self.meta.get("statistic", "mean")
+
+    @property
+    def call_overhead_ms(self) -> float:
+        """Per-call cost of the runtime that every entry includes once (an end-to-end run pays it once)."""
+        return float(self.meta.get("call_overhead_ms", 0.0))
+
+    def __len__(self) -> int:
+        return sum(len(section) for section in self.entries.values())
+
+    def get(self, resolution: int, key: str) -> Entry | None:
+        return self.entries.get(resolution, {}).get(key)
+
+    def put(self, resolution: int, key: str, entry: Entry) -> None:
+        self.entries.setdefault(resolution, {})[key] = entry
+
+    def ms(self, resolution: int, key: str, *, per_round: bool = False) -> float:
+        """The entry's latency; raises LatencyLookupError when absent.
+
+        With `per_round`, an entry that recorded the reference level of its round is scaled to the table's level
+        (reference.ms / ref_ms), which takes out the drift between profiling rounds.
+        """
+        entry = self.get(resolution, key)
+        if entry is None:
+            raise self.missing(resolution, key)
+        ref = self.reference_ms
+        value = entry.value(self.statistic)
+        if per_round and entry.ref_ms is not None and ref:
+            return value * ref / entry.ref_ms
+        return value
+
+    def missing(self, resolution: int, key: str) -> LatencyLookupError:
+        """The error for a key this table lacks: names the key, the table and the command that fills it."""
+        device, space = self.meta.get("device", "?"), self.meta.get("space", "?")
+        where = f" ({self.path})" if self.path else ""
+        how = how_to_profile(device, space, f" --resolutions {resolution}")
+        if resolution not in self.entries:
+            have = ", ".join(map(str, self.resolutions)) or "none"
+            return LatencyLookupError(f"latency table {self.name!r}{where} has no entries at resolution {resolution} "
+                                      f"(it has: {have}); {how}")
+        return LatencyLookupError(f"no entry {key!r} at resolution {resolution} in latency table {self.name!r}{where}; "
+                                  f"{how}")
+
+    # -- JSON ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "meta": self.meta,
+                "entries": {str(r): {k: sec[k].to_dict() for k in sorted(sec)}
+                            for r, sec in sorted(self.entries.items())}}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "latency table") -> LatencyTable:
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ConfigError(f"{where}: not an ofakit latency table (expected \"format\": {FORMAT!r})")
+        unknown = sorted(set(data) - {"format", "version", "meta", "entries"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                              "allowed: format, version, meta, entries")
+        if data.get("version") != VERSION:
+            raise ConfigError(f"{where}: table version {data.get('version')!r} is not supported (this ofakit reads "
+                              f"version {VERSION})")
+        meta, entries = data.get("meta"), data.get("entries")
+        if not isinstance(meta, Mapping) or not isinstance(entries, Mapping):
+            raise ConfigError(f"{where}: 'meta' and 'entries' must be objects")
+        unknown = sorted(set(meta) - set(META_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown meta key(s) {', '.join(map(repr, unknown))}; "
+                              f"allowed: {', '.join(META_KEYS)}")
+        for key in ("device", "space"):
+            if not isinstance(meta.get(key), str):
+                raise ConfigError(f"{where}: meta needs {key!r} (a name)")
+        if meta.get("statistic", "mean") not in STATISTICS:
+            raise ConfigError(f"{where}: meta statistic {meta['statistic']!r} is not one of {', '.join(STATISTICS)}")
+        table = cls(dict(meta))
+        for res, section in entries.items():
+            if not str(res).isdigit() or not isinstance(section, Mapping):
+                raise ConfigError(f"{where}: 'entries' maps resolutions (\"224\") to objects of entries, got {res!r}")
+            for key, value in section.items():
+                try:
+                    parse_layer_key(key)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
+                table.put(int(res), key, Entry.from_dict(value, f"{where}: entry {key!r} at {res}"))
+        return table
+
+    def to_json(self) -> str:
+        """Metadata indented, then one line per entry (diffs of a re-profiled table stay readable)."""
+        data = self.to_dict()
+        sections = []
+        for res, section in data["entries"].items():
+            lines = ",\n".join(f"   {json.dumps(k)}: {json.dumps(v)}" for k, v in section.items())
+            sections.append(f"  {json.dumps(res)}: {{\n{lines}\n  }}")
+        head = json.dumps({k: data[k] for k in ("format", "version", "meta")}, indent=1)[:-2]
+        return head + ',\n "entries": {\n' + ",\n".join(sections) + "\n }\n}\n"
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Read a table JSON file; a missing or malformed file raises a one-line ConfigError."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read latency table {str(path)!r}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: malformed JSON: {exc}") from None
+        table = cls.from_dict(data, str(path))
+        table.path = path
+        return table
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write atomically (a crash leaves the previous file); returns the path."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("no path to save the table to")
+        try:
+            atomic_write_text(target, self.to_json())
+        except OSError as exc:
+            raise ConfigError(f"cannot write latency table {str(target)!r}: {exc.strerror or exc}") from None
+        self.path = target
+        return target
+
+
+# -- where tables are ------------------------------------------------------------------------------------------
+def table_filename(device: str, space: str) -> str:
+    return f"{device}_{space}.json"
+
+
+def table_dirs() -> list[Path]:
+    """Folders searched for tables, first match wins: $OFAKIT_TABLES_PATH, ./latency_tables, the shipped folder."""
+    from ofakit.latency.devices import shipped_dir
+
+    dirs = [Path(p) for p in os.environ.get(TABLES_PATH_ENV, "").split(os.pathsep) if p]
+    dirs += [Path("latency_tables"), shipped_dir("latency_tables")]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and not any(d.resolve() == u.resolve() for u in unique):
+            unique.append(d)
+    return unique
+
+
+def available_tables(device: str, dirs: Iterable[Path] | None = None) -> dict[str, Path]:
+    """Space name -> table path for every table of `device` (canonical name) found in `dirs`."""
+    found: dict[str, Path] = {}
+    for folder in table_dirs() if dirs is None else dirs:
+        for path in sorted(Path(folder).glob(f"{device}_*.json")):
+            found.setdefault(path.stem[len(device) + 1:], path)
+    return found
+
+
+def find_table(device: str, space: str, dirs: Iterable[Path] | None = None) -> LatencyTable:
+    """The table of `device` (a name or alias) for `space`; LatencyLookupError says how to make a missing one."""
+    from ofakit.latency.devices import get_device
+
+    spec = get_device(device)
+    dirs = table_dirs() if dirs is None else list(dirs)
+    tables = available_tables(spec.name, dirs)
+    if space in tables:
+        table = LatencyTable.load(tables[space])
+        if table.meta.get("device") != spec.name or table.meta.get("space") != space:
+            raise ConfigError(f"{tables[space]}: the table is for device {table.meta.get('device')!r} and space "
+                              f"{table.meta.get('space')!r}, but its file name says {spec.name!r} and {space!r}")
+        return table
+    have = f"; it has tables for: {', '.join(sorted(tables))}" if tables else ""
+    where = ", ".join(str(d) for d in dirs) or "no table folder found"
+    raise LatencyLookupError(f"no latency table for device {spec.name!r} and space {space!r} (looked in {where})"
+                             f"{have}; {how_to_profile(spec.name, space)}")
+
+
+def how_to_profile(device: str, space: str, options: str = "") -> str:
+    """'run: ofakit profile --device D --space S', or why ofakit cannot profile the device (table-only devices)."""
+    from ofakit.errors import UnknownNameError
+    from ofakit.latency.devices import get_device
+
+    command = f"ofakit profile --device {device} --space {space}{options}"
+    try:
+        backend = get_device(device).backend.name
+    except (UnknownNameError, ConfigError):
+        return f"run: {command}"
+    if backend == "tflite":
+        return (f"ofakit cannot profile device {device!r} (backend 'tflite'): time the layers that `{command}` "
+                "would on the device with TFLite and convert them (ofakit latency convert-mit)")
+    return f"run: {command}"

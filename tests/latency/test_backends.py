@@ -1,0 +1,158 @@
+"""Backends: the registry, lazy imports, timing on this CPU, and clear errors where a runtime or GPU is missing."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ofakit.errors import BackendUnavailableError, UnknownNameError
+from ofakit.latency.backends import BACKENDS, Timing, backend_for, measure
+from ofakit.latency.devices import BackendSettings, get_device
+from ofakit.space import get_space
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_registry_names_and_aliases():
+    assert BACKENDS.names() == ["coreml", "onnxruntime", "tensorrt", "torch"]
+    assert BACKENDS.canonical("trt") == "tensorrt" and BACKENDS.canonical("ort") == "onnxruntime"
+    with pytest.raises(UnknownNameError, match=r"unknown backend 'tensorrtt'; known: .*Did you mean 'tensorrt'\?"):
+        BACKENDS.get("tensorrtt")
+
+
+def test_importing_backends_needs_no_runtime():
+    script = ("import sys; import ofakit.latency.backends, ofakit.latency.profile; "
+              "bad = [m for m in ('torch', 'onnxruntime', 'tensorrt', 'coremltools') if m in sys.modules]; "
+              "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _layers():
+    sp = get_space("tiny")
+    return sp.layers(sp.largest())
+
+
+@pytest.mark.parametrize("device", ["cpu-ort", "h100-torch"])
+def test_cpu_timing_of_every_layer_op(device):
+    """onnxruntime and torch (on the CPU: h100-torch as a cpu device) time every layer kind of the tiny space."""
+    spec = get_device(device)
+    if spec.kind == "gpu":
+        spec = replace(spec, kind="cpu", backend=replace(spec.backend, threads=1))
+    pytest.importorskip("onnxruntime" if spec.backend.name == "onnxruntime" else "torch")
+    from ofakit.latency.build import input_shape, layer_module
+
+    backend = backend_for(spec)
+    for layer in _layers():
+        t = measure(backend.load(layer_module(layer), input_shape(layer)), warmup=1, reps=3)
+        assert isinstance(t, Timing) and t.count == 3 and 0 < t.p10 <= t.median <= t.p90
+    env = backend.environment()
+    assert env["runtime_version"] and env["host"] and env["threads"] == 1
+
+
+def test_onnxruntime_session_uses_the_device_threads():
+    pytest.importorskip("onnxruntime")
+    from ofakit.latency.backends.onnxruntime import to_onnx
+    from ofakit.latency.build import input_shape, layer_module
+
+    layer = _layers()[2]
+    backend = backend_for(get_device("cpu-ort"))
+    session = backend.session(to_onnx(layer_module(layer), input_shape(layer)))
+    assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_missing_onnxruntime_provider_is_named():
+    spec = get_device("cpu-ort")
+    spec = replace(spec, backend=replace(spec.backend, providers=("NoSuchExecutionProvider",)))
+    with pytest.raises(BackendUnavailableError, match=r"provider\(s\) NoSuchExecutionProvider; this onnxruntime "):
+        backend_for(spec).environment()
+
+
+def test_unsupported_precision_is_named():
+    spec = get_device("cpu-ort")
+    spec = replace(spec, backend=BackendSettings("onnxruntime", threads=1, precision="int8"))
+    with pytest.raises(BackendUnavailableError, match=r"precision 'int8'; the onnxruntime backend supports fp32"):
+        backend_for(spec)
+
+
+def test_table_only_and_remote_devices_are_refused():
+    with pytest.raises(BackendUnavailableError, match=r"device 'note10' uses backend 'tflite', which ofakit cannot"):
+        backend_for(get_device("note10"))
+    with pytest.raises(BackendUnavailableError, match=r"device 'pixel7-adb' is reached over adb; remote"):
+        backend_for(get_device("pixel7-adb"))
+
+
+def test_torch_gpu_device_without_cuda_is_a_clear_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the error path does not apply")
+    from torch import nn
+
+    with pytest.raises(BackendUnavailableError, match=r"device 'h100-torch' is a GPU device, but torch .* sees no "
+                                                      r"CUDA GPU here"):
+        backend_for(get_device("h100-torch")).load(nn.Identity(), (1, 3, 8, 8))
+
+
+@pytest.mark.cuda
+def test_torch_cuda_timing():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch")
+    from ofakit.latency.build import input_shape, layer_module
+
+    layer = _layers()[3]
+    t = measure(backend_for(get_device("h100-torch")).load(layer_module(layer), input_shape(layer)), warmup=3, reps=5)
+    assert t.count == 5 and t.median > 0
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_engine_timing():
+    from ofakit.latency.backends.tensorrt import TensorRTBackend
+
+    reason = TensorRTBackend.unavailable()
+    if reason:
+        pytest.skip(f"TensorRT backend unavailable: {reason}")
+    from ofakit.latency.build import input_shape, layer_module
+
+    layer = _layers()[3]
+    t = measure(backend_for(get_device("h100-tensorrt")).load(layer_module(layer), input_shape(layer)), reps=5)
+    assert t.count == 5 and t.median > 0
+
+
+def test_tensorrt_missing_is_a_clear_error():
+    from ofakit.latency.backends.tensorrt import TensorRTBackend
+
+    if TensorRTBackend.unavailable() is None:
+        pytest.skip("TensorRT is installed and a GPU is present")
+    from torch import nn
+
+    with pytest.raises(BackendUnavailableError, match=r"tensorrt"):
+        backend_for(get_device("h100-tensorrt")).load(nn.Identity(), (1, 3, 8, 8))
+
+
+@pytest.mark.coreml_predict
+def test_coreml_timing():
+    from ofakit.latency.backends.coreml import CoreMLBackend
+
+    reason = CoreMLBackend.unavailable()
+    if reason:
+        pytest.skip(f"Core ML backend unavailable: {reason}")
+    from ofakit.latency.build import input_shape, layer_module
+
+    layer = _layers()[3]
+    t = measure(backend_for(get_device("iphone-coreml")).load(layer_module(layer), input_shape(layer)), reps=5)
+    assert t.count == 5 and t.median > 0
+
+
+def test_coreml_timing_off_macos_is_a_clear_error():
+    if sys.platform == "darwin":
+        pytest.skip("on macOS Core ML timing is available")
+    from torch import nn
+
+    with pytest.raises(BackendUnavailableError, match=r"device 'iphone-coreml': Core ML timing needs macOS"):
+        backend_for(get_device("iphone-coreml")).load(nn.Identity(), (1, 3, 8, 8))

@@ -1,0 +1,115 @@
+"""The latency commands: `ofakit devices`, `profile`, `latency convert-mit`, `arch info --device`; user mistakes are
+one line and exit 2, and the commands that run no network do not import torch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ofakit.latency.devices import devices
+from ofakit.space import get_space
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_devices_table(cli):
+    result = cli("devices")
+    assert result.code == 0
+    for name in devices().names():
+        assert name in result.out
+    assert "ofa-mbv3-w1.2" in result.out  # note10's table
+
+
+def test_devices_json(cli):
+    result = cli("devices", "--json")
+    assert result.code == 0
+    records = {r["name"]: r for r in json.loads(result.out)}
+    assert set(records) == set(devices().names())
+    assert records["pixel1"]["aliases"] == ["pixel"]
+    assert list(records["note10"]["tables"]) == ["ofa-mbv3-w1.2"]
+    assert records["h100-tensorrt"]["tables"] == {}
+    assert records["cpu-ort"]["backend"] == {"name": "onnxruntime", "threads": 1, "precision": "fp32", "batch": 1,
+                                             "providers": ["CPUExecutionProvider"], "compute_units": ""}
+
+
+def test_arch_info_with_a_device(cli, tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"space": "ofa-mbv3-w1.2", "resolution": 224, "depths": [2, 3, 3, 3, 4],
+                                "kernel_sizes": [3, 3, 3, 3, 5, 3, 3, 3, 5, 5, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3],
+                                "expand_ratios": [3, 3, 3, 3, 4, 3, 4, 3, 4, 4, 3, 3, 6, 4, 4, 3, 6, 6, 4, 3]}))
+    result = cli("arch", "info", path, "--device", "note10", "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
+    assert round(info["latency_ms"], 2) == 29.97  # MIT's note10_lat-30ms net
+    assert info["latency_estimator"] == "lut" and info["device"] == "note10"
+    assert info["latency_table"].endswith("note10_ofa-mbv3-w1.2.json")
+    text = cli("arch", "info", path, "--device", "note10")
+    assert "latency     29.97 ms on note10 (lut" in text.out
+
+
+def test_arch_info_device_without_a_table(cli, tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(get_space("ofa-mbv3-w1.0").largest().to_json())
+    cli("arch", "info", path, "--device", "h100-tensorrtt").assert_user_error("unknown device 'h100-tensorrtt'",
+                                                                       "Did you mean 'h100-tensorrt'?")
+    cli("arch", "info", path, "--device", "h100-tensorrt").assert_user_error(
+        "no latency table for device 'h100-tensorrt' and space 'ofa-mbv3-w1.0'",
+        "run: ofakit profile --device h100-tensorrt --space ofa-mbv3-w1.0")
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [
+    (["profile", "--device", "note1", "--space", "tiny"], ["unknown device 'note1'", "Did you mean 'note10'?"]),
+    (["profile", "--device", "cpu-ort", "--space", "tinny"], ["unknown search space 'tinny'", "Did you mean 'tiny'?"]),
+    (["profile", "--device", "note10", "--space", "ofa-mbv3-w1.2"],
+     ["device 'note10' uses backend 'tflite', which ofakit cannot run"]),
+    (["profile", "--device", "cpu-ort", "--space", "tiny", "--reps", "0"], ["--reps must be >= 1"]),
+    (["profile", "--device", "cpu-ort", "--space", "ofa-resnet50"], ["MBConv spaces only"]),
+])
+def test_profile_mistakes_are_one_line(cli, tmp_path, argv, fragments):
+    cli(*argv, "--out", tmp_path / "t.json", "--no-progress").assert_user_error(*fragments)
+
+
+def test_convert_mit(cli, tmp_path, shared_data):
+    out = tmp_path / "p.json"
+    result = cli("latency", "convert-mit", shared_data / "latency" / "pixel1-proxylessnas" / "mobile_trim.yaml",
+                 "--device", "pixel", "--space", "proxyless-mobile", "--out", out)
+    assert result.code == 0, result.err
+    assert "2 source entries at 224 match no layer" in result.err and f"wrote {out} (71 entries" in result.err
+    assert json.loads(out.read_text())["meta"]["device"] == "pixel1"
+
+
+def test_convert_mit_mistakes(cli, tmp_path):
+    (tmp_path / "t.yaml").write_text("a: [b\n")
+    cli("latency", "convert-mit", tmp_path / "t.yaml", "--device", "pixel", "--space", "proxyless-mobile",
+        "--out", tmp_path / "o.json").assert_user_error("t.yaml: malformed YAML")
+    cli("latency", "convert-mit", tmp_path / "none.yaml", "--device", "pixel", "--space", "proxyless-mobile"
+        ).assert_user_error("cannot read", "none.yaml")
+
+
+def _arch_file(tmp_path: Path) -> Path:
+    path = tmp_path / "arch.json"
+    path.write_text(get_space("ofa-mbv3-w1.2").largest().to_json())
+    return path
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["devices"], 0),
+    (["devices", "--json"], 0),
+    (["profile", "--help"], 0),
+    (["latency", "--help"], 0),
+    (["arch", "info", _arch_file, "--device", "note10"], 0),
+    (["arch", "info", _arch_file, "--device", "h100-torch"], 2),
+], ids=["devices", "devices-json", "profile-help", "latency-help", "arch-info-device", "arch-info-no-table"])
+def test_light_commands_do_not_import_torch(tmp_path, argv, code):
+    argv = [str(a(tmp_path)) if callable(a) else a for a in argv]
+    script = (f"import sys; from ofakit.cli.main import main; code = main({argv!r}); "
+              f"bad = [m for m in ('torch', 'onnxruntime') if m in sys.modules]; "
+              f"assert not bad, f'imported {{bad}}'; sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert "imported" not in proc.stderr, proc.stderr
+    assert proc.returncode == code, proc.stderr

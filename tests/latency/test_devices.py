@@ -1,0 +1,112 @@
+"""Devices: every shipped YAML loads, aliases resolve, and the loader names what is wrong with a bad file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ofakit.errors import ConfigError, UnknownNameError
+from ofakit.latency.devices import (
+    BACKEND_NAMES,
+    DEVICES_PATH_ENV,
+    KINDS,
+    device_from_dict,
+    devices,
+    get_device,
+    load_device,
+    load_devices,
+    shipped_dir,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = ("note10", "pixel1", "cpu-ort", "h100-tensorrt", "h100-torch", "jetson-orin-tensorrt", "iphone-coreml",
+            "pixel7-adb")
+
+
+def test_shipped_devices_are_registered():
+    assert set(REQUIRED) <= set(devices().names())
+    assert shipped_dir("devices") == ROOT / "devices"
+
+
+@pytest.mark.parametrize("name", devices().names())
+def test_every_device_file_is_well_formed(name):
+    spec = get_device(name)
+    assert spec.kind in KINDS and spec.backend.name in BACKEND_NAMES
+    assert spec.description
+    assert Path(spec.source).stem == name
+    for alias in spec.aliases:
+        assert get_device(alias) is spec
+    json.dumps(spec.to_dict())  # JSON-ready
+
+
+@pytest.mark.parametrize(("alias", "name"), [("pixel", "pixel1"), ("local-cpu", "cpu-ort"), ("pixel7", "pixel7-adb")])
+def test_aliases(alias, name):
+    assert get_device(alias).name == name
+
+
+def test_local_cpu_device_runs_onnxruntime_on_one_thread():
+    spec = get_device("cpu-ort")
+    assert (spec.kind, spec.backend.name, spec.backend.threads, spec.reach.via) == ("cpu", "onnxruntime", 1, "local")
+
+
+def test_unknown_device_lists_known_and_suggests():
+    with pytest.raises(UnknownNameError, match=r"unknown device 'note1'; known: cpu-ort, .*Did you mean 'note10'\?"):
+        get_device("note1")
+
+
+GOOD = {"name": "x", "kind": "cpu", "backend": {"name": "onnxruntime", "threads": 2}}
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ({**GOOD, "colour": "red", "size": 1}, r"unknown key\(s\) 'colour', 'size'; allowed: name, aliases, kind"),
+    ({**GOOD, "backend": {"name": "onnxruntime", "thread": 2}},
+     r"backend: unknown key\(s\) 'thread'; allowed: name, threads"),
+    ({**GOOD, "reach": {"via": "ssh", "hots": "a@b"}}, r"reach: unknown key\(s\) 'hots'; allowed: via, host"),
+    ({**GOOD, "kind": "tpu"}, r"kind 'tpu' is not one of cpu, gpu, mobile, npu"),
+    ({**GOOD, "backend": {"name": "tensorrtt"}}, r"backend: name 'tensorrtt' is not one of onnxruntime, torch"),
+    ({**GOOD, "backend": {"name": "torch", "precision": "fp8"}}, r"precision 'fp8' is not one of fp32, fp16, int8"),
+    ({**GOOD, "backend": {"name": "torch", "threads": "two"}}, r"'threads' must be int, got 'two'"),
+    ({**GOOD, "backend": {"name": "torch", "batch": 0}}, r"threads must be >= 0 and batch >= 1"),
+    ({**GOOD, "backend": "onnxruntime"}, r"'backend' must be a mapping with at least 'name'"),
+    ({**GOOD, "aliases": "y"}, r"'aliases' must be list, got 'y'"),
+    ({"name": "x", "backend": {"name": "torch"}}, r"missing key 'kind'"),
+    ({**GOOD, "reach": {"via": "ssh"}}, r"via 'ssh' needs 'host'"),
+    ([1, 2], r"a device file must be a mapping, got list"),
+])
+def test_bad_device_data_is_named(data, match):
+    with pytest.raises(ConfigError, match=match):
+        device_from_dict(data, "x.yaml")
+
+
+def test_name_must_match_file_name(tmp_path):
+    (tmp_path / "y.yaml").write_text("name: x\nkind: cpu\nbackend: {name: torch}\n")
+    with pytest.raises(ConfigError, match=r"y.yaml: name 'x' differs from the file name"):
+        load_device(tmp_path / "y.yaml")
+
+
+def test_malformed_yaml_is_one_line(tmp_path):
+    (tmp_path / "x.yaml").write_text("name: [x\n")
+    with pytest.raises(ConfigError, match=r"x.yaml: malformed YAML") as info:
+        load_device(tmp_path / "x.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_alias_defined_twice_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\nkind: cpu\naliases: [z]\nbackend: {name: torch}\n")
+    (tmp_path / "b.yaml").write_text("name: b\nkind: cpu\naliases: [z]\nbackend: {name: torch}\n")
+    with pytest.raises(ConfigError, match=r"b.yaml: device 'z' is already registered"):
+        load_devices([tmp_path])
+
+
+def test_user_devices_from_the_environment(tmp_path, monkeypatch):
+    (tmp_path / "my-board.yaml").write_text("name: my-board\nkind: npu\nbackend: {name: onnxruntime, threads: 4}\n")
+    monkeypatch.setenv(DEVICES_PATH_ENV, str(tmp_path))
+    assert get_device("my-board").backend.threads == 4
+    assert get_device("note10").name == "note10"  # the shipped ones stay
+
+
+def test_pyproject_ships_devices_and_tables_with_the_wheel():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"share/ofakit/devices" = ["devices/*.yaml"]' in text
+    assert '"share/ofakit/latency_tables" = ["latency_tables/*.json", "latency_tables/README.md"]' in text

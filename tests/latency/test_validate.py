@@ -1,0 +1,64 @@
+"""`validate`: random subnets measured end to end (interleaved, two passes) against the estimators (tiny space)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ofakit.errors import ConfigError
+from ofakit.latency.devices import get_device
+from ofakit.latency.validate import ValidateConfig, accuracy, flops_linear, spearman, validate
+from ofakit.space import get_space
+
+
+def test_accuracy_metrics():
+    measured = np.array([1.0, 2.0, 3.0, 4.0])
+    m = accuracy(np.array([1.05, 2.5, 2.9, 4.0]), measured)
+    assert m["within_10pct"] == 0.75
+    assert m["mape_pct"] == pytest.approx(100 * (0.05 + 0.25 + 0.1 / 3 + 0) / 4)
+    assert m["spearman"] == pytest.approx(1.0)
+    assert spearman(np.array([3.0, 2.0, 1.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(-1.0)
+
+
+def test_flops_linear_is_fitted_out_of_fold():
+    macs = np.arange(1.0, 21.0)
+    measured = 2.0 * macs + 1.0
+    np.testing.assert_allclose(flops_linear(macs, measured), measured)
+
+
+def test_validate_on_the_tiny_space(tiny_table):
+    result = validate(get_device("cpu-ort"), get_space("tiny"), tiny_table,
+                      ValidateConfig(samples=4, group=3, warmup=1, reps=3))
+    assert len(result.archs) == 4 and len(set(result.archs)) == 4
+    assert all(a.resolution == 16 for a in result.archs)
+    assert result.measured.shape == (4,) and (result.measured > 0).all()
+    assert {"lut", "lut_drift_normalized", "flops_linear"} <= set(result.estimates)
+    assert result.reference["table_ms"] == tiny_table.reference_ms and result.reference["now_ms"] > 0
+    metrics = result.metrics()
+    assert set(metrics["lut"]) == {"within_10pct", "mape_pct", "spearman", "bias_pct"} and "noise_floor" in metrics
+
+
+def test_validate_refuses_resolutions_the_table_lacks(tiny_table):
+    with pytest.raises(ConfigError, match=r"has no entries at resolution\(s\) 24 \(it has: 16\)"):
+        validate(get_device("cpu-ort"), get_space("tiny"), tiny_table, ValidateConfig(samples=2, resolutions=(24,)))
+
+
+def test_validate_command(cli, tiny_table, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("OFAKIT_TABLES_PATH", str(tiny_table.path.parent))
+    png = tmp_path / "v.png"
+    result = cli("latency", "validate", "--device", "cpu-ort", "--space", "tiny", "--samples", "3", "--reps", "2",
+                 "--json", "--plot", png)
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["samples"] == 3 and len(data["subnets"]) == 3 and "noise_floor" in data["metrics"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_validate_command_mistakes(cli, tiny_table, monkeypatch):
+    monkeypatch.setenv("OFAKIT_TABLES_PATH", str(tiny_table.path.parent))
+    cli("latency", "validate", "--device", "cpu-ort", "--space", "tiny", "--samples", "1").assert_user_error(
+        "--samples must be at least 2, got 1")
+    cli("latency", "validate", "--device", "h100-tensorrt", "--space", "tiny").assert_user_error(
+        "no latency table for device 'h100-tensorrt' and space 'tiny'")
