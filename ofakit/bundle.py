@@ -3,6 +3,8 @@
     BUNDLE/
       bundle.json            space, num_classes, dataset, how it was trained, metrics, ofakit version
       supernet.safetensors   every tensor of the supernet (fp32 or fp16)
+      calibration.npz        optional: a few thousand images (an array dataset, see ofakit.train.data) that export
+                             uses to recalibrate BN when no --calibrate-bn data is given (the reference bundle has it)
 
 Later stages add predictor files next to them. Nothing in a bundle is ever unpickled.
 """
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "supernet.safetensors"
+CALIBRATION = "calibration.npz"
 FORMAT_VERSION = 1
 
 
@@ -76,6 +79,12 @@ def read_bundle_info(path: str | Path) -> BundleInfo:
     info = BundleInfo.from_dict(data, str(meta))
     get_space(info.space)  # raises for an unknown space
     return info
+
+
+def calibration_data(path: str | Path) -> Path | None:
+    """The bundle's own calibration images, if it carries them."""
+    candidate = Path(path) / CALIBRATION
+    return candidate if candidate.is_file() else None
 
 
 def check_safetensors(path: Path) -> None:

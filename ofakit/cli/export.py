@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export", help="export a subnet as a verified ONNX / Core ML / TensorRT / torch.export model",
         description="Extract the subnet ARCH from the bundle's supernet, recalibrate its BN statistics on DATA, "
                     "export it, check it against PyTorch, and write a JSON manifest next to it (OUT.json).")
-    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--bundle", help="bundle directory or shipped bundle name (default: the reference bundle)")
     p.add_argument("--arch", type=Path, required=True, help="ArchConfig JSON of the subnet (a network of the "
                                                              "bundle's space)")
     p.add_argument("--format", required=True,
@@ -49,11 +49,18 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ofakit.bundle import calibration_data
+    from ofakit.bundles import resolve_bundle
     from ofakit.export import ExportConfig, export_subnet
 
     cfg = ExportConfig(format=args.format, precision=args.precision, batch=_batch(args.batch), force=args.force)
     FORMATS.get(cfg.format)  # an unknown format fails before the arch file is read
     arch = ArchConfig.load(args.arch)
-    result = export_subnet(args.bundle, arch, args.out, cfg, data=args.calibrate_bn, log=_say)
+    bundle = resolve_bundle(args.bundle)
+    data = args.calibrate_bn
+    if data is None and calibration_data(bundle) is not None:
+        data = str(calibration_data(bundle))
+        _say(f"recalibrating BN on the bundle's own calibration images ({data}); --calibrate-bn DATA uses yours")
+    result = export_subnet(bundle, arch, args.out, cfg, data=data, log=_say)
     _say(f"wrote {result.artifact} and {result.manifest}")
     return 0

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency", help="latency limit: 30ms, 30 (ms) or 0.03s")
     p.add_argument("--macs", help="MACs limit: 300M, 1.2G")
     p.add_argument("--params", help="parameter limit: 5M")
-    p.add_argument("--bundle", type=Path, help="bundle directory (with a fitted or imported predictor)")
+    p.add_argument("--bundle", help="bundle directory (with a fitted or imported predictor) or shipped bundle name "
+                                    "(default: the reference bundle, see `ofakit bundle list`)")
     p.add_argument("--algorithm", default="evolution", help="evolution | aging | coarse-to-fine | random")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
     p.add_argument("--seed", type=int, default=0)
@@ -34,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from ofakit.search.constraints import parse_count, parse_latency_ms
     from ofakit.search.specialize import SpecializeConfig, pareto_report, specialize
 
-    if args.bundle is None:
-        raise ConfigError("no --bundle given and no reference bundle ships yet; make one with `ofakit train` "
-                          "and `ofakit predictor fit`, or import MIT's with `ofakit import-ofa`")
+    from ofakit.bundles import resolve_bundle
+
+    args.bundle = resolve_bundle(args.bundle)
     if args.budget < 1:
         raise ConfigError(f"--budget must be positive, got {args.budget}")
     cfg = SpecializeConfig(

@@ -53,6 +53,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
     if predictor.space != space.name:
         raise ConfigError(f"the predictor in {bundle} is for space {predictor.space!r}, the bundle for "
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
+    _check_device_serves(device.name, space.name, bundle)
     estimator = estimator_for(device.name, space.name)
     limits: list[Limit] = []
     if cfg.latency_ms is not None:
@@ -95,6 +96,38 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     return result, report
+
+
+def how_to_get_bundle(space: str) -> str:
+    """Where a bundle of `space` comes from: a shipped one, MIT's pretrained files, or `ofakit train`."""
+    from ofakit.bundles import bundles_for_space
+    from ofakit.interop.ofa_checkpoint import MIT_SPACES
+
+    shipped = bundles_for_space(space)
+    if shipped:
+        return f"shipped bundle(s) {', '.join(shipped)} (--bundle {shipped[0]})"
+    if space in MIT_SPACES:
+        return (f"import MIT's pretrained supernet and predictor: ofakit import-ofa --checkpoint CHECKPOINT "
+                f"--predictor acc_predictor.pth --space {space} --out BUNDLE, then --bundle BUNDLE")
+    return f"no bundle ships; train one: ofakit train --recipe RECIPE.yaml --set space={space} --out RUN"
+
+
+def _check_device_serves(device: str, space: str, bundle: str | Path) -> None:
+    """When the device has tables, but none for the bundle's space, say what it serves and how to go on."""
+    from ofakit.errors import LatencyLookupError
+    from ofakit.latency.devices import devices
+    from ofakit.latency.table import available_tables, how_to_profile
+
+    tables = sorted(available_tables(device))
+    if not tables or space in tables:
+        return  # no table at all: estimator_for's error names the profile command
+    serves = "; ".join(f"space {t}: {how_to_get_bundle(t)}" for t in tables)
+    others = [name for name in devices().names() if space in available_tables(name)]
+    alternatives = f"devices with a table for {space!r}: {', '.join(others)}; " if others else ""
+    raise LatencyLookupError(
+        f"device {device!r} has latency tables only for {', '.join(tables)}, but bundle {str(bundle)!r} is a "
+        f"supernet of space {space!r}. {serves}. Or keep this bundle: {alternatives}to measure {device!r} for "
+        f"{space!r}, {how_to_profile(device, space)}")
 
 
 def pareto_report(result: SearchResult, latency: Any) -> dict[str, list]:

@@ -11,9 +11,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from ofakit.errors import ConfigError
+from ofakit.arch import ArchConfig
+from ofakit.errors import ArchError, ConfigError
 
-SAMPLERS = ("largest", "progressive", "sandwich", "uniform")
+SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class StageConfig:
     """One stage of a recipe: which subnets are drawn, for how long, at what learning rate."""
 
     name: str
-    sampler: str = "progressive"  # largest | progressive (OFA) | sandwich (BigNAS) | uniform (SPOS)
+    sampler: str = "progressive"  # largest | progressive (OFA) | sandwich (BigNAS) | uniform (SPOS) | fixed
     epochs: int = 1
     warmup_epochs: float = 0.0  # linear warm-up, then cosine decay to zero over the stage
     lr: float = 0.1  # peak learning rate for `base_batch_size` images per optimizer step
@@ -33,12 +34,16 @@ class StageConfig:
     kd_weight: float = 0.0  # progressive: weight of distillation from the teacher (the full network)
     kd_temperature: float = 1.0  # temperature of the soft targets (teacher or, in sandwich, the largest subnet)
     max_steps: int | None = None  # cap on optimizer steps (smoke runs, tests)
+    arch: ArchConfig | None = None  # fixed: the one subnet every step trains, at its resolution (fine-tuning)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"stage {self.name!r}: unknown sampler {self.sampler!r}; choices: {', '.join(SAMPLERS)}")
         if self.epochs < 1 or self.subnets_per_step < 0 or self.lr < 0:
             raise ConfigError(f"stage {self.name!r}: epochs must be >= 1, subnets_per_step >= 0, lr >= 0")
+        if (self.sampler == "fixed") != (self.arch is not None):
+            raise ConfigError(f"stage {self.name!r}: sampler 'fixed' needs an 'arch' (an ArchConfig mapping), "
+                              "and only that sampler takes one")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class TrainConfig:
     image_size: int = 224  # ImageFolder images are resized to this once
     dropout: float = 0.1
     teacher: str | None = None  # bundle whose largest subnet teaches; default: the full network after stage 1
+    init: str | None = None  # bundle whose weights start the run (fine-tuning); default: fresh initialisation
     sort_channels: bool = True  # sort channels by importance before stages that open smaller expand ratios
     channels_last: bool = True
     bf16: bool = True  # autocast on CUDA
@@ -84,7 +90,14 @@ class TrainConfig:
 
     def digest(self) -> str:
         """Hash of everything that shapes the run (used to refuse resuming with another recipe)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        data = self.to_dict()
+        # keys added after the first release count only when set, so that older run directories still resume
+        if data["init"] is None:
+            del data["init"]
+        for stage in data["stages"]:
+            if stage["arch"] is None:
+                del stage["arch"]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -117,6 +130,13 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
+    if hint is ArchConfig:
+        if isinstance(value, ArchConfig):
+            return value
+        try:
+            return ArchConfig.from_dict(value)
+        except ArchError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return value
 
 
@@ -148,7 +168,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**values)
 
 
-def _apply_override(data: dict[str, Any], assignment: str) -> None:
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set key=value` (dotted key, list indices; the value is parsed as YAML) to a recipe mapping."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
@@ -185,16 +206,23 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path}: expected a mapping at the top level")
     for assignment in overrides:
-        _apply_override(data, assignment)
+        apply_override(data, assignment)
     return recipe_from_dict(data, where=f"recipe {path.name}")
 
 
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig:
+    """Validate a recipe mapping (as read from YAML) into a TrainConfig."""
     cfg = _build(TrainConfig, data, where)
     from ofakit.space import get_space
 
-    get_space(cfg.space)  # unknown space: error with close match
+    space = get_space(cfg.space)  # unknown space: error with close match
+    for stage in cfg.stages:
+        if stage.arch is not None:
+            try:
+                space.validate(stage.arch)
+            except ArchError as exc:
+                raise ConfigError(f"{where}: stage {stage.name!r}: {exc}") from None
     return cfg
 
 
-__all__ = ["SAMPLERS", "StageConfig", "TrainConfig", "load_recipe", "recipe_from_dict"]
+__all__ = ["SAMPLERS", "StageConfig", "TrainConfig", "apply_override", "load_recipe", "recipe_from_dict"]

@@ -3,7 +3,8 @@
 Sources (a string, as on the command line):
 - ``digits``: scikit-learn's 8x8 handwritten digits (ships with scikit-learn; deterministic 80/20 split).
 - ``PATH.npz``: an array dataset anyone can write: ``train_images``/``val_images`` (uint8, N x H x W x 3) and
-  ``train_labels``/``val_labels`` (integers), optional ``classes`` (strings). ``test_*`` is accepted for ``val_*``.
+  ``train_labels``/``val_labels`` (integers), optional ``classes`` (strings) and ``mean``/``std`` (3 floats each,
+  for normalisation; default ImageNet's). ``test_*`` is accepted for ``val_*``.
 - the CIFAR-10 JPEG archive (``train_bytes``/``train_offsets``/``train_y`` ...): decoded once with Pillow and cached
   as arrays (``$OFAKIT_CACHE`` or ``~/.cache/ofakit``).
 - ``DIR``: an ImageFolder tree (``DIR/train/<class>/*.jpg``, ``DIR/val/<class>/*.jpg``), decoded and resized to
@@ -103,7 +104,8 @@ def _arrays(path: Path, data: np.lib.npyio.NpzFile, split: str) -> ArrayDataset:
             classes = [str(c) for c in data["classes"]] if "classes" in data.files else None
             labels = data[f"{prefix}_labels"]
             classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
-            return ArrayDataset(np.asarray(data[f"{prefix}_images"]), np.asarray(labels), classes, path.stem)
+            norm = {k: tuple(float(v) for v in data[k]) for k in ("mean", "std") if k in data.files}
+            return ArrayDataset(np.asarray(data[f"{prefix}_images"]), np.asarray(labels), classes, path.stem, **norm)
     raise ConfigError(f"{path} has no '{split}_images'/'{split}_labels' arrays (found: {', '.join(data.files)}); "
                       "an array dataset holds train_images, train_labels, val_images, val_labels (uint8 NHWC)")
 

@@ -1,5 +1,6 @@
-"""The training loop: one command walks a recipe's stages (progressive shrinking, sandwich, uniform), on one CPU,
-one GPU, or many GPUs and nodes under `torchrun` (PyTorch DDP), and resumes from its last checkpoint.
+"""The training loop: one command walks a recipe's stages (progressive shrinking, sandwich, uniform, or one fixed
+subnet when fine-tuning), on one CPU, one GPU, or many GPUs and nodes under `torchrun` (PyTorch DDP), and resumes
+from its last checkpoint. A run starts from fresh weights, or from a bundle's (`init`).
 
 Every process draws the same subnets and resolution at each step (from the seed and the step number), so DDP
 all-reduces gradients of the same parameters. All subnets of a step run inside one forward of `StepModule`, so DDP
@@ -141,8 +142,10 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     if meta.is_file():
         data = json.loads(meta.read_text())
         if data.get("digest") != cfg.digest():
+            changed = _changed_keys(data.get("recipe", {}), cfg.to_dict())
             raise TrainingError(
-                f"{run_dir} holds a run of another recipe (digest {data.get('digest')}, this one {cfg.digest()}); "
+                f"{run_dir} holds a run of another recipe (digest {data.get('digest')}, this one {cfg.digest()}"
+                f"{'; it differs in ' + ', '.join(changed[:5]) if changed else ''}); "
                 "resume it with its own recipe and --set values, or pass another --out")
         return data
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -150,11 +153,38 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     return None
 
 
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipe mappings (as stored in run.json)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [c for key in sorted(set(old) | set(new), key=str)
+                for c in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)) and len(old) == len(new) \
+            and any(isinstance(v, dict) for v in old):
+        return [c for i, (a, b) in enumerate(zip(old, new)) for c in _changed_keys(a, b, f"{prefix}{i}.")]
+    return [] if json.dumps(old) == json.dumps(new) else [prefix.rstrip(".")]
+
+
+def _init_state(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> dict[str, torch.Tensor]:
+    """The weights of the `init` bundle, checked against the recipe's space and the data's classes."""
+    from ofakit.bundle import load_bundle, read_bundle_info
+
+    info = read_bundle_info(cfg.init)
+    if info.space != space.name:
+        raise ConfigError(f"init bundle {cfg.init} holds a supernet of space {info.space!r}, the recipe trains "
+                          f"{space.name!r}")
+    if info.num_classes != num_classes:
+        raise ConfigError(f"init bundle {cfg.init} classifies {info.num_classes} classes, but data {cfg.data!r} "
+                          f"has {num_classes}; start from a bundle trained on this data's classes")
+    return load_bundle(cfg.init)[0].state_dict()
+
+
 def _opens_smaller_expand(space: SearchSpace, plans: list[StagePlan], index: int) -> bool:
     """Whether stage `index` is the first to open an expand ratio below the maximum (OFA sorts channels then)."""
     choices = space.spec.expand_choices
 
     def opened(stage: StageConfig) -> bool:
+        if stage.sampler in ("largest", "fixed"):  # they train the channels they have: nothing smaller opens
+            return False
         return stage.sampler in ("sandwich", "uniform") or min(stage.expand or choices) < max(choices)
 
     return opened(plans[index].stage) and not any(opened(p.stage) for p in plans[:index])
@@ -189,6 +219,8 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
     existing = _check_run_dir(run_dir, cfg) if rank == 0 else None
     space = get_space(cfg.space)
     train_ds = load_dataset(cfg.data, "train", image_size=cfg.image_size)
+    checkpoints = list_checkpoints(run_dir)
+    init_state = _init_state(cfg, space, train_ds.num_classes) if cfg.init and not checkpoints else None
     val_ds = load_dataset(cfg.data, "val", image_size=cfg.image_size)
     per_step = cfg.batch_size * world * cfg.grad_accum
     steps_per_epoch = len(train_ds) // per_step
@@ -211,7 +243,8 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     supernet = supernet.to(device=device, memory_format=memory)
     step, optimizer_state, train_seconds, last_eval = 0, None, 0.0, {}
-    checkpoints = list_checkpoints(run_dir)
+    if init_state is not None:
+        supernet.load_state_dict(init_state)
     if checkpoints:
         ckpt = load_checkpoint(checkpoints[-1])
         supernet.load_state_dict(ckpt.model)
@@ -331,11 +364,20 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
             "recipe": recipe_name, "recipe_digest": cfg.digest(), "recipe_config": cfg.to_dict(),
             "steps": total_steps, "train_seconds": round(elapsed, 1), "world_size": world,
             "machine": _machine(device), "normalization": {"mean": list(train_ds.mean), "std": list(train_ds.std)},
-            "classes": train_ds.classes,
+            "classes": train_ds.classes, **_finetuned(cfg, plans),
         })
     if world > 1:
         dist.barrier()
     return bundle_dir, supernet
+
+
+def _finetuned(cfg: TrainConfig, plans: list[StagePlan]) -> dict[str, Any]:
+    """The bundle.json record of a run that started from a bundle and ended training one fixed subnet."""
+    last = plans[-1].stage
+    if cfg.init is None or last.arch is None:
+        return {}
+    return {"finetuned": {"from_bundle": cfg.init, "arch": last.arch.to_dict(), "epochs": last.epochs,
+                          "steps": plans[-1].steps}}
 
 
 def _teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace, device: torch.device,
@@ -373,9 +415,12 @@ def _teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: Search
 def _evaluate_stage(cfg: TrainConfig, space: SearchSpace, supernet: nn.Module, stage: StageConfig, train_ds,
                     val_ds, eval_cfg: EvalConfig, device: torch.device, progress: bool) -> dict[str, Any]:
     rng = random.Random(f"{cfg.seed}:eval:{stage.name}")
-    archs = {"largest": space.largest(), "smallest": space.smallest()}
-    for i in range(cfg.eval_random_subnets):
-        archs[f"random{i}"] = space.sample(rng)
+    if stage.arch is not None:  # a fixed stage trains one subnet: evaluate that one
+        archs = {"subnet": stage.arch}
+    else:
+        archs = {"largest": space.largest(), "smallest": space.smallest()}
+        for i in range(cfg.eval_random_subnets):
+            archs[f"random{i}"] = space.sample(rng)
     results = {}
     for name, arch in archs.items():
         acc = evaluate_subnet(supernet, arch, train_ds, val_ds, eval_cfg, device=str(device),

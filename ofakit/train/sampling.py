@@ -2,7 +2,8 @@
 
 Samplers: ``largest`` (train the full network), ``progressive`` (OFA's progressive shrinking: random subnets among the
 choices a stage has opened), ``sandwich`` (BigNAS: largest, smallest and N random), ``uniform`` (SPOS: one or more
-uniformly random subnets). One resolution is drawn per step from the space's resolutions.
+uniformly random subnets), ``fixed`` (one given subnet at its own resolution: fine-tuning a specialized net, as OFA
+does for 25-75 epochs). Other samplers draw one resolution per step from the space's resolutions.
 """
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ def plan_step(space: SearchSpace, stage: StageConfig, *, seed: int, step: int) -
     def at_res(arch: ArchConfig) -> ArchConfig:
         return dataclasses.replace(arch, resolution=res)
 
+    if stage.sampler == "fixed":
+        return StepPlan(stage.arch.resolution, (stage.arch,), ("teacher" if stage.kd_weight > 0 else "label",))
     if stage.sampler == "largest":
         return StepPlan(res, (at_res(space.largest()),), ("label",))
     if stage.sampler == "sandwich":

@@ -18,14 +18,6 @@ from ofakit.supernet import build_supernet  # noqa: E402
 HAVE_COREMLTOOLS = importlib.util.find_spec("coremltools") is not None
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bundle")
-    torch.manual_seed(0)
-    save_bundle(path, build_supernet("tiny"), dataset="digits")
-    return path
-
-
 @pytest.fixture
 def arch_file(tmp_path) -> Path:
     path = tmp_path / "arch.json"
@@ -64,6 +56,27 @@ def test_without_data_says_recalibration_is_recommended(cli, bundle, arch_file, 
     assert "is recommended (--calibrate-bn DATA)" in result.err
     manifest = json.loads((out_dir / "m.pt2.json").read_text())
     assert manifest["format"] == "torch-export" and manifest["input"]["shape"][0] == 2
+
+
+def test_a_bundle_with_its_own_calibration_images_uses_them(cli, tmp_path, arch_file, out_dir):
+    import numpy as np
+
+    from ofakit.train.data import load_dataset
+
+    torch.manual_seed(0)
+    bundle = tmp_path / "with-calibration"
+    save_bundle(bundle, build_supernet("tiny"), dataset="digits")
+    train, val = load_dataset("digits", "train"), load_dataset("digits", "val")
+    np.savez(bundle / "calibration.npz", train_images=train.images[:300], train_labels=train.labels[:300],
+             val_images=val.images[:100], val_labels=val.labels[:100], mean=np.array(train.mean),
+             std=np.array(train.std))
+    result = cli("export", "--bundle", bundle, "--arch", arch_file, "--format", "onnx", "--out", out_dir / "m.onnx")
+    assert result.code == 0, result.err
+    assert "recalibrating BN on the bundle's own calibration images" in result.err
+    assert "recalibrated BN statistics on 300 training images" in result.err
+    manifest = json.loads((out_dir / "m.onnx.json").read_text())
+    assert manifest["parity"]["images"]["images"] == 100
+    assert manifest["normalization"]["mean"] == pytest.approx(list(train.mean))
 
 
 @pytest.mark.skipif(not HAVE_COREMLTOOLS, reason="coremltools is not installed (pip install 'ofakit[coreml]')")

@@ -63,8 +63,10 @@ def test_specialize_meets_the_limit_and_writes_files(tmp_path, capsys):
     (["--device", "note10", "--latency", "1ms"], ["smallest reached", "raise the limit"]),
     (["--device", "note10", "--latency", "thirty"], ["cannot read latency 'thirty'"]),
     (["--device", "note10", "--macs", "3 hundred"], ["cannot read MACs"]),
-    (["--device", "pixel", "--latency", "30ms"], ["no latency table for device 'pixel1' and space 'ofa-mbv3-w1.2'",
-                                                  "proxyless-mobile"]),
+    (["--device", "pixel", "--latency", "30ms"], ["device 'pixel1' has latency tables only for proxyless-mobile",
+                                                  "supernet of space 'ofa-mbv3-w1.2'",
+                                                  "--set space=proxyless-mobile", "devices with a table for "
+                                                  "'ofa-mbv3-w1.2': note10", "ofakit cannot profile device 'pixel1'"]),
     (["--device", "note10", "--latency", "30ms", "--algorithm", "evolutoin"], ["Did you mean 'evolution'"]),
 ])
 def test_user_mistakes(tmp_path, capsys, argv, fragments):
@@ -74,6 +76,15 @@ def test_user_mistakes(tmp_path, capsys, argv, fragments):
     assert err.count("\n") == 1 and err.startswith("ofakit: error:") and "Traceback" not in err
     for fragment in fragments:
         assert fragment in err
+
+
+def test_a_phone_whose_table_is_for_another_space_says_which_bundles_serve_it(tmp_path, capsys):
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-cifar")
+    assert run("specialize", "--device", "note10", "--latency", "30ms", "--bundle", bundle) == 2
+    err = capsys.readouterr().err
+    assert "device 'note10' has latency tables only for ofa-mbv3-w1.2" in err
+    assert "ofakit import-ofa --checkpoint CHECKPOINT --predictor acc_predictor.pth --space ofa-mbv3-w1.2" in err
+    assert "devices with a table for 'ofa-mbv3-cifar': cpu-ort" in err
 
 
 def test_bundle_without_predictor_says_how_to_fit_one(tmp_path, capsys):

@@ -70,3 +70,34 @@ def test_overrides(tmp_path):
         load_recipe(_write(tmp_path, BASE), ["stages.5.epochs=1"])
     with pytest.raises(ConfigError, match="unknown key.*'colour'"):
         load_recipe(_write(tmp_path, BASE), ["colour=1"])
+
+
+FIXED = ("space: tiny\ndata: digits\ninit: runs/tiny/bundle\nstages:\n  - name: ft\n    sampler: fixed\n"
+         "    arch: {space: tiny, resolution: 24, depths: [1, 2], kernel_sizes: [3, 5, 7, 3], "
+         "expand_ratios: [2, 4, 4, 2]}\n")
+
+
+def test_fixed_stage_holds_an_arch(tmp_path):
+    cfg = load_recipe(_write(tmp_path, FIXED))
+    arch = cfg.stages[0].arch
+    assert cfg.init == "runs/tiny/bundle" and arch.resolution == 24 and arch.kernel_sizes == (3, 5, 7, 3)
+    assert cfg.to_dict()["stages"][0]["arch"]["depths"] == (1, 2)
+    assert cfg.digest() == load_recipe(_write(tmp_path, FIXED)).digest()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (FIXED.replace("    arch:", "    #"), "sampler 'fixed' needs an 'arch'"),
+    (FIXED.replace("sampler: fixed", "sampler: uniform"), "sampler 'fixed' needs an 'arch'.*only that sampler"),
+    (FIXED.replace("space: tiny,", "space: ofa-mbv3-cifar,"), "stage 'ft': arch is for space 'ofa-mbv3-cifar'"),
+    (FIXED.replace("[3, 5, 7, 3]", "[3, 5, 9, 3]"), "stage 'ft': kernel size 9"),
+    (FIXED.replace("resolution: 24,", "resolution: 24, colour: 1,"), r"stages\[0\]: arch: unknown ArchConfig key"),
+], ids=["no-arch", "arch-without-fixed", "other-space", "illegal-kernel", "unknown-arch-key"])
+def test_fixed_stage_refusals(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, text))
+
+
+def test_digest_of_a_recipe_without_init_or_arch_is_unchanged(tmp_path):
+    # pinned from before `init` and stage `arch` existed: run directories made then still resume
+    assert load_recipe(_write(tmp_path, BASE)).digest() == "0eb0bb4aefa2ba24"
+    assert load_recipe(_write(tmp_path, BASE + "init: b\n")).digest() != "0eb0bb4aefa2ba24"

@@ -163,3 +163,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpts and all(torch.isfinite(v.float()).all()
                          for v in load_file(str(tmp_path / "run" / "checkpoints" / ckpts[-1] / "model.safetensors"))
                          .values())
+
+
+def test_channels_are_sorted_where_the_first_smaller_expand_ratio_opens():
+    from ofakit.space import get_space
+    from ofakit.train.config import load_recipe
+    from ofakit.train.loop import _opens_smaller_expand, plan_stages
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_recipe(repo / "recipes" / "ofa-mbv3-cifar10-cpu90.yaml")
+    plans = plan_stages(cfg, steps_per_epoch=10)
+    opened = [p.stage.name for i, p in enumerate(plans) if _opens_smaller_expand(get_space(cfg.space), plans, i)]
+    assert opened == ["expand-1"]  # not the full network's stage, which trains the largest subnet only
+    sandwich = load_recipe(repo / "recipes" / "bignas-mbv3-cifar10.yaml")
+    splans = plan_stages(sandwich, steps_per_epoch=10)
+    assert [_opens_smaller_expand(get_space(sandwich.space), splans, i) for i in range(len(splans))][0] is True

