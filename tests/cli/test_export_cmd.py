@@ -119,7 +119,7 @@ def _blocked_out(tmp_path: Path) -> Path:
     ({"--batch": "many"}, ["--batch must be a positive integer or 'dynamic', got 'many'"]),
     ({"--batch": "0"}, ["--batch must be a positive integer or 'dynamic', got '0'"]),
     ({"--calibrate-bn": "no-such-data"}, ["data source 'no-such-data' does not exist"]),
-    ({"--bundle": "no-such-bundle"}, ["is not a bundle"]),
+    ({"--bundle": "no-such-bundle"}, ["no bundle at 'no-such-bundle'", "ofakit bundle list"]),
     ({"--arch": "no-such-arch.json"}, ["cannot read arch file"]),
 ], ids=["arch-of-other-space", "unknown-format", "missing-runtime", "unwritable", "wrong-ending", "precision",
         "int8-without-data", "batch-word", "batch-zero", "missing-data", "missing-bundle", "missing-arch"])
