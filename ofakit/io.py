@@ -41,3 +41,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_npz(path: str | Path, *, compressed: bool = False, **arrays: Any) -> None:
+    """Write NumPy arrays as an .npz (no pickled objects), atomically."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare temp name
+            save(fh, **arrays)

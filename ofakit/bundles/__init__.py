@@ -20,13 +20,10 @@ def shipped_bundles() -> dict[str, Path]:
     return {p.name: p for p in sorted(SHIPPED_DIR.iterdir()) if (p / "bundle.json").is_file()}
 
 
-def shipped_space(name: str) -> str:
-    return str(json.loads((shipped_bundles()[name] / "bundle.json").read_text())["space"])
-
-
 def bundles_for_space(space: str) -> list[str]:
     """Names of the shipped bundles that hold a supernet of `space`."""
-    return [name for name in shipped_bundles() if shipped_space(name) == space]
+    return [name for name, path in shipped_bundles().items()
+            if json.loads((path / "bundle.json").read_text())["space"] == space]
 
 
 def resolve_bundle(value: str | Path | None) -> Path:
@@ -38,10 +35,11 @@ def resolve_bundle(value: str | Path | None) -> Path:
                               f"({SHIPPED_DIR}); pass --bundle DIR (make one with `ofakit train`)")
         return shipped[REFERENCE]
     path = Path(value)
-    if path.is_dir() or str(value) not in shipped:
-        if not path.exists():
-            names = ", ".join(shipped) or "none"
-            raise BundleError(f"no bundle at {str(value)!r}: not a directory, and not a shipped bundle "
-                              f"(shipped: {names}); list them with `ofakit bundle list`")
+    if path.is_dir():
         return path
-    return shipped[str(value)]
+    if str(value) in shipped:
+        return shipped[str(value)]
+    if path.exists():  # a file: read_bundle_info says why it is not a bundle
+        return path
+    raise BundleError(f"no bundle at {str(value)!r}: not a directory, and not a shipped bundle "
+                      f"(shipped: {', '.join(shipped) or 'none'}); list them with `ofakit bundle list`")

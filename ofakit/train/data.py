@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_path
+from ofakit.io import atomic_write_npz
 
 SPLITS = ("train", "val")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -127,9 +127,7 @@ def _cifar_jpeg(path: Path, split: str) -> ArrayDataset:
             blob, offsets, labels = data[f"{part}_bytes"], data[f"{part}_offsets"], data[f"{part}_y"]
         images = np.stack([np.asarray(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes()))
                                       .convert("RGB")) for i in range(len(labels))])
-        with atomic_path(cached) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, images=images, labels=labels)
+        atomic_write_npz(cached, images=images, labels=labels)
     with np.load(cached, allow_pickle=False) as data:
         return ArrayDataset(data["images"], data["labels"], list(CIFAR10_CLASSES), "cifar10",
                             mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
