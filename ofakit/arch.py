@@ -65,6 +65,21 @@ class ArchConfig:
                 raise ArchError(f"'{name}' must be a list of numbers, got {values!r}")
             object.__setattr__(self, name, tuple(_number(v) for v in values))
 
+    @classmethod
+    def trusted(cls, space: str, resolution: int, depths: tuple[int, ...], kernel_sizes: tuple[int, ...] = (),
+                expand_ratios: tuple[float, ...] = (), width_mults: tuple[float, ...] = ()) -> ArchConfig:
+        """Build without the type checks, for values a space produced itself (tuples of its own choices).
+
+        A search turns thousands of rows of choice indices back into archs; the checks of `__post_init__` would
+        cost more than the search. User input never comes through here.
+        """
+        arch = object.__new__(cls)
+        for name, value in (("space", space), ("resolution", resolution), ("depths", depths),
+                            ("kernel_sizes", kernel_sizes), ("expand_ratios", expand_ratios),
+                            ("width_mults", width_mults)):
+            object.__setattr__(arch, name, value)
+        return arch
+
     # -- identity ---------------------------------------------------------------------------------------------
     @cached_property
     def active_key(self) -> tuple:

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         from ofakit.latency.estimate import estimator_for
 
         est = estimator_for(report["device"], report["space"])
-        report["pareto"] = pareto_report(result, est.estimate_batch)
+        report["pareto"] = pareto_report(result, est.estimate_rows)
     if args.verify:
         report["verify"] = _verify(args.bundle, result.best, args.verify)
     if args.out is not None:

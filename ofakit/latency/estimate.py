@@ -6,28 +6,22 @@ read at the table's reference level (see `ofakit.latency.table`); `scale` multip
 (reference measured now) / (reference in the table) to follow the machine's drift. A layer missing from the table
 raises LatencyLookupError naming its key and the profile command; it never counts as zero.
 
-For MBConv spaces `estimate_batch` is vectorized: a block's latency depends only on (resolution, slot, kernel,
-expand), so per resolution the table becomes an array T[slot, kernel, expand] plus the fixed layers (stem, first
-block, head), and a batch is one gather and one sum.
+For MBConv spaces `estimate_batch` and `estimate_rows` are vectorized (`ofakit.space.additive.BlockSum`): per
+resolution the table becomes an array T[slot, kernel, expand] plus the fixed layers, and a batch is one gather and
+one sum.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ofakit.arch import ArchConfig
-from ofakit.latency.layers import full_depth
 from ofakit.latency.table import LatencyTable, layer_key
-from ofakit.space import SearchSpace, get_space
+from ofakit.space import LayerShape, SearchSpace, get_space
+from ofakit.space.additive import BlockSum
+from ofakit.space.genome import Genome
 from ofakit.space.mbconv import MBConvSpace
-
-
-@dataclass
-class _Resolution:
-    fixed: float  # stem, first block and head, NaN if one is missing
-    blocks: np.ndarray  # [slot, kernel index, expand index] ms (net of the call overhead), NaN where missing
 
 
 class LutEstimator:
@@ -46,7 +40,7 @@ class LutEstimator:
         self.space = space or get_space(table.meta["space"])
         self.per_round = per_round
         self._overhead = table.call_overhead_ms
-        self._per_resolution: dict[int, _Resolution] = {}
+        self._sum = BlockSum(self.space, self._net) if isinstance(self.space, MBConvSpace) else None
 
     def layer_ms(self, arch: ArchConfig) -> list[tuple[str, float]]:
         """(key, ms) for each layer of `arch`, in execution order; raises LatencyLookupError for a missing one."""
@@ -60,58 +54,25 @@ class LutEstimator:
 
     def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray:
         """Estimated latencies in ms, float64, one per arch (vectorized for MBConv spaces)."""
-        if not isinstance(self.space, MBConvSpace):
+        if self._sum is None:
             return np.array([self.estimate(a, scale=scale) for a in archs], dtype=np.float64)
-        sp = self.space
-        n, slots = len(archs), sp.num_slots
-        k_index = {k: i for i, k in enumerate(sp.spec.kernel_choices)}
-        e_index = {e: i for i, e in enumerate(sp.spec.expand_choices)}
-        stage_of = np.repeat(np.arange(len(sp.stage_slots)), [len(s) for s in sp.stage_slots])
-        position = np.concatenate([np.arange(len(s)) for s in sp.stage_slots])
-        res = np.empty(n, dtype=np.int64)
-        depths = np.empty((n, len(sp.stage_slots)), dtype=np.int64)
-        ks = np.zeros((n, slots), dtype=np.int64)
-        es = np.zeros((n, slots), dtype=np.int64)
-        for i, a in enumerate(archs):
-            if a.space != sp.name:
-                sp.validate(a)  # raises ArchError naming both spaces
-            res[i] = a.resolution
-            depths[i] = a.depths
-            ks[i] = [k_index.get(k, 0) for k in a.kernel_sizes]  # illegal values of skipped slots never count
-            es[i] = [e_index.get(e, 0) for e in a.expand_ratios]
-        active = position[None, :] < depths[:, stage_of]
-        out = np.empty(n, dtype=np.float64)
-        for r in np.unique(res):
-            rows = np.flatnonzero(res == r)
-            tab = self._resolution(int(r))
-            per_slot = tab.blocks[np.arange(slots)[None, :], ks[rows], es[rows]]
-            out[rows] = tab.fixed + np.where(active[rows], per_slot, 0.0).sum(axis=1)
-        bad = np.flatnonzero(np.isnan(out))
+        return self._checked(self._sum.of_archs(archs), archs.__getitem__, scale)
+
+    def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms of genome rows (what a search holds), float64."""
+        if self._sum is None:
+            return self.estimate_batch(genome.decode(rows), scale=scale)
+        return self._checked(self._sum.of_rows(genome, rows), lambda i: genome.decode(rows[i : i + 1])[0], scale)
+
+    def _checked(self, sums: np.ndarray, arch_at: Callable[[int], ArchConfig], scale: float) -> np.ndarray:
+        bad = np.flatnonzero(np.isnan(sums))
         if bad.size:
-            self.estimate(archs[int(bad[0])])  # raises LatencyLookupError naming the missing key
-        return scale * (out + self._overhead)
+            self.estimate(arch_at(int(bad[0])))  # raises LatencyLookupError naming the missing key
+        return scale * (sums + self._overhead)
 
-    def _resolution(self, resolution: int) -> _Resolution:
-        """Arrays of one resolution, built on first use; missing entries are NaN until an arch needs them."""
-        if resolution in self._per_resolution:
-            return self._per_resolution[resolution]
-        sp = self.space
-        assert isinstance(sp, MBConvSpace)
-        s = sp.spec
-        blocks = np.full((sp.num_slots, len(s.kernel_choices), len(s.expand_choices)), np.nan)
-        fixed = np.nan
-        first = 2  # stem and first block precede the slots in `layers`
-        for ki, k in enumerate(s.kernel_choices):
-            for ei, e in enumerate(s.expand_choices):
-                layers = sp.layers(full_depth(sp, kernel=k, expand=e, resolution=resolution))
-                ms = [self._net(resolution, layer_key(layer)) for layer in layers]
-                blocks[:, ki, ei] = ms[first:first + sp.num_slots]
-                fixed = sum(ms[:first]) + sum(ms[first + sp.num_slots:])
-        tab = _Resolution(fixed, blocks)
-        self._per_resolution[resolution] = tab
-        return tab
-
-    def _net(self, resolution: int, key: str) -> float:
+    def _net(self, resolution: int, layer: LayerShape) -> float:
+        """A layer's table entry net of the call overhead; NaN when missing (an error only if an arch needs it)."""
+        key = layer_key(layer)
         entry = self.table.get(resolution, key)
         return np.nan if entry is None else self.table.ms(resolution, key, per_round=self.per_round) - self._overhead
 

@@ -24,16 +24,10 @@ def mbconv_space(space: SearchSpace, what: str = "profiling") -> MBConvSpace:
     return space
 
 
-def full_depth(space: MBConvSpace, *, kernel: int, expand: float, resolution: int) -> ArchConfig:
-    """Every slot active, with one kernel and expand ratio (any resolution, not checked against the range)."""
-    return ArchConfig(space.name, resolution, tuple(max(ds) for ds in space.stage_depths),
-                      (kernel,) * space.num_slots, (expand,) * space.num_slots)
-
-
 def covering_archs(space: MBConvSpace, resolution: int) -> list[ArchConfig]:
     """Subnets that together hold every layer shape of the space at `resolution`."""
     s = space.spec
-    return [full_depth(space, kernel=k, expand=e, resolution=resolution)
+    return [space.full_depth(kernel=k, expand=e, resolution=resolution)
             for k, e in itertools.product(s.kernel_choices, s.expand_choices)]
 
 

@@ -10,7 +10,7 @@ Files in a bundle: ``predictor.json`` (kind, space, encoding, metrics) and ``pre
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, BundleError
 from ofakit.io import atomic_path, atomic_write_json
 from ofakit.space import SearchSpace, get_space
+from ofakit.space.genome import Genome
 
 PREDICTOR_JSON = "predictor.json"
 PREDICTOR_ARRAYS = "predictor.safetensors"
@@ -55,20 +56,36 @@ class AccuracyPredictor:
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self.kind == "mlp":
-            n = self.meta.get("layers", sum(1 for k in self.arrays if k.startswith("w")))
-            for i in range(n):
-                x = x @ self.arrays[f"w{i}"].T
-                if f"b{i}" in self.arrays:
-                    x = x + self.arrays[f"b{i}"]
-                if i < n - 1:
-                    x = np.maximum(x, 0.0)
-            out = x[:, 0]
-            if "offset" in self.arrays:
-                out = out + self.arrays["offset"][0]
-            return out
+            return _mlp(self._mlp_layers(), x, self.arrays)
         if self.kind == "gbm":
             return _gbm_predict(self.arrays, x)
         raise BundleError(f"unknown predictor kind {self.kind!r}; known: mlp, gbm")
+
+    def _mlp_layers(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(weight transposed, bias or None) per linear layer."""
+        n = self.meta.get("layers", sum(1 for k in self.arrays if k.startswith("w")))
+        return [(self.arrays[f"w{i}"].T, self.arrays.get(f"b{i}")) for i in range(n)]
+
+    def for_rows(self, genome: Genome) -> Callable[[np.ndarray], np.ndarray]:
+        """Predictions for genome rows (what a search holds), without building archs.
+
+        Every one-hot encoding is linear in the rows' one-hot choices (`Genome.linear_map`); for an MLP that map
+        is folded into the first layer and the layers run in float32 (the precision MIT's torch predictor runs
+        in); other kinds get the mapped features. An encoding that is not linear falls back to decode + predict.
+        """
+        space = get_space(self.space)
+        if genome.space.name != space.name:
+            raise ArchError(f"rows of space {genome.space.name!r} given to a predictor for space {self.space!r}")
+        mapping = genome.linear_map(self.features)
+        if mapping is None:
+            return lambda rows: self.predict(genome.decode(rows))
+        if self.kind != "mlp":
+            return lambda rows: self.predict_features(genome.onehot(rows) @ mapping)
+        layers = self._mlp_layers()
+        w0, b0 = layers[0]
+        layers[0] = (mapping @ w0, b0)
+        fast = [(w.astype(np.float32), None if b is None else b.astype(np.float32)) for w, b in layers]
+        return lambda rows: _mlp(fast, genome.onehot(rows), self.arrays).astype(np.float64)
 
     # -- files ----------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
@@ -100,6 +117,18 @@ class AccuracyPredictor:
         arrays = {k: v.astype(np.float64) for k, v in load_file(str(directory / PREDICTOR_ARRAYS)).items()}
         return cls(space=data["space"], kind=data["kind"], arrays=arrays, encoding=data.get("encoding", "ofakit"),
                    meta=data.get("meta", {}))
+
+
+def _mlp(layers: list[tuple[np.ndarray, np.ndarray | None]], x: np.ndarray, arrays: dict) -> np.ndarray:
+    """ReLU MLP on rows of `x`; its one output, plus the stored offset."""
+    for i, (w, b) in enumerate(layers):
+        x = x @ w
+        if b is not None:
+            x = x + b
+        if i < len(layers) - 1:
+            x = np.maximum(x, 0.0)
+    out = x[:, 0]
+    return out + arrays["offset"][0] if "offset" in arrays else out
 
 
 # -- gradient-boosted trees as arrays ---------------------------------------------------------------------------

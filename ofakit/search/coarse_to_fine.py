@@ -3,14 +3,16 @@ kernel, expand, depth and width everywhere, at a few resolutions), then refine t
 from __future__ import annotations
 
 import itertools
-import random
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from ofakit.arch import ArchConfig
 from ofakit.search.constraints import Limit
-from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, _infeasible, _result, _Scorer
+from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, _Evaluator, _infeasible, _result
 from ofakit.space import SearchSpace
+from ofakit.space.genome import Genome
 from ofakit.space.mbconv import MBConvSpace
 
 
@@ -32,20 +34,19 @@ def coarse_grid(space: SearchSpace) -> list[ArchConfig]:
     return grid
 
 
-def coarse_to_fine(space: SearchSpace, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
-                   rng: random.Random, keep: int = 5) -> SearchResult:
+def coarse_to_fine(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
+                   rng: np.random.Generator, keep: int = 5) -> SearchResult:
     """Score the coarse grid, then spend `cfg.generations` batches of `cfg.population` mutations around the best
     `keep` feasible networks found so far."""
     started = time.perf_counter()
-    scorer = _Scorer(score, limits)
-    grid = coarse_grid(space)
-    scorer(grid)
-    if not scorer.archive():
-        raise _infeasible(space, limits, scorer)
+    ev = _Evaluator(genome, score, limits)
+    ev.add_feasible(genome.encode(coarse_grid(genome.space)))
+    if not ev.n:
+        raise _infeasible(ev)
     history = []
     for _ in range(cfg.generations):
-        archive = scorer.archive()
-        elite = sorted(archive, key=archive.get, reverse=True)[:keep]
-        history.append(archive[elite[0]])
-        scorer([space.mutate(rng.choice(elite), rng, cfg.mutation_prob) for _ in range(cfg.population)])
-    return _result(scorer, started, history)
+        elite = np.argsort(-ev.scores[: ev.n], kind="stable")[:keep]
+        history.append(float(ev.scores[elite[0]]))
+        ev.add_feasible(genome.mutate(ev.rows[elite[rng.integers(len(elite), size=cfg.population)]], rng,
+                                      cfg.mutation_prob))
+    return _result(ev, started, history)

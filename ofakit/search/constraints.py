@@ -1,4 +1,4 @@
-"""Limits a search must respect (latency on a device, MACs, params), evaluated on whole batches of archs."""
+"""Limits a search must respect (latency on a device, MACs, params), evaluated on whole batches of genome rows."""
 from __future__ import annotations
 
 import re
@@ -9,9 +9,11 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, OfakitError
-from ofakit.space import SearchSpace
+from ofakit.space.additive import BlockSum
+from ofakit.space.genome import Genome
+from ofakit.space.mbconv import MBConvSpace
 
-CostFn = Callable[[Sequence[ArchConfig]], np.ndarray]
+RowFn = Callable[[np.ndarray], np.ndarray]  # genome rows [n, genes] -> one value per row
 
 
 class InfeasibleError(OfakitError, ValueError):
@@ -20,33 +22,48 @@ class InfeasibleError(OfakitError, ValueError):
 
 @dataclass(frozen=True)
 class Limit:
-    """`cost(archs) <= maximum`, e.g. latency_ms on note10 <= 30."""
+    """`cost(rows) <= maximum` over genome rows, e.g. latency_ms on note10 <= 30."""
 
     name: str  # e.g. "latency_ms@note10", "macs", "params"
     maximum: float
-    cost: CostFn
+    cost: RowFn
     unit: str = ""
 
-    def check(self, archs: Sequence[ArchConfig]) -> tuple[np.ndarray, np.ndarray]:
-        """(values, feasible mask) for a batch."""
-        values = np.asarray(self.cost(archs), dtype=np.float64)
+    def check(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, feasible mask) for a batch of rows."""
+        values = np.asarray(self.cost(rows), dtype=np.float64)
         return values, values <= self.maximum
 
 
-def macs_limit(space: SearchSpace, maximum: float) -> Limit:
-    return Limit("macs", maximum, lambda archs: np.array([space.macs(a) for a in archs], dtype=np.float64))
+def arch_cost(genome: Genome, cost: Callable[[Sequence[ArchConfig]], np.ndarray]) -> RowFn:
+    """A cost over archs as a cost over rows (decodes each batch: for costs without a vectorized form)."""
+    return lambda rows: np.asarray(cost(genome.decode(rows)), dtype=np.float64)
 
 
-def params_limit(space: SearchSpace, maximum: float) -> Limit:
-    return Limit("params", maximum, lambda archs: np.array([space.params(a) for a in archs], dtype=np.float64))
+def _space_cost(genome: Genome, which: int) -> RowFn:
+    """MACs (0) or params (1) of rows: a BlockSum gather for MBConv spaces, else per decoded arch."""
+    space = genome.space
+    if isinstance(space, MBConvSpace):
+        total = BlockSum(space, lambda _, layer: float(space.layer_costs(layer)[which]))
+        return lambda rows: total.of_rows(genome, rows)
+    per_arch = space.macs if which == 0 else space.params
+    return arch_cost(genome, lambda archs: np.array([per_arch(a) for a in archs], dtype=np.float64))
 
 
-def feasible(limits: Sequence[Limit], archs: Sequence[ArchConfig]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Mask of archs meeting every limit, and each limit's values."""
-    mask = np.ones(len(archs), dtype=bool)
+def macs_limit(genome: Genome, maximum: float) -> Limit:
+    return Limit("macs", maximum, _space_cost(genome, 0))
+
+
+def params_limit(genome: Genome, maximum: float) -> Limit:
+    return Limit("params", maximum, _space_cost(genome, 1))
+
+
+def feasible(limits: Sequence[Limit], rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mask of rows meeting every limit, and each limit's values."""
+    mask = np.ones(len(rows), dtype=bool)
     values = {}
     for limit in limits:
-        v, ok = limit.check(archs)
+        v, ok = limit.check(rows)
         values[limit.name] = v
         mask &= ok
     return mask, values

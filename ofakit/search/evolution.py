@@ -1,24 +1,24 @@
-"""Evolutionary searches over a space, scored on whole batches (Cai et al., "Once-for-All" (evolution with
-constraint-aware sampling); Real et al., "Regularized Evolution", AAAI 2019 (aging evolution)).
+"""Evolutionary searches over a space, held as NumPy rows of choice indices (Cai et al., "Once-for-All" (evolution
+with constraint-aware sampling); Real et al., "Regularized Evolution", AAAI 2019 (aging evolution)).
 
-The score (a predicted accuracy) and every limit are called once per generation on the whole batch of new archs;
-duplicates are removed through the hashable ArchConfig. A limit no subnet can meet is an `InfeasibleError` that
-names the smallest value reached, never an endless loop.
+A population is an array of genome rows (`ofakit.space.genome`); mutation, crossover, the limits and the score run on
+whole batches, and archs are built only for the result. Children are proposed in batches sized by how many of the
+last ones met the limits and were new, then checked at once; only the ones kept are scored, each distinct arch once.
+A limit no subnet can meet is an `InfeasibleError` that names the smallest value reached, never an endless loop.
 """
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ofakit.arch import ArchConfig
-from ofakit.space import SearchSpace
-from ofakit.search.constraints import InfeasibleError, Limit, feasible
+from ofakit.search.constraints import InfeasibleError, Limit, RowFn, feasible
+from ofakit.space.genome import Genome
 
-ScoreFn = Callable[[Sequence[ArchConfig]], np.ndarray]
+ScoreFn = RowFn  # genome rows -> predicted accuracy, one per row
 
 
 @dataclass(frozen=True)
@@ -26,55 +26,114 @@ class EvolutionConfig:
     population: int = 100  # archs kept per generation
     generations: int = 500
     parents: float = 0.25  # share of the population kept as parents
-    mutation_share: float = 0.5  # share of children made by mutation (the rest by crossover)
-    mutation_prob: float = 0.1  # per-field probability of a redraw in a mutation
-    sample_tries: int = 200  # batches of random draws to find a feasible arch before giving up
+    mutation_share: float = 0.5  # share of the population made by mutation (the rest of the children by crossover)
+    mutation_prob: float = 0.1  # per-gene probability of a redraw in a mutation
+    sample_tries: int = 200  # batches of proposals per generation (and for the first population) before giving up
 
 
 @dataclass
 class SearchResult:
     best: ArchConfig
     score: float
-    costs: dict[str, float]
-    evaluations: int  # distinct archs evaluated (limits checked; the feasible ones also scored)
+    costs: dict[str, float]  # each limit's value for `best`
+    evaluations: int  # distinct feasible archs scored
     wall_time_s: float
     history: list[float] = field(default_factory=list)  # best score per generation
-    archive: dict[ArchConfig, float] = field(default_factory=dict)  # every feasible arch scored -> score
+    genome: Genome | None = None
+    rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))  # every arch scored
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their scores
+
+    def archs(self, index: Sequence[int] | np.ndarray | None = None) -> list[ArchConfig]:
+        """The scored archs (all, or those at `index`), built from their rows."""
+        assert self.genome is not None
+        return self.genome.decode(self.rows if index is None else self.rows[np.asarray(index, dtype=np.int64)])
 
 
-class _Scorer:
-    """Scores and checks batches, caching per arch."""
+class _Evaluator:
+    """Checks limits on batches of rows and scores each distinct feasible arch once, in one call per batch.
 
-    def __init__(self, score: ScoreFn, limits: Sequence[Limit]) -> None:
-        self.score, self.limits = score, limits
-        self.cache: dict[ArchConfig, tuple[float, bool, dict[str, float]]] = {}
+    The scored rows, their keys, scores and limit values live in growing arrays; a row's store index is what the
+    searches pass around.
+    """
 
-    def __call__(self, archs: Sequence[ArchConfig]) -> list[tuple[float, bool, dict[str, float]]]:
-        new = list({a: None for a in archs if a not in self.cache})
+    def __init__(self, genome: Genome, score: ScoreFn, limits: Sequence[Limit]) -> None:
+        self.genome, self.score, self.limits = genome, score, list(limits)
+        self.index: dict[int, int] = {}  # key -> store index
+        self.n = 0
+        self.rows = np.zeros((256, genome.width), dtype=np.int64)
+        self.keys = np.zeros(256, dtype=np.uint64)
+        self.scores = np.zeros(256)
+        self.costs = {lim.name: np.zeros(256) for lim in self.limits}
+        self.lowest = {lim.name: np.inf for lim in self.limits}  # smallest value seen, for the infeasible error
+
+    def check(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        mask, values = feasible(self.limits, rows)
+        for name, v in values.items():
+            if v.size:
+                self.lowest[name] = min(self.lowest[name], float(v.min()))
+        return mask, values
+
+    def add(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Store indices of `rows` (all feasible, with their limit values); new archs are scored."""
+        keys = self.genome.keys(rows)
+        out = np.empty(len(rows), dtype=np.int64)
+        new = []
+        for i, k in enumerate(keys.tolist()):
+            j = self.index.get(k)
+            if j is None:
+                j = self.index[k] = self.n + len(new)
+                new.append(i)
+            out[i] = j
         if new:
-            mask, values = feasible(self.limits, new)
-            scores = np.full(len(new), np.nan)  # only feasible archs are ever ranked, so only they are scored
-            if mask.any():
-                scores[mask] = np.asarray(self.score([a for a, ok in zip(new, mask) if ok]), dtype=np.float64)
-            for i, arch in enumerate(new):
-                self.cache[arch] = (float(scores[i]), bool(mask[i]), {k: float(v[i]) for k, v in values.items()})
-        return [self.cache[a] for a in archs]
+            sel, lo, hi = np.asarray(new), self.n, self.n + len(new)
+            self._reserve(hi)
+            self.rows[lo:hi], self.keys[lo:hi] = rows[sel], keys[sel]
+            self.scores[lo:hi] = np.asarray(self.score(rows[sel]), dtype=np.float64)
+            for name, v in values.items():
+                self.costs[name][lo:hi] = v[sel]
+            self.n = hi
+        return out
 
-    @property
-    def evaluations(self) -> int:
-        return len(self.cache)
+    def add_feasible(self, rows: np.ndarray) -> np.ndarray:
+        """Check `rows` and store the feasible ones; their store indices."""
+        mask, values = self.check(rows)
+        return self.add(rows[mask], {k: v[mask] for k, v in values.items()})
 
-    def archive(self) -> dict[ArchConfig, float]:
-        return {a: s for a, (s, ok, _) in self.cache.items() if ok}
+    def _reserve(self, size: int) -> None:
+        if size <= len(self.scores):
+            return
+        grow = max(size, 2 * len(self.scores))
+        pad = grow - len(self.scores)
+        self.rows = np.concatenate([self.rows, np.zeros((pad, self.genome.width), dtype=np.int64)])
+        self.keys = np.concatenate([self.keys, np.zeros(pad, dtype=np.uint64)])
+        self.scores = np.concatenate([self.scores, np.zeros(pad)])
+        self.costs = {k: np.concatenate([v, np.zeros(pad)]) for k, v in self.costs.items()}
 
 
-def _infeasible(space: SearchSpace, limits: Sequence[Limit], scorer: _Scorer) -> InfeasibleError:
-    smallest = space.smallest()
-    _, values = feasible(limits, [smallest])
-    seen = {name: min([c[2][name] for c in scorer.cache.values()] + [float(v[0])]) for name, v in values.items()}
-    parts = [f"{lim.name} <= {_fmt(lim.maximum)}{lim.unit} (smallest reached: {_fmt(seen[lim.name])}{lim.unit})"
-             for lim in limits if seen[lim.name] > lim.maximum]
-    detail = "; ".join(parts) or ", ".join(f"{lim.name} <= {_fmt(lim.maximum)}" for lim in limits)
+def _pick(ev: _Evaluator, rows: np.ndarray, want: int, taken: set[int]) -> tuple[np.ndarray, int]:
+    """Store indices of the first `want` rows that meet the limits and are not in `taken` (which grows), and how
+    many such rows the batch held in all (to size the next batch)."""
+    mask, values = ev.check(rows)
+    keys = ev.genome.keys(rows).tolist()
+    chosen: list[int] = []
+    hits = 0
+    for i in np.flatnonzero(mask).tolist():
+        if keys[i] in taken:
+            continue
+        hits += 1
+        if len(chosen) < want:
+            taken.add(keys[i])
+            chosen.append(i)
+    sel = np.asarray(chosen, dtype=np.int64)
+    return ev.add(rows[sel], {k: v[sel] for k, v in values.items()}), hits
+
+
+def _infeasible(ev: _Evaluator) -> InfeasibleError:
+    space = ev.genome.space
+    ev.check(ev.genome.encode([space.smallest()]))  # counts in `lowest`
+    parts = [f"{lim.name} <= {_fmt(lim.maximum)}{lim.unit} (smallest reached: {_fmt(ev.lowest[lim.name])}{lim.unit})"
+             for lim in ev.limits if ev.lowest[lim.name] > lim.maximum]
+    detail = "; ".join(parts) or ", ".join(f"{lim.name} <= {_fmt(lim.maximum)}" for lim in ev.limits)
     return InfeasibleError(f"no subnet of space {space.name!r} meets the limits together: {detail}; "
                            "raise the limit")
 
@@ -83,90 +142,102 @@ def _fmt(value: float) -> str:
     return f"{value / 1e6:.2f}M" if abs(value) >= 1e6 else f"{value:.2f}"
 
 
-def sample_feasible(space: SearchSpace, scorer: _Scorer, n: int, rng: random.Random, tries: int) -> list[ArchConfig]:
+def _first_population(ev: _Evaluator, n: int, rng: np.random.Generator,
+                      tries: int) -> np.ndarray:
     """n distinct feasible archs by rejection sampling (batches of 4n draws); InfeasibleError if none is found."""
-    found: dict[ArchConfig, None] = {}
+    found: list[np.ndarray] = []
+    taken: set[int] = set()
     for _ in range(tries):
-        batch = [space.sample(rng) for _ in range(4 * n)]
-        for arch, (_, ok, _) in zip(batch, scorer(batch)):
-            if ok:
-                found[arch] = None
-        if len(found) >= n:
+        picked, _ = _pick(ev, ev.genome.sample(4 * n, rng), n - sum(map(len, found)), taken)
+        found.append(picked)
+        if sum(map(len, found)) >= n:
             break
-    if not found:
-        _, ok, _ = scorer([space.smallest()])[0]
-        if ok:
-            return [space.smallest()]
-        raise _infeasible(space, scorer.limits, scorer)
-    return list(found)[:n]
+    if not any(len(f) for f in found):
+        smallest = ev.add_feasible(ev.genome.encode([ev.genome.space.smallest()]))
+        if not len(smallest):
+            raise _infeasible(ev)
+        return smallest
+    return np.concatenate(found)
 
 
-def _result(scorer: _Scorer, started: float, history: list[float]) -> SearchResult:
-    archive = scorer.archive()
-    best = max(archive, key=lambda a: (archive[a], -hash(a)))
-    return SearchResult(best, archive[best], scorer.cache[best][2], scorer.evaluations,
-                        time.perf_counter() - started, history, archive)
+def _result(ev: _Evaluator, started: float, history: list[float]) -> SearchResult:
+    scores = ev.scores[: ev.n]
+    best = int(np.argmax(scores))
+    return SearchResult(ev.genome.decode(ev.rows[best : best + 1])[0], float(scores[best]),
+                        {k: float(v[best]) for k, v in ev.costs.items()}, ev.n, time.perf_counter() - started,
+                        history, ev.genome, ev.rows[: ev.n].copy(), scores.copy())
 
 
-def evolve(space: SearchSpace, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
-           rng: random.Random) -> SearchResult:
-    """OFA-style evolution: keep the best `parents`, refill with feasible mutants and crossovers."""
+def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
+           rng: np.random.Generator) -> SearchResult:
+    """OFA-style evolution: keep the best `parents`, refill with feasible, distinct mutants and crossovers.
+
+    `score` and the limits' costs take rows of `genome`.
+    """
     started = time.perf_counter()
-    scorer = _Scorer(score, limits)
-    population = sample_feasible(space, scorer, cfg.population, rng, cfg.sample_tries)
+    ev = _Evaluator(genome, score, limits)
+    population = _first_population(ev, cfg.population, rng, cfg.sample_tries)
     n_parents = max(2, int(cfg.parents * cfg.population))
-    n_mutate = int(cfg.mutation_share * cfg.population)
+    quota = {"mutate": int(cfg.mutation_share * cfg.population)}
+    quota["cross"] = max(0, cfg.population - n_parents - quota["mutate"])
+    rate = {"mutate": 1.0, "cross": 1.0}  # share of the last batch that was feasible and new
     history = []
     for _ in range(cfg.generations):
-        ranked = sorted(population, key=lambda a: scorer.cache[a][0], reverse=True)
-        parents = ranked[:n_parents]
-        history.append(scorer.cache[parents[0]][0])
-        children: dict[ArchConfig, None] = dict.fromkeys(parents)
+        parents = population[np.argsort(-ev.scores[population], kind="stable")[:n_parents]]
+        history.append(float(ev.scores[parents[0]]))
+        pool = ev.rows[parents]
+        taken = set(ev.keys[parents].tolist())
+        children, need, idle = [parents], dict(quota), 0
         for _ in range(cfg.sample_tries):
-            want = cfg.population - len(children)
-            if want <= 0:
+            if sum(need.values()) <= 0 or idle >= 3:
                 break
-            n_mut = max(0, min(want, n_mutate - (len(children) - len(parents))))
-            batch = [space.mutate(rng.choice(parents), rng, cfg.mutation_prob) for _ in range(n_mut)]
-            batch += [space.crossover(rng.choice(parents), rng.choice(parents), rng) for _ in range(want - n_mut)]
-            for arch, (_, ok, _) in zip(batch, scorer(batch)):
-                if ok:
-                    children[arch] = None
-        population = list(children)[: cfg.population]
-    return _result(scorer, started, history)
+            idle += 1
+            for kind in ("mutate", "cross"):
+                if need[kind] <= 0:
+                    continue
+                n = min(20 * cfg.population, int(np.ceil(1.2 * need[kind] / max(rate[kind], 0.02))) + 1)
+                if kind == "mutate":
+                    batch = genome.mutate(pool[rng.integers(len(pool), size=n)], rng, cfg.mutation_prob)
+                else:
+                    batch = genome.crossover(pool[rng.integers(len(pool), size=n)],
+                                             pool[rng.integers(len(pool), size=n)], rng)
+                picked, hits = _pick(ev, batch, need[kind], taken)
+                rate[kind] = 0.5 * rate[kind] + 0.5 * hits / n
+                if len(picked):
+                    children.append(picked)
+                    need[kind] -= len(picked)
+                    idle = 0
+        population = np.concatenate(children)
+    return _result(ev, started, history)
 
 
-def aging_evolution(space: SearchSpace, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
-                    rng: random.Random, sample_size: int = 25) -> SearchResult:
+def aging_evolution(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
+                    rng: np.random.Generator, sample_size: int = 25) -> SearchResult:
     """Regularized evolution: tournament of `sample_size`, mutate the winner, the oldest member dies.
 
-    Children are made and scored a population-sized batch at a time (one tournament per child), which keeps the
+    Children are made and checked a population-sized batch at a time (one tournament per child), which keeps the
     calls to the predictors vectorized; `generations` counts batches.
     """
     started = time.perf_counter()
-    scorer = _Scorer(score, limits)
-    queue = sample_feasible(space, scorer, cfg.population, rng, cfg.sample_tries)
+    ev = _Evaluator(genome, score, limits)
+    queue = _first_population(ev, cfg.population, rng, cfg.sample_tries)
     history = []
     for _ in range(cfg.generations):
-        batch = []
-        for _ in range(cfg.population):
-            contenders = rng.sample(queue, min(sample_size, len(queue)))
-            winner = max(contenders, key=lambda a: scorer.cache[a][0])
-            batch.append(space.mutate(winner, rng, cfg.mutation_prob))
-        for arch, (_, ok, _) in zip(batch, scorer(batch)):
-            if ok:
-                queue.append(arch)
-                queue.pop(0)
-        history.append(max(scorer.archive().values()))
-    return _result(scorer, started, history)
+        k = min(sample_size, len(queue))
+        contenders = queue[np.argsort(rng.random((cfg.population, len(queue))), axis=1)[:, :k]]
+        winners = contenders[np.arange(cfg.population), np.argmax(ev.scores[contenders], axis=1)]
+        born = ev.add_feasible(genome.mutate(ev.rows[winners], rng, cfg.mutation_prob))
+        queue = np.concatenate([queue, born])[-cfg.population:]
+        history.append(float(ev.scores[: ev.n].max()))
+    return _result(ev, started, history)
 
 
-def random_search(space: SearchSpace, score: ScoreFn, limits: Sequence[Limit], budget: int,
-                  rng: random.Random) -> SearchResult:
-    """The baseline: `budget` feasible random archs, the best one wins."""
+def random_search(genome: Genome, score: ScoreFn, limits: Sequence[Limit], budget: int,
+                  rng: np.random.Generator) -> SearchResult:
+    """The baseline: `budget` random archs, the best feasible one wins."""
     started = time.perf_counter()
-    scorer = _Scorer(score, limits)
-    scorer([space.sample(rng) for _ in range(budget)])
-    if not scorer.archive():
-        raise _infeasible(space, limits, scorer)
-    return _result(scorer, started, [])
+    ev = _Evaluator(genome, score, limits)
+    ev.add_feasible(genome.sample(budget, rng))
+    if not ev.n:
+        raise _infeasible(ev)
+    return _result(ev, started, [])

@@ -2,7 +2,6 @@
 limits, found without importing torch (predictor and latency table are NumPy)."""
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from ofakit.search.constraints import Limit, macs_limit, params_limit
 from ofakit.search.evolution import EvolutionConfig, SearchResult, aging_evolution, evolve, random_search
 from ofakit.search.pareto import pareto_front
 from ofakit.space import get_space
+from ofakit.space.genome import Genome
 
 ALGORITHMS = ("evolution", "aging", "coarse-to-fine", "random")
 
@@ -55,29 +55,32 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
     _check_device_serves(device.name, space.name, bundle)
     estimator = estimator_for(device.name, space.name)
-    limits: list[Limit] = []
-    if cfg.latency_ms is not None:
-        limits.append(Limit(f"latency_ms@{device.name}", cfg.latency_ms, estimator.estimate_batch, "ms"))
-    if cfg.macs is not None:
-        limits.append(macs_limit(space, cfg.macs))
-    if cfg.params is not None:
-        limits.append(params_limit(space, cfg.params))
-    if not limits:
-        raise ConfigError("give at least one limit: --latency, --macs or --params")
     from ofakit.predict.ofa_predictor import predictor_space
 
     search_space = predictor_space(predictor, space)  # only resolutions the predictor can encode
-    rng = random.Random(cfg.seed)
+    genome = Genome(search_space)
+    limits: list[Limit] = []
+    if cfg.latency_ms is not None:
+        limits.append(Limit(f"latency_ms@{device.name}", cfg.latency_ms,
+                            lambda rows: estimator.estimate_rows(genome, rows), "ms"))
+    if cfg.macs is not None:
+        limits.append(macs_limit(genome, cfg.macs))
+    if cfg.params is not None:
+        limits.append(params_limit(genome, cfg.params))
+    if not limits:
+        raise ConfigError("give at least one limit: --latency, --macs or --params")
+    score = predictor.for_rows(genome)
+    rng = np.random.default_rng(cfg.seed)
     generations = max(1, cfg.budget // cfg.population)
     ecfg = EvolutionConfig(population=cfg.population, generations=generations)
     if cfg.algorithm == "evolution":
-        result = evolve(search_space, predictor.predict, limits, ecfg, rng)
+        result = evolve(genome, score, limits, ecfg, rng)
     elif cfg.algorithm == "aging":
-        result = aging_evolution(search_space, predictor.predict, limits, ecfg, rng)
+        result = aging_evolution(genome, score, limits, ecfg, rng)
     elif cfg.algorithm == "coarse-to-fine":
-        result = coarse_to_fine(search_space, predictor.predict, limits, ecfg, rng)
+        result = coarse_to_fine(genome, score, limits, ecfg, rng)
     else:
-        result = random_search(search_space, predictor.predict, limits, cfg.budget, rng)
+        result = random_search(genome, score, limits, cfg.budget, rng)
     best = result.best
     report = {
         "arch": best.to_dict(),
@@ -131,10 +134,11 @@ def _check_device_serves(device: str, space: str, bundle: str | Path) -> None:
 
 
 def pareto_report(result: SearchResult, latency: Any) -> dict[str, list]:
-    """The front of predicted accuracy vs estimated latency over every feasible arch the search scored."""
-    archs = list(result.archive)
-    scores = np.array([result.archive[a] for a in archs])
-    lat = np.asarray(latency(archs), dtype=float)
-    front = pareto_front(lat, scores)
-    return {"latency_ms": lat[front].round(4).tolist(), "predicted_accuracy": scores[front].round(6).tolist(),
-            "archs": [archs[i].to_dict() for i in front]}
+    """The front of predicted accuracy vs estimated latency over every feasible arch the search scored.
+
+    `latency` maps (genome, rows) to milliseconds, e.g. `LutEstimator.estimate_rows`.
+    """
+    lat = np.asarray(latency(result.genome, result.rows), dtype=float)
+    front = pareto_front(lat, result.scores)
+    return {"latency_ms": lat[front].round(4).tolist(), "predicted_accuracy": result.scores[front].round(6).tolist(),
+            "archs": [a.to_dict() for a in result.archs(front)]}

@@ -49,6 +49,26 @@ class LayerShape:
     skip: bool = False
 
 
+@dataclass(frozen=True)
+class Gene:
+    """One choice of an arch, as a search holds it: a column of choice indices (see `ofakit.space.genome`).
+
+    Attributes:
+        field: the ArchConfig field it sets ("resolution", "depths", "kernel_sizes", "expand_ratios",
+            "width_mults").
+        index: position in that field (0 for the resolution).
+        choices: the legal values, in the space's order; a row holds the index into them.
+        gate: column of the depth gene that decides whether this gene shapes the network (-1: always does).
+        threshold: the gene counts when that depth value is greater than this.
+    """
+
+    field: str
+    index: int
+    choices: tuple
+    gate: int = -1
+    threshold: int = 0
+
+
 class SearchSpace(ABC):
     """What can be chosen: the legal values of every ArchConfig field, and fast facts computed from an arch alone.
 
@@ -87,6 +107,10 @@ class SearchSpace(ABC):
     @abstractmethod
     def crossover(self, a: ArchConfig, b: ArchConfig, rng: random.Random) -> ArchConfig:
         """Take each field from `a` or `b` with equal probability."""
+
+    @abstractmethod
+    def genes(self) -> tuple[Gene, ...]:
+        """The choices of an arch as columns, resolution first (what `Genome` searches over)."""
 
     # -- checks ---------------------------------------------------------------------------------------------
     @abstractmethod

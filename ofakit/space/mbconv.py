@@ -17,7 +17,7 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError
-from ofakit.space.base import LayerShape, SearchSpace, make_divisible
+from ofakit.space.base import Gene, LayerShape, SearchSpace, make_divisible
 
 SE_REDUCTION = 4
 CHANNEL_DIVISOR = 8
@@ -145,6 +145,20 @@ class MBConvSpace(SearchSpace):
         self.validate(arch)
         return arch
 
+    def full_depth(self, *, kernel: int, expand: float, resolution: int) -> ArchConfig:
+        """Every slot active, with one kernel and expand ratio (any resolution, not checked against the range)."""
+        return ArchConfig(self.name, resolution, tuple(max(ds) for ds in self.stage_depths),
+                          (kernel,) * self.num_slots, (expand,) * self.num_slots)
+
+    def genes(self) -> tuple[Gene, ...]:
+        s = self.spec
+        out = [Gene("resolution", 0, self.resolutions)]
+        out += [Gene("depths", i, ds) for i, ds in enumerate(self.stage_depths)]
+        for field, choices in (("kernel_sizes", s.kernel_choices), ("expand_ratios", s.expand_choices)):
+            out += [Gene(field, slot, choices, gate=1 + stage, threshold=position)
+                    for stage, slots in enumerate(self.stage_slots) for position, slot in enumerate(slots)]
+        return tuple(out)
+
     def mutate(self, arch: ArchConfig, rng: random.Random, prob: float = 0.1) -> ArchConfig:
         s = self.spec
         res = rng.choice(self.resolutions) if rng.random() < prob else arch.resolution
@@ -241,34 +255,33 @@ class MBConvSpace(SearchSpace):
         out.append(LayerShape("classifier", (1, 1, s.last_width), (1, 1, s.num_classes)))
         return out
 
+    def layer_costs(self, layer: LayerShape) -> tuple[int, int]:
+        """(MACs, params) of one layer of this space."""
+        (hi, wi, ci), (ho, wo, co) = layer.input, layer.output
+        if layer.op == "stem":
+            return ho * wo * ci * co * layer.kernel**2, ci * co * layer.kernel**2 + 2 * co
+        if layer.op == "mbconv":
+            mid = layer.mid
+            macs = ho * wo * mid * layer.kernel**2 + ho * wo * mid * co
+            params = mid * layer.kernel**2 + 2 * mid + mid * co + 2 * co
+            if mid != ci:  # expand 1x1 conv (absent in the first block)
+                macs += hi * wi * ci * mid
+                params += ci * mid + 2 * mid
+            if layer.se:
+                sm = se_channels(mid)
+                macs += 2 * mid * sm
+                params += 2 * mid * sm + sm + mid
+            return macs, params
+        if layer.op in ("final_expand", "feature_mix"):
+            bn = layer.op == "final_expand" or self.spec.head != "mbv3"
+            return ho * wo * ci * co, ci * co + (2 * co if bn else 0)
+        if layer.op == "classifier":
+            return ci * co, ci * co + co
+        return 0, 0
+
     def _costs(self, arch: ArchConfig) -> tuple[int, int]:
-        macs = params = 0
-        feature_mix_bn = self.spec.head != "mbv3"
-        for layer in self.layers(arch):
-            (hi, wi, ci), (ho, wo, co) = layer.input, layer.output
-            if layer.op == "stem":
-                macs += ho * wo * ci * co * layer.kernel**2
-                params += ci * co * layer.kernel**2 + 2 * co
-            elif layer.op == "mbconv":
-                mid = layer.mid
-                if mid != ci:  # expand 1x1 conv (absent in the first block)
-                    macs += hi * wi * ci * mid
-                    params += ci * mid + 2 * mid
-                macs += ho * wo * mid * layer.kernel**2
-                params += mid * layer.kernel**2 + 2 * mid
-                if layer.se:
-                    sm = se_channels(mid)
-                    macs += 2 * mid * sm
-                    params += 2 * mid * sm + sm + mid
-                macs += ho * wo * mid * co
-                params += mid * co + 2 * co
-            elif layer.op in ("final_expand", "feature_mix"):
-                macs += ho * wo * ci * co
-                params += ci * co + (2 * co if layer.op == "final_expand" or feature_mix_bn else 0)
-            elif layer.op == "classifier":
-                macs += ci * co
-                params += ci * co + co
-        return macs, params
+        costs = [self.layer_costs(layer) for layer in self.layers(arch)]
+        return sum(c[0] for c in costs), sum(c[1] for c in costs)
 
     def macs(self, arch: ArchConfig) -> int:
         return self._costs(arch)[0]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError
-from ofakit.space.base import LayerShape, SearchSpace, make_divisible
+from ofakit.space.base import Gene, LayerShape, SearchSpace, make_divisible
 from ofakit.space.registry import SPACES
 
 
@@ -112,6 +112,16 @@ class ResNetSpace(SearchSpace):
 
     def smallest(self) -> ArchConfig:
         return self._extreme(min)
+
+    def genes(self) -> tuple[Gene, ...]:
+        s = self.spec
+        out = [Gene("resolution", 0, self.resolutions), Gene("depths", 0, self.stem_depths)]
+        out += [Gene("depths", 1 + i, s.depth_choices) for i in range(len(s.base_depths))]
+        out += [Gene("expand_ratios", slot, s.expand_choices, gate=2 + stage, threshold=position - base)
+                for stage, (slots, base) in enumerate(zip(self.stage_slots, s.base_depths))
+                for position, slot in enumerate(slots)]
+        out += [Gene("width_mults", g, s.width_choices) for g in range(self.num_width_groups)]
+        return tuple(out)
 
     def mutate(self, arch: ArchConfig, rng: random.Random, prob: float = 0.1) -> ArchConfig:
         s = self.spec

@@ -10,6 +10,7 @@ from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.layers import plan
 from ofakit.latency.table import Entry, LatencyTable, find_table, layer_key
 from ofakit.space import get_space
+from ofakit.space.genome import Genome
 
 
 def synthetic_table(space: str, *, overhead: float = 0.0) -> LatencyTable:
@@ -34,6 +35,8 @@ def test_batch_equals_one_by_one(space):
     single = np.array([est.estimate(a, scale=1.5) for a in archs])
     np.testing.assert_allclose(batch, single, rtol=1e-12)
     assert batch.dtype == np.float64 and batch.shape == (len(archs),)
+    genome = Genome(sp)
+    np.testing.assert_allclose(est.estimate_rows(genome, genome.encode(archs), scale=1.5), single, rtol=1e-12)
 
 
 def test_call_overhead_is_paid_once():

@@ -26,6 +26,7 @@ from ofakit.predict.ofa_predictor import (  # noqa: E402
 )
 from ofakit.search.constraints import macs_limit  # noqa: E402
 from ofakit.search.evolution import EvolutionConfig, evolve  # noqa: E402
+from ofakit.space.genome import Genome  # noqa: E402
 from ofakit.space import get_space  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ofa"
@@ -103,9 +104,12 @@ def test_search_resolutions():
 def test_evolution_only_proposes_encodable_resolutions():
     pred = imported("ofa-tutorial")
     space = get_space("ofa-mbv3-w1.2")
-    result = evolve(predictor_space(pred, space), pred.predict, [macs_limit(space, 400e6)],
-                    EvolutionConfig(population=20, generations=5), random.Random(0))
-    assert {a.resolution for a in result.archive} <= {160, 176, 192, 208, 224}
+    genome = Genome(predictor_space(pred, space))
+    result = evolve(genome, pred.for_rows(genome), [macs_limit(genome, 400e6)],
+                    EvolutionConfig(population=20, generations=5), np.random.default_rng(0))
+    archs = result.archs()
+    assert {a.resolution for a in archs} <= {160, 176, 192, 208, 224}
+    np.testing.assert_allclose(result.scores, pred.predict(archs), rtol=1e-5, atol=1e-6)  # float32 row path
 
 
 # -- refused ----------------------------------------------------------------------------------------------------

@@ -1,74 +1,86 @@
 """Searches find better feasible archs than random sampling, respect every limit, and never loop forever."""
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
 from ofakit.search.coarse_to_fine import coarse_grid, coarse_to_fine
-from ofakit.search.constraints import InfeasibleError, Limit, macs_limit, params_limit, parse_count, parse_latency_ms
+from ofakit.search.constraints import (InfeasibleError, Limit, arch_cost, macs_limit, params_limit, parse_count,
+                                      parse_latency_ms)
 from ofakit.search.evolution import EvolutionConfig, aging_evolution, evolve, random_search
 from ofakit.search.pareto import pareto_front
 from ofakit.space import SPACES, get_space
+from ofakit.space.genome import Genome
 
 
-def linear_score(space, seed=0):
-    w = np.random.default_rng(seed).standard_normal(len(space.feature_names))
-    return lambda archs: space.encode(archs) @ w
+def linear_score(genome, seed=0):
+    """A score over rows that is a random linear function of the space's own features."""
+    w = np.random.default_rng(seed).standard_normal(len(genome.space.feature_names))
+    return arch_cost(genome, lambda archs: genome.space.encode(archs) @ w)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
 
 
 @pytest.mark.parametrize("algorithm", ["evolution", "aging", "coarse-to-fine"])
 def test_search_beats_random_under_a_macs_limit(algorithm):
     space = get_space("ofa-mbv3-w1.0")
-    score = linear_score(space)
-    limit = macs_limit(space, 250e6)
+    genome = Genome(space)
+    score = linear_score(genome)
+    limit = macs_limit(genome, 250e6)
     cfg = EvolutionConfig(population=50, generations=30)
     run = {"evolution": evolve, "aging": aging_evolution, "coarse-to-fine": coarse_to_fine}[algorithm]
-    result = run(space, score, [limit], cfg, random.Random(0))
-    baseline = random_search(space, score, [limit], result.evaluations, random.Random(0))
+    result = run(genome, score, [limit], cfg, rng())
+    baseline = random_search(genome, score, [limit], result.evaluations, rng())
     assert space.macs(result.best) <= 250e6 and result.costs["macs"] == space.macs(result.best)
     assert result.score > baseline.score
-    assert all(space.macs(a) <= 250e6 for a in result.archive)
-    again = run(space, score, [limit], cfg, random.Random(0))
+    assert result.score == pytest.approx(float(score(genome.encode([result.best]))[0]))
+    archs = result.archs()
+    assert len(archs) == result.evaluations == len(set(archs))  # each distinct arch scored once
+    assert all(space.macs(a) <= 250e6 for a in archs)
+    again = run(genome, score, [limit], cfg, rng())
     assert again.best == result.best  # same seed, same result
 
 
 @pytest.mark.parametrize("name", SPACES.names())
 def test_every_space_searches(name):
     space = get_space(name)
-    limit = params_limit(space, (space.params(space.smallest()) + space.params(space.largest())) / 2)
-    result = evolve(space, linear_score(space), [limit], EvolutionConfig(population=20, generations=5),
-                    random.Random(1))
+    genome = Genome(space)
+    limit = params_limit(genome, (space.params(space.smallest()) + space.params(space.largest())) / 2)
+    result = evolve(genome, linear_score(genome), [limit], EvolutionConfig(population=20, generations=5), rng(1))
     space.validate(result.best)
     assert result.costs["params"] <= limit.maximum
+    assert result.costs["params"] == space.params(result.best)
     assert result.best.resolution in space.resolutions
 
 
 def test_several_limits_at_once():
     space = get_space("ofa-mbv3-w1.0")
-    limits = [macs_limit(space, 300e6), params_limit(space, 5e6)]
-    result = evolve(space, linear_score(space, 2), limits, EvolutionConfig(population=30, generations=10),
-                    random.Random(0))
+    genome = Genome(space)
+    limits = [macs_limit(genome, 300e6), params_limit(genome, 5e6)]
+    result = evolve(genome, linear_score(genome, 2), limits, EvolutionConfig(population=30, generations=10), rng())
     assert space.macs(result.best) <= 300e6 and space.params(result.best) <= 5e6
 
 
 def test_infeasible_limit_names_the_smallest_value():
     space = get_space("ofa-mbv3-w1.0")
+    genome = Genome(space)
     smallest = space.macs(space.smallest())
-    for run in (lambda lim: evolve(space, linear_score(space), lim, EvolutionConfig(generations=2), random.Random()),
-                lambda lim: random_search(space, linear_score(space), lim, 50, random.Random()),
-                lambda lim: coarse_to_fine(space, linear_score(space), lim, EvolutionConfig(generations=2),
-                                           random.Random())):
+    score = linear_score(genome)
+    for run in (lambda lim: evolve(genome, score, lim, EvolutionConfig(generations=2), rng()),
+                lambda lim: random_search(genome, score, lim, 50, rng()),
+                lambda lim: coarse_to_fine(genome, score, lim, EvolutionConfig(generations=2), rng())):
         with pytest.raises(InfeasibleError, match=rf"macs <= 1\.00M \(smallest reached: {smallest / 1e6:.2f}M\)"):
-            run([macs_limit(space, 1e6)])
+            run([macs_limit(genome, 1e6)])
 
 
 def test_just_feasible_limit_finds_the_smallest():
     space = get_space("tiny")
-    limit = Limit("macs", space.macs(space.smallest()), lambda a: np.array([space.macs(x) for x in a]))
-    result = evolve(space, linear_score(space), [limit], EvolutionConfig(population=10, generations=3),
-                    random.Random(0))
+    genome = Genome(space)
+    limit = Limit("macs", space.macs(space.smallest()),
+                  arch_cost(genome, lambda archs: np.array([space.macs(x) for x in archs])))
+    result = evolve(genome, linear_score(genome), [limit], EvolutionConfig(population=10, generations=3), rng())
     assert space.macs(result.best) == space.macs(space.smallest())
 
 

@@ -1,0 +1,97 @@
+"""A per-layer quantity (MACs, params, table latency) summed over the layers of MBConv subnets, whole batches at once.
+
+A block's layer shape depends only on the resolution, its slot, its kernel and its expand ratio; depth only decides
+which blocks run. So, per resolution, the sum over a subnet is `fixed` (stem, first block and head) plus, for every
+active slot, `blocks[slot, kernel index, expand index]`: one gather and one sum for any number of archs, given as
+`ArchConfig`s or as genome rows.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ofakit.arch import ArchConfig
+from ofakit.space.base import LayerShape
+from ofakit.space.genome import Genome
+from ofakit.space.mbconv import MBConvSpace
+
+PerLayer = Callable[[int, LayerShape], float]  # (resolution, layer) -> value; NaN where unknown
+
+
+@dataclass
+class _Tables:
+    fixed: float  # stem, first block and head (NaN if one is unknown)
+    blocks: np.ndarray  # [slot, kernel index, expand index]
+
+
+class BlockSum:
+    """Sums `per_layer` over the layers of subnets of `space`; NaN in the result where a layer's value is NaN.
+
+    Args:
+        space: an MBConv space.
+        per_layer: the value of one layer at a resolution.
+    """
+
+    def __init__(self, space: MBConvSpace, per_layer: PerLayer) -> None:
+        self.space = space
+        self.per_layer = per_layer
+        self._tables: dict[int, _Tables] = {}
+        sp = space
+        self._stage_of = np.repeat(np.arange(len(sp.stage_slots)), [len(s) for s in sp.stage_slots])
+        self._position = np.concatenate([np.arange(len(s)) for s in sp.stage_slots])
+
+    def of_archs(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        """Float64, one value per arch (an arch of another space raises ArchError)."""
+        sp, n = self.space, len(archs)
+        k_index = {k: i for i, k in enumerate(sp.spec.kernel_choices)}
+        e_index = {e: i for i, e in enumerate(sp.spec.expand_choices)}
+        res = np.empty(n, dtype=np.int64)
+        depths = np.empty((n, len(sp.stage_slots)), dtype=np.int64)
+        ks = np.zeros((n, sp.num_slots), dtype=np.int64)
+        es = np.zeros((n, sp.num_slots), dtype=np.int64)
+        for i, a in enumerate(archs):
+            if a.space != sp.name:
+                sp.validate(a)  # raises ArchError naming both spaces
+            res[i] = a.resolution
+            depths[i] = a.depths
+            ks[i] = [k_index.get(k, 0) for k in a.kernel_sizes]  # illegal values of skipped slots never count
+            es[i] = [e_index.get(e, 0) for e in a.expand_ratios]
+        return self.of_indices(res, depths, ks, es)
+
+    def of_rows(self, genome: Genome, rows: np.ndarray) -> np.ndarray:
+        """Float64, one value per genome row of this space."""
+        return self.of_indices(genome.values(rows, "resolution")[:, 0].astype(np.int64),
+                               genome.values(rows, "depths").astype(np.int64),
+                               rows[:, genome.columns["kernel_sizes"]], rows[:, genome.columns["expand_ratios"]])
+
+    def of_indices(self, resolution: np.ndarray, depths: np.ndarray, kernel_index: np.ndarray,
+                   expand_index: np.ndarray) -> np.ndarray:
+        """Sums from resolutions [n], depths [n, stages] and kernel / expand choice indices [n, slots]."""
+        active = self._position[None, :] < depths[:, self._stage_of]
+        out = np.empty(len(resolution), dtype=np.float64)
+        slots = np.arange(self.space.num_slots)[None, :]
+        for r in np.unique(resolution):
+            rows = np.flatnonzero(resolution == r)
+            tab = self.tables(int(r))
+            per_slot = tab.blocks[slots, kernel_index[rows], expand_index[rows]]
+            out[rows] = tab.fixed + np.where(active[rows], per_slot, 0.0).sum(axis=1)
+        return out
+
+    def tables(self, resolution: int) -> _Tables:
+        """The arrays of one resolution, built on first use from the full-depth uniform subnets."""
+        if resolution in self._tables:
+            return self._tables[resolution]
+        sp, s = self.space, self.space.spec
+        blocks = np.full((sp.num_slots, len(s.kernel_choices), len(s.expand_choices)), np.nan)
+        fixed = np.nan
+        first = 2  # stem and first block precede the slots in `layers`
+        for ki, k in enumerate(s.kernel_choices):
+            for ei, e in enumerate(s.expand_choices):
+                values = [self.per_layer(resolution, layer)
+                          for layer in sp.layers(sp.full_depth(kernel=k, expand=e, resolution=resolution))]
+                blocks[:, ki, ei] = values[first:first + sp.num_slots]
+                fixed = sum(values[:first]) + sum(values[first + sp.num_slots:])
+        self._tables[resolution] = _Tables(fixed, blocks)
+        return self._tables[resolution]

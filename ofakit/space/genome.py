@@ -1,0 +1,140 @@
+"""A space's archs as rows of choice indices, so that a search can hold, mutate and de-duplicate whole populations
+in NumPy and build `ArchConfig` values only at its edges.
+
+Column j of a row is the index into `space.genes()[j].choices`. A gene whose slot the arch's depth skips still holds
+a value (mutation may revive it), but it is *inactive*: `canonical` zeroes it, so two rows that build the same network
+have the same canonical row and the same `keys` value (a 64-bit hash) — the de-duplication that ArchConfig's
+equality gives one arch at a time.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ofakit.arch import ArchConfig
+from ofakit.errors import ArchError
+from ofakit.space.base import SearchSpace
+
+FIELDS = ("depths", "kernel_sizes", "expand_ratios", "width_mults")
+
+
+class Genome:
+    """Convert between archs and rows, and draw, mutate and cross rows over, vectorized.
+
+    Args:
+        space: the space; its `resolutions` (possibly restricted, see `predictor_space`) are the resolution gene's
+            choices.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.genes = space.genes()
+        self.sizes = np.array([len(g.choices) for g in self.genes], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])  # of each gene in the one-hot layout
+        self.columns = {f: np.array([j for j, g in enumerate(self.genes) if g.field == f], dtype=np.int64)
+                        for f in ("resolution", *FIELDS)}
+        self._numeric = np.full((len(self.genes), int(self.sizes.max())), np.nan)
+        for j, gene in enumerate(self.genes):
+            self._numeric[j, : len(gene.choices)] = [float(v) for v in gene.choices]
+        self._gated = np.array([j for j, g in enumerate(self.genes) if g.gate >= 0], dtype=np.int64)
+        self._gate = np.array([self.genes[j].gate for j in self._gated], dtype=np.int64)
+        self._threshold = np.array([self.genes[j].threshold for j in self._gated], dtype=np.float64)
+        self._index = [{v: i for i, v in enumerate(g.choices)} for g in self.genes]
+        self._hash = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
+
+    @property
+    def width(self) -> int:
+        return len(self.genes)
+
+    # -- archs <-> rows ---------------------------------------------------------------------------------------
+    def encode(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        """Rows (int64) of `archs`; a skipped slot's value outside the choices becomes index 0.
+
+        Raises ArchError for an arch of another space or an illegal value that the network uses.
+        """
+        rows = np.zeros((len(archs), self.width), dtype=np.int64)
+        for i, arch in enumerate(archs):
+            if arch.space != self.space.name:
+                self.space.validate(arch)  # raises naming both spaces
+            values = [arch.resolution] + [getattr(arch, g.field)[g.index] if g.index < len(getattr(arch, g.field))
+                                          else None for g in self.genes[1:]]
+            for j, value in enumerate(values):
+                rows[i, j] = self._index[j].get(value, -1)
+            if (rows[i] < 0).any():
+                bad = self.active(rows[i : i + 1])[0] & (rows[i] < 0)
+                if bad.any():
+                    self.space.validate(arch)  # names the illegal value and where
+                    gene = self.genes[int(np.flatnonzero(bad)[0])]
+                    raise ArchError(f"{gene.field}[{gene.index}] = {values[int(np.flatnonzero(bad)[0])]!r} is not "
+                                    f"a choice of space {self.space.name!r} here ({', '.join(map(str, gene.choices))})")
+                rows[i, rows[i] < 0] = 0
+        return rows
+
+    def decode(self, rows: np.ndarray) -> list[ArchConfig]:
+        """The archs of `rows` (values taken from the space's own choices, so no checks are repeated)."""
+        fields = {f: [(j, self.genes[j].choices) for j in self.columns[f]] for f in FIELDS}
+        res_col, res_choices = int(self.columns["resolution"][0]), self.genes[int(self.columns["resolution"][0])].choices
+        out = []
+        for row in np.asarray(rows).tolist():
+            parts = {f: tuple(choices[row[j]] for j, choices in cols) for f, cols in fields.items()}
+            out.append(ArchConfig.trusted(self.space.name, res_choices[row[res_col]], **parts))
+        return out
+
+    # -- facts of rows ----------------------------------------------------------------------------------------
+    def values(self, rows: np.ndarray, field: str) -> np.ndarray:
+        """The numeric values of one field, float64 [n, len(field)] (the resolution: [n, 1])."""
+        cols = self.columns[field]
+        return self._numeric[cols[None, :], rows[:, cols]]
+
+    def active(self, rows: np.ndarray) -> np.ndarray:
+        """Bool [n, width]: which genes shape the network (the others sit in slots that depth skips)."""
+        mask = np.ones(rows.shape, dtype=bool)
+        if self._gated.size:
+            depth = self._numeric[self._gate[None, :], rows[:, self._gate]]
+            mask[:, self._gated] = depth > self._threshold
+        return mask
+
+    def canonical(self, rows: np.ndarray) -> np.ndarray:
+        """Rows with inactive genes set to 0: equal exactly when the networks are equal."""
+        return np.where(self.active(rows), rows, 0)
+
+    def keys(self, rows: np.ndarray) -> np.ndarray:
+        """A 64-bit hash (uint64) of each canonical row, for de-duplication (collisions: about n^2 / 2^64)."""
+        return (self.canonical(rows).astype(np.uint64) * self._hash).sum(axis=1, dtype=np.uint64)
+
+    def onehot(self, rows: np.ndarray) -> np.ndarray:
+        """Float32 [n, sum of choices]: a 1 for each active gene's chosen value."""
+        out = np.zeros((len(rows), int(self.sizes.sum())), dtype=np.float32)
+        r, c = np.nonzero(self.active(rows))
+        out[r, self.offsets[c] + rows[r, c]] = 1.0
+        return out
+
+    def linear_map(self, features: Callable[[list[ArchConfig]], np.ndarray], *, seed: int = 0) -> np.ndarray | None:
+        """W with `onehot(rows) @ W == features(decode(rows))`, or None when the features are not linear in the
+        active choices (then a caller decodes and encodes instead).
+
+        Every one-hot encoding of an arch (ofakit's, MIT's two layouts) is such a map; it is found by least squares
+        on random rows and checked, to 1e-6, on others.
+        """
+        rng = np.random.default_rng(seed)
+        fit = self.sample(4 * int(self.sizes.sum()) + 64, rng)
+        x = self.onehot(fit).astype(np.float64)
+        w = np.linalg.lstsq(x, np.asarray(features(self.decode(fit)), dtype=np.float64), rcond=None)[0]
+        check = self.sample(256, rng)
+        err = np.abs(self.onehot(check).astype(np.float64) @ w - features(self.decode(check)))
+        return w if err.size == 0 or float(err.max()) < 1e-6 else None
+
+    # -- variation --------------------------------------------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` uniformly random rows (every gene drawn independently)."""
+        return (rng.random((n, self.width)) * self.sizes).astype(np.int64)
+
+    def mutate(self, rows: np.ndarray, rng: np.random.Generator, prob: float) -> np.ndarray:
+        """Each gene of each row redrawn with probability `prob`."""
+        redraw = rng.random(rows.shape) < prob
+        return np.where(redraw, self.sample(len(rows), rng), rows)
+
+    def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Each gene taken from `a` or `b` with equal probability."""
+        return np.where(rng.random(a.shape) < 0.5, a, b)

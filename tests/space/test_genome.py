@@ -1,0 +1,94 @@
+"""Genome rows stand for archs exactly: round trips, de-duplication keys, vectorized costs and feature maps."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from ofakit.search.constraints import macs_limit, params_limit
+from ofakit.space import SPACES, get_space
+from ofakit.space.additive import BlockSum
+from ofakit.space.genome import Genome
+from ofakit.space.mbconv import MBConvSpace
+
+
+def sampled(space, n=300, seed=0):
+    rng = random.Random(seed)
+    return [space.sample(rng) for _ in range(n)] + [space.smallest(), space.largest()]
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_rows_round_trip_and_keys_follow_arch_equality(name):
+    space = get_space(name)
+    genome = Genome(space)
+    archs = sampled(space)
+    rows = genome.encode(archs)
+    assert rows.shape == (len(archs), genome.width) and (rows >= 0).all() and (rows < genome.sizes).all()
+    back = genome.decode(rows)
+    assert back == archs
+    assert [a.to_dict() for a in back] == [a.to_dict() for a in archs]  # skipped slots keep their values too
+    keys = genome.keys(rows).tolist()
+    for i in range(0, len(archs) - 1):
+        assert (keys[i] == keys[i + 1]) == (archs[i] == archs[i + 1])
+    assert len(set(keys)) == len(set(archs))
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_inactive_genes_do_not_change_the_key(name):
+    space = get_space(name)
+    genome = Genome(space)
+    rows = genome.sample(200, np.random.default_rng(0))
+    active = genome.active(rows)
+    if active.all():
+        pytest.skip(f"space {name} has no gated genes")
+    changed = np.where(active, rows, (rows + 1) % genome.sizes)  # only the skipped slots move
+    assert (genome.keys(changed) == genome.keys(rows)).all()
+    assert genome.decode(changed) == genome.decode(rows)
+    bumped = rows.copy()
+    r, c = np.argwhere(active & (genome.sizes > 1))[0]
+    bumped[r, c] = (bumped[r, c] + 1) % genome.sizes[c]
+    assert genome.keys(bumped)[r] != genome.keys(rows)[r]
+
+
+def test_mutation_and_crossover():
+    genome = Genome(get_space("ofa-mbv3-w1.0"))
+    rng = np.random.default_rng(0)
+    a, b = genome.sample(500, rng), genome.sample(500, rng)
+    assert (genome.mutate(a, rng, 0.0) == a).all()
+    moved = genome.mutate(a, rng, 1.0)
+    assert (moved != a).mean() > 0.3 and (moved < genome.sizes).all()
+    child = genome.crossover(a, b, rng)
+    assert ((child == a) | (child == b)).all()
+    assert 0.4 < ((child == a) & (a != b)).sum() / (a != b).sum() < 0.6
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_linear_map_reproduces_the_space_encoding(name):
+    space = get_space(name)
+    genome = Genome(space)
+    mapping = genome.linear_map(space.encode)
+    assert mapping is not None
+    rows = genome.encode(sampled(space, 100, seed=3))
+    np.testing.assert_allclose(genome.onehot(rows) @ mapping, space.encode(genome.decode(rows)), atol=1e-6)
+
+
+def test_linear_map_refuses_a_nonlinear_encoding():
+    space = get_space("tiny")
+    genome = Genome(space)
+    assert genome.linear_map(lambda archs: space.encode(archs) ** 2 @ np.ones((len(space.feature_names), 1))
+                             * np.array([[a.resolution for a in archs]]).T) is None
+
+
+@pytest.mark.parametrize("name", [n for n in SPACES.names() if isinstance(get_space(n), MBConvSpace)])
+def test_block_sums_equal_macs_and_params(name):
+    space = get_space(name)
+    genome = Genome(space)
+    archs = sampled(space, 100)
+    rows = genome.encode(archs)
+    macs = np.array([space.macs(a) for a in archs], dtype=float)
+    params = np.array([space.params(a) for a in archs], dtype=float)
+    np.testing.assert_array_equal(macs_limit(genome, 0).cost(rows), macs)
+    np.testing.assert_array_equal(params_limit(genome, 0).cost(rows), params)
+    total = BlockSum(space, lambda _, layer: float(space.layer_costs(layer)[0]))
+    np.testing.assert_array_equal(total.of_archs(archs), macs)
