@@ -41,4 +41,5 @@ def backend_for(device: DeviceSpec) -> Backend:
     return BACKENDS.get(device.backend.name)(device)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "RemoteBackend", "Runner", "Timing", "backend_for", "measure"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "RemoteBackend", "Runner", "Timing", "backend_for",
+           "measure"]
