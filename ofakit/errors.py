@@ -34,3 +34,7 @@ class LatencyLookupError(OfakitError, LookupError):
 
 class BackendUnavailableError(OfakitError, RuntimeError):
     """A latency backend whose runtime (TensorRT, coremltools, a CUDA GPU, macOS) is not available here."""
+
+
+class BenchOutputError(OfakitError, ValueError):
+    """The output of a benchmark tool run on a remote device that does not hold the timings ofakit reads from it."""

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
             settings.insert(0, f"{b['threads']} thread{'s' if b['threads'] > 1 else ''}")
         if b["compute_units"]:
             settings.append(b["compute_units"])
-        reach = r["reach"]["via"] + (f" {r['reach']['host']}" if r["reach"]["host"] else "")
+        target = r["reach"]["host"] or r["reach"]["serial"]
+        reach = r["reach"]["via"] + (f" {target}" if target else "")
         rows.append([r["name"], ", ".join(r["aliases"]) or "-", r["kind"], b["name"], ", ".join(settings), reach,
                      ", ".join(r["tables"]) or "-"])
     print_table("ofakit devices", ["device", "aliases", "kind", "backend", "settings", "reach", "tables"], rows)

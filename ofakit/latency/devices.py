@@ -49,8 +49,13 @@ class Reach:
 
     via: str = "local"  # local, ssh or adb
     host: str = ""  # ssh: user@host
-    serial: str = ""  # adb: device serial
-    benchmark: str = ""  # remote: path of the benchmark binary on the target (onnxruntime_perf_test, benchmark_model)
+    serial: str = ""  # adb: device serial (empty: the one device adb sees)
+    benchmark: str = ""  # remote: the benchmark command on the target (onnxruntime_perf_test, benchmark_model path)
+    python: str = ""  # remote, instead of `benchmark`: a python with onnxruntime on the target, runs ofakit's timer
+    workdir: str = ""  # remote: folder for the copied models (empty: /tmp over ssh, /data/local/tmp over adb)
+    port: int = 0  # ssh: port (0: ssh's default)
+    identity: str = ""  # ssh: private key file (-i)
+    options: tuple[str, ...] = ()  # ssh: extra -o options, e.g. StrictHostKeyChecking=accept-new
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,10 @@ class DeviceSpec:
         """JSON-ready: the YAML fields, with tuples as lists."""
         backend = {f.name: getattr(self.backend, f.name) for f in fields(BackendSettings)}
         backend["providers"] = list(self.backend.providers)
+        reach = {f.name: getattr(self.reach, f.name) for f in fields(Reach)}
+        reach["options"] = list(self.reach.options)
         return {"name": self.name, "aliases": list(self.aliases), "kind": self.kind, "description": self.description,
-                "backend": backend, "reach": {f.name: getattr(self.reach, f.name) for f in fields(Reach)}}
+                "backend": backend, "reach": reach}
 
 
 # -- loading --------------------------------------------------------------------------------------------------
@@ -133,10 +140,10 @@ def device_from_dict(data: Any, where: str = "device") -> DeviceSpec:
     rwhere = f"{where}: reach"
     _check_keys(r, [f.name for f in fields(Reach)], rwhere)
     reach = Reach(via=_choice(_typed(r, "via", str, rwhere, "local"), REACH, "via", rwhere),
-                  host=_typed(r, "host", str, rwhere, ""), serial=_typed(r, "serial", str, rwhere, ""),
-                  benchmark=_typed(r, "benchmark", str, rwhere, ""))
-    if reach.via == "ssh" and not reach.host:
-        raise ConfigError(f"{rwhere}: via 'ssh' needs 'host' (user@host)")
+                  **{key: _typed(r, key, str, rwhere, "") for key in ("host", "serial", "benchmark", "python",
+                                                                        "workdir", "identity")},
+                  port=_typed(r, "port", int, rwhere, 0), options=_strings(r, "options", rwhere))
+    _check_reach(reach, rwhere)
     return DeviceSpec(
         name=_typed(data, "name", str, where, ""),
         kind=_choice(_typed(data, "kind", str, where, ""), KINDS, "kind", where),
@@ -146,6 +153,23 @@ def device_from_dict(data: Any, where: str = "device") -> DeviceSpec:
         reach=reach,
         source=where,
     )
+
+
+def _check_reach(reach: Reach, where: str) -> None:
+    if reach.via == "ssh" and not reach.host:
+        raise ConfigError(f"{where}: via 'ssh' needs 'host' (user@host)")
+    if reach.host.startswith("-") or reach.serial.startswith("-"):
+        raise ConfigError(f"{where}: host and serial must not start with '-', got {reach.host or reach.serial!r}")
+    if not 0 <= reach.port <= 65535:
+        raise ConfigError(f"{where}: port must be 0 (ssh's default) to 65535, got {reach.port}")
+    if reach.benchmark and reach.python:
+        raise ConfigError(f"{where}: give either 'benchmark' (a tool on the target) or 'python' (ofakit's timer "
+                          "run by that python), not both")
+    ssh_only = [k for k in ("port", "identity", "options") if getattr(reach, k) and reach.via != "ssh"]
+    remote_only = [k for k in ("benchmark", "python", "workdir") if getattr(reach, k) and reach.via == "local"]
+    if ssh_only or remote_only:
+        raise ConfigError(f"{where}: {', '.join(map(repr, ssh_only + remote_only))} do(es) not apply to via "
+                          f"{reach.via!r}")
 
 
 def load_device(path: str | Path) -> DeviceSpec:

@@ -80,11 +80,9 @@ def test_unsupported_precision_is_named():
         backend_for(spec)
 
 
-def test_table_only_and_remote_devices_are_refused():
+def test_table_only_devices_are_refused():
     with pytest.raises(BackendUnavailableError, match=r"device 'note10' uses backend 'tflite', which ofakit cannot"):
         backend_for(get_device("note10"))
-    with pytest.raises(BackendUnavailableError, match=r"device 'pixel7-adb' is reached over adb; remote"):
-        backend_for(get_device("pixel7-adb"))
 
 
 def test_torch_gpu_device_without_cuda_is_a_clear_error():

@@ -72,11 +72,30 @@ GOOD = {"name": "x", "kind": "cpu", "backend": {"name": "onnxruntime", "threads"
     ({**GOOD, "aliases": "y"}, r"'aliases' must be list, got 'y'"),
     ({"name": "x", "backend": {"name": "torch"}}, r"missing key 'kind'"),
     ({**GOOD, "reach": {"via": "ssh"}}, r"via 'ssh' needs 'host'"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "-oProxyCommand=x"}}, r"host and serial must not start with '-'"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "port": 70000}}, r"port must be 0 \(ssh's default\) to 65535"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "port": "22"}}, r"'port' must be int, got '22'"),
+    ({**GOOD, "reach": {"via": "adb", "benchmark": "/d/onnxruntime_perf_test", "python": "python3"}},
+     r"give either 'benchmark' .* or 'python'"),
+    ({**GOOD, "reach": {"via": "adb", "port": 22, "identity": "k"}}, r"'port', 'identity' do\(es\) not apply to "
+                                                                     r"via 'adb'"),
+    ({**GOOD, "reach": {"benchmark": "/usr/bin/onnxruntime_perf_test"}}, r"'benchmark' do\(es\) not apply to via "
+                                                                         r"'local'"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "options": "BatchMode=yes"}}, r"'options' must be list"),
     ([1, 2], r"a device file must be a mapping, got list"),
 ])
 def test_bad_device_data_is_named(data, match):
     with pytest.raises(ConfigError, match=match):
         device_from_dict(data, "x.yaml")
+
+
+def test_ssh_reach_fields():
+    spec = device_from_dict({**GOOD, "reach": {"via": "ssh", "host": "pi@rpi.local", "port": 2222, "identity": "~/k",
+                                               "options": ["StrictHostKeyChecking=accept-new"],
+                                               "python": "python3", "workdir": "/home/pi/tmp"}}, "x.yaml")
+    assert (spec.reach.port, spec.reach.options, spec.reach.python) == (2222, ("StrictHostKeyChecking=accept-new",),
+                                                                       "python3")
+    assert spec.to_dict()["reach"]["options"] == ["StrictHostKeyChecking=accept-new"]
 
 
 def test_name_must_match_file_name(tmp_path):

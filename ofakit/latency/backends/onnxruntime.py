@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ofakit.errors import BackendUnavailableError
 from ofakit.latency.backends.base import Backend, Runner, host_cpu, missing_module, require, timed_calls
+from ofakit.latency.backends.ort_timer import bind_io, session_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,10 +35,7 @@ class _SessionRunner(Runner):
 
     def __init__(self, session: Any, x: Any) -> None:
         self.session = session
-        self.binding = session.io_binding()
-        self.binding.bind_cpu_input(session.get_inputs()[0].name, x)
-        for out in session.get_outputs():
-            self.binding.bind_output(out.name, "cpu")
+        self.binding = bind_io(session, x)
 
     def time(self, n: int) -> list[float]:
         run, binding = self.session.run_with_iobinding, self.binding
@@ -64,12 +62,7 @@ class OnnxRuntimeBackend(Backend):
 
     def session(self, onnx_bytes: bytes) -> Any:
         ort = require("onnxruntime", "pip install onnxruntime", self.name)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.settings.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
+        opts = session_options(ort, self.settings.threads)
         return ort.InferenceSession(onnx_bytes, opts, providers=self._providers())
 
     def load(self, model: nn.Module, input_shape: tuple[int, ...]) -> Runner:
