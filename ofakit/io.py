@@ -51,3 +51,51 @@ def atomic_write_npz(path: str | Path, *, compressed: bool = False, **arrays: An
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare temp name
             save(fh, **arrays)
+
+
+def append_jsonl(path: str | Path, record: Any) -> None:
+    """Append one JSON line and flush it, so that a killed run keeps every record written before."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """The JSON lines of `path` ([] when absent); a line that does not parse (a torn last line) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def read_json_file(path: str | Path, what: str = "") -> Any:
+    """The JSON in `path` ('-': stdin); an unreadable or malformed file is a one-line ConfigError naming `what` it
+    should be."""
+    import sys
+
+    from ofakit.errors import ConfigError
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what + ' ' if what else ''}{str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: malformed JSON: {exc}") from None
+
+
+def save_text_file(path: str | Path, text: str, what: str) -> None:
+    """`atomic_write_text`, with a failure as a one-line ConfigError naming `what` was being written."""
+    from ofakit.errors import ConfigError
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from None

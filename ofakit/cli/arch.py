@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import warnings
@@ -11,7 +10,7 @@ from pathlib import Path
 from ofakit.arch import ArchConfig
 from ofakit.cli.output import print_json
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_write_text
+from ofakit.io import atomic_write_text, read_json_file
 from ofakit.space import get_space
 
 
@@ -33,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--space", help="also check that the arch belongs to this space")
     i.add_argument("--json", action="store_true", help="print JSON (keys: valid, macs, params, ...)")
     i.add_argument("--device", help="also estimate the latency on this device (see `ofakit devices`)")
+    i.add_argument("--latency-model", metavar="MODEL",
+                   help="with --device: lut | predictor | auto (default: the learned predictor when one is fitted "
+                        "for the device and space, else the LUT sum)")
     i.set_defaults(run=run_info)
 
     f = asub.add_parser("from-ofa", help="convert MIT once-for-all's net.config of a subnet to ArchConfig JSON")
@@ -72,14 +74,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def _read_json(path: Path) -> object:
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: malformed JSON: {exc}") from None
+    return read_json_file(path)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -90,7 +85,9 @@ def run_info(args: argparse.Namespace) -> int:
         space.validate(arch)
     notes = [str(w.message) for w in caught]
     macs, params = space.macs(arch), space.params(arch)
-    latency = _latency(arch, args.device) if args.device else {}
+    if args.latency_model is not None and not args.device:
+        raise ConfigError("--latency-model needs --device")
+    latency = _latency(arch, args.device, args.latency_model or "auto") if args.device else {}
     if args.json:
         print_json({"valid": True, "space": arch.space, "resolution": arch.resolution, "macs": macs,
                     "params": params, **latency, "warnings": notes})
@@ -101,18 +98,22 @@ def run_info(args: argparse.Namespace) -> int:
           f"MACs        {macs / 1e6:.2f} M ({macs})\nparams      {params / 1e6:.3f} M ({params})")
     if latency:
         print(f"latency     {latency['latency_ms']:.2f} ms on {latency['device']} ({latency['latency_estimator']}, "
-              f"{latency['latency_table']})")
+              f"{latency.get('latency_predictor', latency['latency_table'])})")
     return 0
 
 
-def _latency(arch: ArchConfig, device: str) -> dict[str, object]:
-    """Estimated latency on `device` (LUT sum over the device's table for the arch's space; no network is built)."""
+def _latency(arch: ArchConfig, device: str, model: str) -> dict[str, object]:
+    """Estimated latency on `device` (LUT sum over the device's table for the arch's space, or the learned predictor
+    over it; no network is built)."""
     from ofakit.latency import estimator_for, get_device
 
     name = get_device(device).name
-    est = estimator_for(name, arch.space)
-    return {"device": name, "latency_ms": round(est.estimate(arch), 4), "latency_estimator": est.name,
-            "latency_table": str(est.table.path)}
+    est = estimator_for(name, arch.space, model=model)
+    out: dict[str, object] = {"device": name, "latency_ms": round(est.estimate(arch), 4),
+                              "latency_estimator": est.name, "latency_table": str(est.table.path)}
+    if getattr(est, "path", None) is not None:
+        out["latency_predictor"] = str(est.path)
+    return out
 
 
 def run_from_ofa(args: argparse.Namespace) -> int:

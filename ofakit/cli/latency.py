@@ -1,4 +1,5 @@
-"""`ofakit latency convert-mit|validate`: bring MIT's tables in, check estimates against measured latency."""
+"""`ofakit latency convert-mit|fit|validate`: bring MIT's tables in, fit a learned latency predictor, check estimates
+against measured latency."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("latency", help="convert latency tables, validate estimates against measurement",
+    p = sub.add_parser("latency", help="convert latency tables, fit a latency predictor, validate estimates",
                        description="Latency tables and estimators.")
     lsub = p.add_subparsers(dest="latency_command", metavar="ACTION", required=True)
 
@@ -22,20 +23,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--license", default="", help="license of the source numbers (kept in its metadata)")
     c.set_defaults(run=run_convert)
 
+    f = lsub.add_parser("fit", help="measure random subnets end to end and fit the learned latency predictor",
+                        description="Measure N random subnets end to end on the device (interleaved with the "
+                                    "table's reference model, for drift; resumable: records are kept as JSONL) and fit "
+                                    "a predictor of their latency from the LUT sum and arch features, stored as JSON "
+                                    "next to the table.")
+    _measure_arguments(f, samples=40, seed="seeds the subnets, folds and trees")
+    f.add_argument("--out", type=Path,
+                   help="predictor JSON (default: latency_tables/<device>_<space>.predictor.json)")
+    f.add_argument("--records", type=Path,
+                   help="measured subnets, JSONL, kept to resume and refit (default: next to --out, "
+                        "<device>_<space>.predictor.records.jsonl); every record in it is fitted on")
+    f.set_defaults(run=run_fit)
+
     v = lsub.add_parser("validate", help="measure random subnets end to end and score the latency estimators",
                         description="Measure N random subnets end to end on the device (interleaved, two passes for "
                                     "the noise floor) and compare them with the LUT sum, the LUT sum with drift "
-                                    "normalization and a FLOPs-linear baseline.")
-    v.add_argument("--device", required=True, help="device name or alias (its backend must run here)")
-    v.add_argument("--space", required=True, help="search space (the device needs a table for it)")
-    v.add_argument("--samples", type=int, default=30, help="random subnets (default %(default)s)")
-    v.add_argument("--resolutions", type=int, nargs="+", metavar="R",
-                   help="draw resolutions from these (default: every resolution the table covers)")
-    v.add_argument("--seed", type=int, default=0, help="seeds the subnets (default %(default)s)")
-    v.add_argument("--reps", type=int, default=8, help="timed rounds per pass (default %(default)s)")
+                                    "normalization, the learned predictor (when one is fitted; the subnets it was "
+                                    "fitted on are skipped) and a FLOPs-linear baseline.")
+    _measure_arguments(v, samples=30, seed="seeds the subnets")
+    v.add_argument("--latency-model", default="auto", metavar="MODEL",
+                   help="lut | predictor | auto: auto (default) adds the learned predictor when one is fitted")
     v.add_argument("--json", action="store_true", help="print JSON (metrics, and every subnet's numbers)")
     v.add_argument("--plot", type=Path, metavar="FILE.png", help="write a predicted-vs-measured plot")
     v.set_defaults(run=run_validate)
+
+
+def _measure_arguments(p: argparse.ArgumentParser, *, samples: int, seed: str) -> None:
+    """What `fit` and `validate` share: where and what to measure."""
+    p.add_argument("--device", required=True, help="device name or alias (its backend must run here)")
+    p.add_argument("--space", required=True, help="search space (the device needs a table for it)")
+    p.add_argument("--samples", type=int, default=samples, help="random subnets to measure (default %(default)s)")
+    p.add_argument("--resolutions", type=int, nargs="+", metavar="R",
+                   help="draw resolutions from these (default: every resolution the table covers)")
+    p.add_argument("--seed", type=int, default=0, help=f"{seed} (default %(default)s)")
+    p.add_argument("--reps", type=int, default=8, help="timed rounds per pass (default %(default)s)")
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -57,12 +79,53 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_fit(args: argparse.Namespace) -> int:
+    import random
+
+    from ofakit.cli.output import print_table
+    from ofakit.errors import ConfigError
+    from ofakit.latency.devices import get_device
+    from ofakit.latency.table import find_table
+    from ofakit.latency.validate import ValidateConfig, check_resolutions, sample_archs
+    from ofakit.predict.latency import MIN_RECORDS, fit_latency_predictor, predictor_filename
+    from ofakit.predict.records import measure_latency_records
+    from ofakit.space import get_space
+
+    device = get_device(args.device)
+    space = get_space(args.space)
+    table = find_table(device.name, space.name)
+    if args.samples < MIN_RECORDS:
+        raise ConfigError(f"--samples must be at least {MIN_RECORDS}, got {args.samples}")
+    if args.reps < 1:
+        raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    resolutions = check_resolutions(table, args.resolutions or ())
+    out = args.out or Path("latency_tables") / predictor_filename(device.name, space.name)
+    records_path = args.records or out.with_name(out.name.removesuffix(".json") + ".records.jsonl")
+    archs = sample_archs(space, resolutions, args.samples, random.Random(args.seed))
+    cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps, group=20)
+    records = measure_latency_records(device, space, table, archs, records_path, cfg, on_group=lambda done, n, _: print(
+        f"ofakit: fit: {done}/{n} subnets measured ({records_path})", file=sys.stderr))
+    predictor = fit_latency_predictor(table, records, space=space, seed=args.seed, meta={
+        "source": f"ofakit latency fit --device {device.name} --space {space.name} --samples {args.samples} "
+                  f"--seed {args.seed}", "records_file": records_path.name})
+    predictor.save(out)
+    cv = predictor.meta["cv"]
+    rows = [[name + (" (chosen)" if name == predictor.kind else ""), f"{m['within_10pct'] * 100:.0f} %",
+             f"{m['mape_pct']:.1f} %", f"{m['spearman']:.3f}"] for name, m in cv.items()]
+    print_table(f"{device.name} {space.name}: {len(records)} subnets, {predictor.meta['folds']}-fold CV",
+                ["model", "within ±10 %", "MAPE", "Spearman"], rows)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def run_validate(args: argparse.Namespace) -> int:
     from ofakit.cli.output import print_json, print_table
     from ofakit.errors import ConfigError
     from ofakit.latency.devices import get_device
+    from ofakit.latency.estimate import estimator_for
     from ofakit.latency.table import find_table
     from ofakit.latency.validate import ValidateConfig, plot, validate
+    from ofakit.predict.latency import LatencyPredictor
     from ofakit.space import get_space
 
     device = get_device(args.device)
@@ -70,9 +133,15 @@ def run_validate(args: argparse.Namespace) -> int:
     table = find_table(device.name, space.name)
     if args.reps < 1:
         raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    estimator = estimator_for(device.name, space.name, model=args.latency_model)
+    predictor = estimator if isinstance(estimator, LatencyPredictor) else None
     cfg = ValidateConfig(samples=args.samples, resolutions=tuple(args.resolutions or ()), seed=args.seed,
                          reps=args.reps)
-    result = validate(device, space, table, cfg, on_group=lambda g, n: print(
+    if predictor is not None:
+        print(f"ofakit: validate: learned predictor {predictor.path} ({predictor.kind}, fitted on "
+              f"{predictor.meta.get('records')} subnets); these subnets are drawn with seed {args.seed} and skip the "
+              "ones it was fitted on", file=sys.stderr)
+    result = validate(device, space, table, cfg, predictor=predictor, on_group=lambda g, n: print(
         f"ofakit: validate: group {g}/{n} measured", file=sys.stderr))
     metrics = result.metrics()
     if args.plot:
@@ -80,6 +149,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json({
             "device": device.name, "space": space.name, "table": str(table.path), "samples": len(result.archs),
+            "seed": args.seed, "predictor": str(predictor.path) if predictor else None,
             "metrics": metrics, "reference": result.reference,
             "subnets": [{"arch": a.to_dict(), "macs": int(m), "measured_ms": float(t),
                          "passes_ms": [float(result.passes[0][i]), float(result.passes[1][i])],

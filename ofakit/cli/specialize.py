@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", help="parameter limit: 5M")
     p.add_argument("--bundle", help="bundle directory (with a fitted or imported predictor) or shipped bundle name "
                                     "(default: the reference bundle, see `ofakit bundle list`)")
+    p.add_argument("--latency-model", default="auto", metavar="MODEL",
+                   help="lut | predictor | auto: auto (default) uses the learned latency predictor when one is fitted "
+                        "for the device and space (ofakit latency fit), else the LUT sum")
     p.add_argument("--algorithm", default="evolution", help="evolution | aging | coarse-to-fine | random")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
     p.add_argument("--seed", type=int, default=0)
@@ -45,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
         latency_ms=parse_latency_ms(args.latency) if args.latency is not None else None,
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
-        algorithm=args.algorithm, budget=args.budget, seed=args.seed,
+        algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
     )
     result, report = specialize(args.bundle, cfg)
     if args.pareto:
         from ofakit.latency.estimate import estimator_for
 
-        est = estimator_for(report["device"], report["space"])
+        est = estimator_for(report["device"], report["space"], model=report["latency_estimator"])
         report["pareto"] = pareto_report(result, est.estimate_rows)
     if args.verify:
         report["verify"] = _verify(args.bundle, result.best, args.verify)

@@ -13,11 +13,14 @@ one sum.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.latency.table import LatencyTable, layer_key
+from ofakit.registry import Registry
 from ofakit.space import LayerShape, SearchSpace, get_space
 from ofakit.space.additive import BlockSum
 from ofakit.space.genome import Genome
@@ -77,17 +80,47 @@ class LutEstimator:
         return np.nan if entry is None else self.table.ms(resolution, key, per_round=self.per_round) - self._overhead
 
 
-ESTIMATORS = ("lut",)
+class Estimator(Protocol):
+    """What searches and commands need of a latency estimator: the LUT sum, or a learned predictor over it."""
+
+    name: str
+    table: LatencyTable
+
+    def estimate(self, arch: ArchConfig, *, scale: float = 1.0) -> float: ...
+
+    def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray: ...
+
+    def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray: ...
 
 
-def estimator_for(device: str, space: str, *, model: str = "lut") -> LutEstimator:
-    """The latency estimator of `device` (name or alias) for `space`: the LUT sum over its table.
-
-    Raises LatencyLookupError (naming the profile command) when the device has no table for the space.
-    """
-    from ofakit.errors import ConfigError
+def _lut(device: str, space: str) -> Estimator:
     from ofakit.latency.table import find_table
 
-    if model not in ESTIMATORS:
-        raise ConfigError(f"unknown latency model {model!r}; known: {', '.join(ESTIMATORS)}")
     return LutEstimator(find_table(device, space))
+
+
+def _predictor(device: str, space: str) -> Estimator:
+    from ofakit.predict.latency import load_predictor
+
+    return load_predictor(device, space)
+
+
+def _auto(device: str, space: str) -> Estimator:
+    from ofakit.predict.latency import load_predictor
+
+    return load_predictor(device, space, fallback=True)
+
+
+ESTIMATORS: Registry[Callable[[str, str], Estimator]] = Registry("latency model")
+ESTIMATORS.add("lut", _lut)  # the sum of the table's layers
+ESTIMATORS.add("predictor", _predictor)  # the learned predictor fitted for (device, space): ofakit latency fit
+ESTIMATORS.add("auto", _auto)  # the predictor when one is fitted for (device, space), else the LUT sum
+
+
+def estimator_for(device: str, space: str, *, model: str = "lut") -> Estimator:
+    """The latency estimator of `device` (name or alias) for `space`: `model` is one of ESTIMATORS.
+
+    Raises UnknownNameError for an unknown model, LatencyLookupError (naming the command that makes what is
+    missing) when the device has no table for the space or, for "predictor", no fitted predictor.
+    """
+    return ESTIMATORS.get(model)(device, space)

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import atomic_write_text
+from ofakit.io import read_json_file, save_text_file
 from ofakit.space.base import LayerShape
 
 FORMAT = "ofakit-latency-table"
 VERSION = 1
 TABLES_PATH_ENV = "OFAKIT_TABLES_PATH"
+PREDICTOR_SUFFIX = ".predictor.json"  # a latency predictor fitted against a table sits next to it (not a table)
 META_KEYS = (
     "device", "space", "backend", "runtime_version", "precision", "threads", "batch", "host", "date",
     "ofakit_version", "source", "call_overhead_ms", "reference", "environment", "attribution",
@@ -259,15 +260,7 @@ class LatencyTable:
     def load(cls, path: str | Path) -> LatencyTable:
         """Read a table JSON file; a missing or malformed file raises a one-line ConfigError."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read latency table {str(path)!r}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: malformed JSON: {exc}") from None
-        table = cls.from_dict(data, str(path))
+        table = cls.from_dict(read_json_file(path, "latency table"), str(path))
         table.path = path
         return table
 
@@ -276,10 +269,7 @@ class LatencyTable:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("no path to save the table to")
-        try:
-            atomic_write_text(target, self.to_json())
-        except OSError as exc:
-            raise ConfigError(f"cannot write latency table {str(target)!r}: {exc.strerror or exc}") from None
+        save_text_file(target, self.to_json(), "latency table")
         self.path = target
         return target
 
@@ -307,6 +297,8 @@ def available_tables(device: str, dirs: Iterable[Path] | None = None) -> dict[st
     found: dict[str, Path] = {}
     for folder in table_dirs() if dirs is None else dirs:
         for path in sorted(Path(folder).glob(f"{device}_*.json")):
+            if path.name.endswith(PREDICTOR_SUFFIX):
+                continue
             found.setdefault(path.stem[len(device) + 1:], path)
     return found
 

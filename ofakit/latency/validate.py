@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 import statistics
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ofakit.latency.devices import DeviceSpec
 from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.table import LatencyTable
 from ofakit.space import SearchSpace
+
+if TYPE_CHECKING:
+    from ofakit.predict.latency import LatencyPredictor
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,15 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, rng: random.Random) -> list[ArchConfig]:
-    """`n` distinct random subnets with resolutions drawn from `resolutions`."""
+def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, rng: random.Random, *,
+                 exclude: Callable[[ArchConfig], bool] | None = None) -> list[ArchConfig]:
+    """`n` distinct random subnets with resolutions drawn from `resolutions`, none for which `exclude` is true."""
     out: dict[ArchConfig, None] = {}
     while len(out) < n:
         a = space.sample(rng)
-        out.setdefault(ArchConfig.from_dict({**a.to_dict(), "resolution": rng.choice(list(resolutions))}), None)
+        a = ArchConfig.from_dict({**a.to_dict(), "resolution": rng.choice(list(resolutions))})
+        if exclude is None or not exclude(a):
+            out.setdefault(a, None)
     return list(out)
 
 
@@ -122,61 +128,107 @@ def flops_linear(macs: np.ndarray, measured: np.ndarray, folds: int = 5) -> np.n
     return pred
 
 
-def validate(device: DeviceSpec, space: SearchSpace, table: LatencyTable, cfg: ValidateConfig = ValidateConfig(), *,
-             on_group: Callable[[int, int], None] | None = None) -> Validation:
-    """Measure `cfg.samples` random subnets end to end and compare them with the estimators."""
-    from ofakit.latency.profile import reference_runner
-    from ofakit.supernet import build_supernet, extract_subnet
+@dataclass
+class MeasuredGroup:
+    """One group of subnets measured end to end: each pass's statistic per subnet, and the reference model's level."""
 
-    if cfg.samples < 2:
-        raise ConfigError(f"--samples must be at least 2, got {cfg.samples}")
-    resolutions = tuple(cfg.resolutions) or tuple(table.resolutions)
+    archs: list[ArchConfig]
+    passes: tuple[list[float], list[float]]
+    reference_ms: tuple[float, float] | None  # the reference's p10 in each pass (None: the table has no reference)
+
+    @property
+    def measured(self) -> list[float]:
+        """Per subnet, the mean of its two passes."""
+        return [(a + b) / 2 for a, b in zip(*self.passes)]
+
+    @property
+    def reference_level(self) -> float | None:
+        return None if self.reference_ms is None else statistics.median(self.reference_ms)
+
+
+def check_resolutions(table: LatencyTable, resolutions: Sequence[int]) -> tuple[int, ...]:
+    """`resolutions`, or every resolution of the table when empty; a resolution the table lacks is a ConfigError."""
+    resolutions = tuple(resolutions) or tuple(table.resolutions)
     missing = [r for r in resolutions if r not in table.entries]
     if missing:
         raise ConfigError(f"latency table {table.name!r} has no entries at resolution(s) "
                           f"{', '.join(map(str, missing))} (it has: {', '.join(map(str, table.resolutions))})")
+    return resolutions
+
+
+def measure_groups(device: DeviceSpec, space: SearchSpace, table: LatencyTable, archs: Sequence[ArchConfig],
+                   cfg: ValidateConfig = ValidateConfig()) -> Iterator[MeasuredGroup]:
+    """Measure `archs` end to end in groups of `cfg.group`, each interleaved with the table's reference model and
+    timed in two passes; yields each group once measured (so a caller can store it before the next one starts)."""
+    from ofakit.latency.profile import reference_runner
+    from ofakit.supernet import build_supernet, extract_subnet
+
     backend: Backend = backend_for(device)
-    archs = sample_archs(space, resolutions, cfg.samples, random.Random(cfg.seed))
-    lut, lut_rounds = LutEstimator(table, space), LutEstimator(table, space, per_round=True)
-    estimates = {"lut": lut.estimate_batch(archs), "lut_round_normalized": lut_rounds.estimate_batch(archs)}
     ref = table.meta.get("reference") or {}
     ref_arch = ArchConfig.from_dict(ref["arch"]) if ref.get("arch") else None
     supernet = build_supernet(space).eval()
-    passes: tuple[list[float], list[float]] = ([], [])
-    drift: list[float] = []
-    refs_now: list[float] = []
-    groups = range(0, len(archs), cfg.group)
-    for g, start in enumerate(groups):
-        chunk = archs[start:start + cfg.group]
+    for start in range(0, len(archs), cfg.group):
+        chunk = list(archs[start:start + cfg.group])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             runners = [backend.load(extract_subnet(supernet, a).eval(), (backend.settings.batch, 3, a.resolution,
                                                                          a.resolution)) for a in chunk]
             if ref_arch is not None:
                 runners.append(reference_runner(backend, space, ref_arch))
+        passes: tuple[list[float], list[float]] = ([], [])
+        refs: list[float] = []
         for p in range(2):
             times = interleaved(runners, warmup=cfg.warmup, reps=cfg.reps, calls=cfg.calls)
             if ref_arch is not None:  # the reference level as in profiling: a low percentile
                 ref_times = sorted(times.pop())
-                refs_now.append(ref_times[int(0.1 * (len(ref_times) - 1))])
+                refs.append(ref_times[int(0.1 * (len(ref_times) - 1))])
             passes[p].extend(_statistic(t, table.statistic) for t in times)
-        if ref_arch is not None:
-            level = statistics.median(refs_now[-2:])
-            drift.extend([level / ref["ms"]] * len(chunk))
         del runners
+        yield MeasuredGroup(chunk, passes, (refs[0], refs[1]) if refs else None)
+
+
+def validate(device: DeviceSpec, space: SearchSpace, table: LatencyTable, cfg: ValidateConfig = ValidateConfig(), *,
+             predictor: LatencyPredictor | None = None,
+             on_group: Callable[[int, int], None] | None = None) -> Validation:
+    """Measure `cfg.samples` random subnets end to end and compare them with the estimators.
+
+    With a learned `predictor` (`ofakit.predict.latency`), the subnets it was fitted on are never drawn, and it is
+    scored next to the LUT sum, as is and scaled by the drift.
+    """
+    if cfg.samples < 2:
+        raise ConfigError(f"--samples must be at least 2, got {cfg.samples}")
+    resolutions = check_resolutions(table, cfg.resolutions)
+    archs = sample_archs(space, resolutions, cfg.samples, random.Random(cfg.seed),
+                         exclude=predictor.fitted_on if predictor is not None else None)
+    lut, lut_rounds = LutEstimator(table, space), LutEstimator(table, space, per_round=True)
+    estimates = {"lut": lut.estimate_batch(archs), "lut_round_normalized": lut_rounds.estimate_batch(archs)}
+    if predictor is not None:
+        estimates["predictor"] = predictor.estimate_batch(archs)
+    passes: tuple[list[float], list[float]] = ([], [])
+    drift: list[float] = []
+    refs_now: list[float] = []
+    groups = -(-len(archs) // cfg.group)
+    for g, group in enumerate(measure_groups(device, space, table, archs, cfg)):
+        passes[0].extend(group.passes[0])
+        passes[1].extend(group.passes[1])
+        if group.reference_ms is not None:
+            refs_now.extend(group.reference_ms)
+            drift.extend([group.reference_level / table.reference_ms] * len(group.archs))
         if on_group:
-            on_group(g + 1, len(groups))
+            on_group(g + 1, groups)
     first, second = np.array(passes[0]), np.array(passes[1])
     measured = (first + second) / 2
     if drift:
         scale = np.array(drift)
-        estimates["lut_drift_normalized"] = estimates["lut"] * scale
+        for name in [k for k in estimates if k != "lut_round_normalized"]:
+            estimates[f"{name}_drift_normalized"] = estimates[name] * scale
         estimates["lut_round_and_drift_normalized"] = estimates["lut_round_normalized"] * scale
     macs = np.array([space.macs(a) for a in archs], dtype=np.float64)
     estimates["flops_linear"] = flops_linear(macs, measured)
     reference: dict[str, Any] = {}
     if refs_now:
-        reference = {"table_ms": ref["ms"], "now_ms": statistics.median(refs_now), "scale": float(np.median(drift))}
+        reference = {"table_ms": table.reference_ms, "now_ms": statistics.median(refs_now),
+                     "scale": float(np.median(drift))}
     return Validation(archs, measured, (first, second), estimates, reference, macs)
 
 
@@ -195,7 +247,7 @@ def plot(result: Validation, path: str, title: str) -> None:
     xs = np.array([lo, hi])
     ax.plot(xs, xs, "k-", lw=0.8)
     ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="±10 %")
-    for name in ("lut", "lut_drift_normalized", "flops_linear"):
+    for name in ("lut", "lut_drift_normalized", "predictor", "predictor_drift_normalized", "flops_linear"):
         if name in result.estimates:
             ax.scatter(result.measured, result.estimates[name], s=12, label=name)
     ax.set_xlabel("measured (ms)")

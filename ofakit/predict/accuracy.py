@@ -20,6 +20,7 @@ import numpy as np
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, BundleError
 from ofakit.io import atomic_path, atomic_write_json
+from ofakit.predict.trees import gbm_predict, gbm_to_arrays
 from ofakit.space import SearchSpace, get_space
 from ofakit.space.genome import Genome
 
@@ -58,7 +59,7 @@ class AccuracyPredictor:
         if self.kind == "mlp":
             return _mlp(self._mlp_layers(), x, self.arrays)
         if self.kind == "gbm":
-            return _gbm_predict(self.arrays, x)
+            return gbm_predict(self.arrays, x)
         raise BundleError(f"unknown predictor kind {self.kind!r}; known: mlp, gbm")
 
     def _mlp_layers(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -129,48 +130,6 @@ def _mlp(layers: list[tuple[np.ndarray, np.ndarray | None]], x: np.ndarray, arra
             x = np.maximum(x, 0.0)
     out = x[:, 0]
     return out + arrays["offset"][0] if "offset" in arrays else out
-
-
-# -- gradient-boosted trees as arrays ---------------------------------------------------------------------------
-def gbm_to_arrays(model: Any) -> dict[str, np.ndarray]:
-    """A fitted sklearn GradientBoostingRegressor as flat arrays (one row block per tree)."""
-    trees = [est[0].tree_ for est in model.estimators_]
-    size = max(t.node_count for t in trees)
-
-    def stack(attr: str, fill: float) -> np.ndarray:
-        out = np.full((len(trees), size), fill, dtype=np.float64)
-        for i, t in enumerate(trees):
-            values = getattr(t, attr)
-            out[i, : t.node_count] = values.reshape(t.node_count, -1)[:, 0] if attr == "value" else values
-        return out
-
-    init = float(np.asarray(model.init_.constant_).ravel()[0]) if hasattr(model.init_, "constant_") \
-        else float(model._raw_predict_init(np.zeros((1, model.n_features_in_)))[0, 0])
-    return {"tree_feature": stack("feature", -2), "tree_threshold": stack("threshold", 0.0),
-            "tree_left": stack("children_left", -1), "tree_right": stack("children_right", -1),
-            "tree_value": stack("value", 0.0), "learning_rate": np.array([model.learning_rate]),
-            "init": np.array([init])}
-
-
-def _gbm_predict(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    feature = arrays["tree_feature"].astype(np.int64)
-    threshold = arrays["tree_threshold"]
-    left, right = arrays["tree_left"].astype(np.int64), arrays["tree_right"].astype(np.int64)
-    value = arrays["tree_value"]
-    n_trees = feature.shape[0]
-    out = np.full(len(x), arrays["init"][0])
-    rows = np.arange(len(x))
-    for t in range(n_trees):
-        node = np.zeros(len(x), dtype=np.int64)
-        while True:
-            f = feature[t, node]
-            leaf = f < 0
-            if leaf.all():
-                break
-            go_left = x[rows, np.where(leaf, 0, f)] <= threshold[t, node]
-            node = np.where(leaf, node, np.where(go_left, left[t, node], right[t, node]))
-        out += arrays["learning_rate"][0] * value[t, node]
-    return out
 
 
 # -- fitting ----------------------------------------------------------------------------------------------------

@@ -1,13 +1,26 @@
-"""(arch, accuracy) records for fitting accuracy predictors: subnets spread over the MACs range, each recalibrated
-and evaluated once, appended to a JSONL file so that a killed run resumes where it stopped."""
+"""Records for fitting predictors, appended to a JSONL file so that a killed run resumes where it stopped.
+
+- (arch, accuracy): subnets spread over the MACs range, each recalibrated and evaluated once;
+- (arch, measured latency, reference latency): random subnets measured end to end on a device, group by group, with
+  the latency table's reference model timed in each group (`ofakit.latency.validate.measure_groups`).
+"""
 from __future__ import annotations
 
-import json
 import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError
+from ofakit.io import append_jsonl, read_jsonl
 from ofakit.space import SearchSpace
+
+if TYPE_CHECKING:
+    from ofakit.latency.devices import DeviceSpec
+    from ofakit.latency.table import LatencyTable
+    from ofakit.latency.validate import ValidateConfig
 
 RECORDS = "accuracy_records.jsonl"
 
@@ -36,18 +49,70 @@ def spread_over_macs(space: SearchSpace, n: int, rng: random.Random, pool: int =
 def read_records(path: Path) -> dict[ArchConfig, float]:
     """Records stored so far (a torn last line from a kill is ignored)."""
     out: dict[ArchConfig, float] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text().splitlines():
+    for data in read_jsonl(path):
         try:
-            data = json.loads(line)
             out[ArchConfig.from_dict(data["arch"])] = float(data["top1"])
-        except (json.JSONDecodeError, KeyError, ValueError):
+        except (KeyError, TypeError, ValueError):
             continue
     return out
 
 
 def append_record(path: Path, arch: ArchConfig, top1: float) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps({"arch": arch.to_dict(), "top1": top1}) + "\n")
-        fh.flush()
+    append_jsonl(path, {"arch": arch.to_dict(), "top1": top1})
+
+
+# -- latency ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LatencyRecord:
+    """One subnet measured end to end: the table's statistic (mean of two passes), and the table's reference model
+    measured in the same group (None when the table has no reference), which tells the machine's drift."""
+
+    arch: ArchConfig
+    measured_ms: float
+    reference_ms: float | None = None
+
+    def to_dict(self, device: str) -> dict[str, Any]:
+        return {"device": device, "arch": self.arch.to_dict(), "measured_ms": self.measured_ms,
+                "reference_ms": self.reference_ms}
+
+
+def read_latency_records(path: Path, device: str, space: str) -> dict[ArchConfig, LatencyRecord]:
+    """Records stored so far (a torn last line from a kill is ignored); a record of another device or space means
+    the file belongs to another fit, which is a ConfigError."""
+    out: dict[ArchConfig, LatencyRecord] = {}
+    for i, data in enumerate(read_jsonl(path), 1):
+        try:
+            arch = ArchConfig.from_dict(data["arch"])
+            ref = data.get("reference_ms")
+            record = LatencyRecord(arch, float(data["measured_ms"]), None if ref is None else float(ref))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if data.get("device") != device or arch.space != space:
+            raise ConfigError(f"{path}: record {i} is of device {data.get('device')!r} and space {arch.space!r}, "
+                              f"not {device!r} and {space!r}; pass another --records file")
+        out[arch] = record
+    return out
+
+
+def measure_latency_records(device: DeviceSpec, space: SearchSpace, table: LatencyTable, archs: Sequence[ArchConfig],
+                            path: Path, cfg: ValidateConfig, *,
+                            on_group: Callable[[int, int, int], None] | None = None) -> list[LatencyRecord]:
+    """Records of `archs`: those already in `path`, and the others measured now, appended group by group.
+
+    Args:
+        on_group: called after each group with (records done, records wanted, records measured by this call).
+    """
+    from ofakit.latency.validate import measure_groups
+
+    done = read_latency_records(path, device.name, space.name)
+    todo = [a for a in archs if a not in done]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured = 0
+    for group in measure_groups(device, space, table, todo, cfg):
+        for arch, ms in zip(group.archs, group.measured):
+            done[arch] = LatencyRecord(arch, ms, group.reference_level)
+            append_jsonl(path, done[arch].to_dict(device.name))
+        measured += len(group.archs)
+        if on_group:
+            on_group(len(archs) - len(todo) + measured, len(archs), measured)
+    return list(done.values())

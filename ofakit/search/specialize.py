@@ -32,6 +32,7 @@ class SpecializeConfig:
     budget: int = 5000  # archs scored (about population x generations)
     population: int = 100
     seed: int = 0
+    latency_model: str = "lut"  # lut | predictor | auto (ofakit.latency.estimate.ESTIMATORS)
 
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult, dict[str, Any]]:
@@ -54,7 +55,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
         raise ConfigError(f"the predictor in {bundle} is for space {predictor.space!r}, the bundle for "
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
     _check_device_serves(device.name, space.name, bundle)
-    estimator = estimator_for(device.name, space.name)
+    estimator = estimator_for(device.name, space.name, model=cfg.latency_model)
     from ofakit.predict.ofa_predictor import predictor_space
 
     search_space = predictor_space(predictor, space)  # only resolutions the predictor can encode

@@ -62,3 +62,23 @@ def test_validate_command_mistakes(cli, tiny_table, monkeypatch):
         "--samples must be at least 2, got 1")
     cli("latency", "validate", "--device", "h100-tensorrt", "--space", "tiny").assert_user_error(
         "no latency table for device 'h100-tensorrt' and space 'tiny'")
+
+
+def test_validate_scores_a_learned_predictor_on_subnets_it_was_not_fitted_on(tiny_table):
+    import random
+
+    from ofakit.latency.estimate import LutEstimator
+    from ofakit.latency.validate import sample_archs
+    from ofakit.predict.latency import fit_latency_predictor
+    from ofakit.predict.records import LatencyRecord
+
+    space = get_space("tiny")
+    fitted = sample_archs(space, (16,), 10, random.Random(0))
+    lut = LutEstimator(tiny_table).estimate_batch(fitted)
+    predictor = fit_latency_predictor(tiny_table, [LatencyRecord(a, 1.2 * ms, tiny_table.reference_ms)
+                                                   for a, ms in zip(fitted, lut)])
+    result = validate(get_device("cpu-ort"), space, tiny_table, ValidateConfig(samples=3, group=3, warmup=1, reps=2),
+                      predictor=predictor)
+    assert not set(result.archs) & set(fitted)  # same seed, yet none of the fitted subnets
+    np.testing.assert_allclose(result.estimates["predictor"], predictor.estimate_batch(result.archs))
+    assert {"predictor", "predictor_drift_normalized"} <= set(result.metrics())

@@ -1,0 +1,357 @@
+"""Learned latency predictor of one (device, space): the LUT sum corrected by a model fitted on subnets measured end
+to end, so that it learns what does not add up (operator fusion, caches, the runtime's per-call work).
+
+A sum of per-layer timings misses what happens between layers (Cai et al., "Once-for-All", ICLR 2020, section 3.4,
+and Dudziak et al., "BRP-NAS", NeurIPS 2020, on learned latency predictors). The predictor keeps the table as its
+strongest feature and learns the ratio of measured to summed latency:
+
+    estimate(arch) = scale * lut_ms(arch) * exp(f(features(arch)))
+
+Features are cheap and vectorized over a batch (`ArchFeatures`): the LUT sum, MACs, params, resolution, running
+blocks in all and per stage, mean kernel size and expand ratio. The target is the measured latency brought to the
+table's reference level (measured ms x table reference / reference measured with the subnet), so `scale` follows the
+machine's drift exactly as it does for the LUT. `f` is the model that cross-validation picks: `scale` (a constant
+ratio), `ridge` (linear in standardized features) or `gbm` (scikit-learn gradient-boosted trees, with enough
+records). Stored as JSON next to the table (`latency_tables/<device>_<space>.predictor.json`): meta, and the model's
+arrays as lists; never pickles. Prediction needs NumPy only; scikit-learn is imported to fit trees.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofakit import __version__
+from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError, LatencyLookupError
+from ofakit.io import read_json_file, save_text_file
+from ofakit.latency.estimate import LutEstimator
+from ofakit.latency.layers import mbconv_space
+from ofakit.latency.table import PREDICTOR_SUFFIX, LatencyTable, find_table, table_dirs
+from ofakit.predict.records import LatencyRecord
+from ofakit.predict.trees import gbm_predict, gbm_to_arrays
+from ofakit.space import SearchSpace
+from ofakit.space.genome import Genome
+
+FORMAT = "ofakit-latency-predictor"
+VERSION = 1
+KINDS = ("scale", "ridge", "gbm")
+MIN_RECORDS = 8  # fewer cannot be cross-validated
+MIN_RECORDS_GBM = 30  # trees only compete from this many records on
+RIDGE_ALPHA = 1.0
+GBM = dict(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8)
+
+
+def predictor_filename(device: str, space: str) -> str:
+    return f"{device}_{space}{PREDICTOR_SUFFIX}"
+
+
+def how_to_fit(device: str, space: str) -> str:
+    return f"ofakit latency fit --device {device} --space {space} --samples 40"
+
+
+def arch_digest(arch: ArchConfig) -> str:
+    """A short stable name of the network an arch defines (skipped slots left out), to remember fitted subnets."""
+    return hashlib.sha1(repr(arch.active_key).encode()).hexdigest()[:12]
+
+
+def table_fingerprint(table: LatencyTable) -> dict[str, Any]:
+    """What identifies the table a predictor was fitted against (its content hash decides)."""
+    return {"file": table.path.name if table.path else None, "date": table.meta.get("date"),
+            "reference_ms": table.reference_ms, "sha256": hashlib.sha256(table.to_json().encode()).hexdigest()}
+
+
+# -- features ---------------------------------------------------------------------------------------------------
+class ArchFeatures:
+    """Per-arch features of an MBConv space, computed for a whole batch at once.
+
+    MACs and params are sums over layers, and a block's share depends only on (resolution, slot, kernel, expand);
+    so, per resolution, they become a constant plus an array [slot, kernel, expand] (found from whole-arch counts
+    of `space.macs`/`space.params`), and a batch is the space's one-hot encoding contracted with it.
+    """
+
+    def __init__(self, lut: LutEstimator) -> None:
+        self.lut = lut
+        self.space = mbconv_space(lut.space, "the latency predictor")
+        s = self.space.spec
+        self._kernels = np.array(s.kernel_choices, dtype=np.float64)
+        self._expands = np.array(s.expand_choices, dtype=np.float64)
+        self.names = ["lut_ms", "macs_m", "params_m", "resolution", "blocks",
+                      *[f"depth{i}" for i in range(len(s.stages))], "kernel_mean", "expand_mean"]
+        self._costs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        """[arch, feature] float64, columns as in `names`; the first is the LUT sum (ms)."""
+        lut = self.lut.estimate_batch(archs)  # first: it refuses archs of another space, naming both
+        sp = self.space
+        n, k = len(archs), len(self._kernels)
+        onehot = sp.encode(archs)[:, :sp.num_slots * (k + len(self._expands))].astype(np.float64)
+        onehot = onehot.reshape(n, sp.num_slots, -1)
+        kernel, expand = onehot[..., :k], onehot[..., k:]
+        active = kernel.sum(axis=2)
+        res = np.array([a.resolution for a in archs], dtype=np.int64)
+        costs = np.empty((n, 2))
+        for r in np.unique(res):
+            rows = res == r
+            fixed, per_block = self._additive(int(r))
+            costs[rows] = fixed + np.einsum("nsk,nse,skec->nc", kernel[rows], expand[rows], per_block)
+        blocks = active.sum(axis=1)
+        depths = np.stack([active[:, slots.start:slots.stop].sum(axis=1) for slots in sp.stage_slots], axis=1)
+        kernel_mean = (kernel @ self._kernels).sum(axis=1) / np.maximum(blocks, 1)
+        expand_mean = (expand @ self._expands).sum(axis=1) / np.maximum(blocks, 1)
+        return np.column_stack([lut, costs[:, 0] / 1e6, costs[:, 1] / 1e6, res, blocks, depths, kernel_mean,
+                                expand_mean])
+
+    def _additive(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+        """(fixed [2], per_block [slot, kernel, expand, 2]) with (MACs, params) = fixed + sum over running blocks.
+
+        The base subnet runs each stage's fewest blocks with the first kernel and expand ratio. A block that always
+        runs adds the change its choice makes to the base; one that runs only at greater depth adds the difference
+        between the subnet that runs it and the one that stops just before it.
+        """
+        if resolution in self._costs:
+            return self._costs[resolution]
+        sp = self.space
+        s = sp.spec
+        low = [min(ds) for ds in sp.stage_depths]
+
+        def count(depths: Sequence[int], slot: int = -1, kernel: int = s.kernel_choices[0],
+                  expand: float = s.expand_choices[0]) -> np.ndarray:
+            ks, es = [s.kernel_choices[0]] * sp.num_slots, [s.expand_choices[0]] * sp.num_slots
+            if slot >= 0:
+                ks[slot], es[slot] = kernel, expand
+            arch = ArchConfig(sp.name, resolution, tuple(depths), tuple(ks), tuple(es))
+            return np.array([sp.macs(arch), sp.params(arch)], dtype=np.float64)
+
+        base = count(low)
+        per_block = np.zeros((sp.num_slots, len(s.kernel_choices), len(s.expand_choices), 2))
+        for stage, slots in enumerate(sp.stage_slots):
+            for pos, slot in enumerate(slots):
+                depths = list(low)
+                depths[stage] = max(low[stage], pos + 1)
+                without = base if pos < low[stage] else count([*low[:stage], pos, *low[stage + 1:]])
+                for ki, kern in enumerate(s.kernel_choices):
+                    for ei, exp in enumerate(s.expand_choices):
+                        per_block[slot, ki, ei] = count(depths, slot, kern, exp) - without
+        self._costs[resolution] = (base, per_block)
+        return base, per_block
+
+
+# -- models -----------------------------------------------------------------------------------------------------
+def _predict(kind: str, arrays: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """log(latency / LUT sum) for each row of features `x`."""
+    if kind == "gbm":
+        return gbm_predict(dict(arrays), x)
+    return ((x - arrays["mean"]) / arrays["std"]) @ arrays["coef"] + arrays["intercept"][0]
+
+
+def _fit_model(kind: str, x: np.ndarray, t: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Fit `kind` to targets `t` (log ratios); arrays for `_predict`."""
+    if kind == "gbm":
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return gbm_to_arrays(GradientBoostingRegressor(**GBM, random_state=seed).fit(x, t))
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    coef = np.zeros(x.shape[1])
+    if kind == "ridge":
+        z = (x - mean) / std
+        coef = np.linalg.solve(z.T @ z + RIDGE_ALPHA * np.eye(x.shape[1]), z.T @ (t - t.mean()))
+    return {"mean": mean, "std": std, "coef": coef, "intercept": np.array([t.mean()])}
+
+
+# -- the predictor ----------------------------------------------------------------------------------------------
+class LatencyPredictor:
+    """The LUT sum of `table` times a learned correction; `estimate` and `estimate_batch` as LutEstimator's.
+
+    Args:
+        table: the table it was fitted against (its LUT sum is the first feature).
+        kind: one of KINDS.
+        arrays: the model's arrays.
+        meta: device, space, features, records, cross-validation metrics, table fingerprint, fitted subnets, ...
+        space: the search space (defaults to the table's).
+        path: the file it was read from or written to.
+    """
+
+    name = "predictor"
+
+    def __init__(self, table: LatencyTable, kind: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *,
+                 space: SearchSpace | None = None, path: Path | None = None) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown latency predictor kind {kind!r}; known: {', '.join(KINDS)}")
+        self.table = table
+        self.kind = kind
+        self.arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+        self.meta = dict(meta)
+        self.path = path
+        self.features = ArchFeatures(LutEstimator(table, space))
+        self.space = self.features.space
+        self._fitted = frozenset(self.meta.get("fitted_archs", ()))
+
+    def estimate(self, arch: ArchConfig, *, scale: float = 1.0) -> float:
+        """Estimated latency of `arch` in ms."""
+        return float(self.estimate_batch([arch], scale=scale)[0])
+
+    def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms, float64, one per arch."""
+        if not len(archs):
+            return np.zeros(0)
+        x = self.features(archs)
+        return scale * x[:, 0] * np.exp(_predict(self.kind, self.arrays, x))
+
+    def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms of genome rows (what a search holds); decodes them to archs."""
+        return self.estimate_batch(genome.decode(rows), scale=scale)
+
+    def fitted_on(self, arch: ArchConfig) -> bool:
+        """Whether `arch` was one of the subnets the predictor was fitted on."""
+        return arch_digest(arch) in self._fitted
+
+    # -- JSON ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "meta": self.meta,
+                "model": {"kind": self.kind, "arrays": {k: v.tolist() for k, v in self.arrays.items()}}}
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a crash leaves the previous file); returns the path."""
+        path = Path(path)
+        save_text_file(path, json.dumps(self.to_dict(), indent=1) + "\n", "latency predictor")
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, table: LatencyTable) -> LatencyPredictor:
+        """Read a predictor file fitted against `table`; a malformed file is a ConfigError, a predictor of another
+        device or space, or fitted against another version of the table, a LatencyLookupError naming the refit."""
+        path = Path(path)
+        data = read_json_file(path, "latency predictor")
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ConfigError(f"{path}: not an ofakit latency predictor (expected \"format\": {FORMAT!r})")
+        if data.get("version") != VERSION:
+            raise ConfigError(f"{path}: predictor version {data.get('version')!r} is not supported (this ofakit "
+                              f"reads version {VERSION})")
+        meta, model = data.get("meta"), data.get("model")
+        if not isinstance(meta, Mapping) or not isinstance(model, Mapping) or not isinstance(model.get("arrays"),
+                                                                                              Mapping):
+            raise ConfigError(f"{path}: 'meta' and 'model' (with 'kind' and 'arrays') must be objects")
+        device, space = table.meta.get("device"), table.meta.get("space")
+        if (meta.get("device"), meta.get("space")) != (device, space):
+            raise LatencyLookupError(f"{path} is the latency predictor of device {meta.get('device')!r} and space "
+                                     f"{meta.get('space')!r}, not {device!r} and {space!r}")
+        fitted = (meta.get("table") or {}).get("sha256")
+        if fitted != table_fingerprint(table)["sha256"]:
+            raise LatencyLookupError(f"latency predictor {path} was fitted against another version of table "
+                                     f"{table.name!r} ({table.path}); refit it: {how_to_fit(device, space)}")
+        try:
+            arrays = {k: np.asarray(v, dtype=np.float64) for k, v in model["arrays"].items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: the model's arrays must be (nested) lists of numbers") from None
+        return cls(table, str(model.get("kind")), arrays, meta, path=path)
+
+
+def find_predictor(device: str, space: str, dirs: Iterable[Path] | None = None) -> Path | None:
+    """The predictor file of `device` (canonical name) for `space` in the table folders, first match; None if none."""
+    for folder in table_dirs() if dirs is None else dirs:
+        path = Path(folder) / predictor_filename(device, space)
+        if path.is_file():
+            return path
+    return None
+
+
+def load_predictor(device: str, space: str, *, fallback: bool = False) -> LatencyPredictor | LutEstimator:
+    """The fitted predictor of `device` (name or alias) for `space`.
+
+    Without a predictor (or with one fitted against another version of the table) this is a LatencyLookupError that
+    names the fit command, or with `fallback` the LUT sum (with a warning for a stale predictor).
+    """
+    from ofakit.latency.devices import get_device
+
+    name = get_device(device).name
+    table = find_table(name, space)
+    path = find_predictor(name, space)
+    if path is None:
+        if fallback:
+            return LutEstimator(table)
+        where = ", ".join(str(d) for d in table_dirs()) or "no table folder found"
+        raise LatencyLookupError(f"no latency predictor for device {name!r} and space {space!r} (looked in "
+                                 f"{where}); fit one: {how_to_fit(name, space)}")
+    try:
+        return LatencyPredictor.load(path, table)
+    except LatencyLookupError as exc:
+        if not fallback:
+            raise
+        warnings.warn(f"{exc}; using the LUT sum", stacklevel=2)
+        return LutEstimator(table)
+
+
+# -- fitting ----------------------------------------------------------------------------------------------------
+def _at_table_level(records: Sequence[LatencyRecord], table: LatencyTable) -> tuple[np.ndarray, bool]:
+    """Measured ms brought to the table's reference level when every record has its reference measurement."""
+    measured = np.array([r.measured_ms for r in records], dtype=np.float64)
+    refs = [r.reference_ms for r in records]
+    if not table.reference_ms or any(not ref for ref in refs):
+        return measured, False
+    return measured * table.reference_ms / np.array(refs, dtype=np.float64), True
+
+
+def fit_latency_predictor(table: LatencyTable, records: Sequence[LatencyRecord], *, space: SearchSpace | None = None,
+                          kinds: Sequence[str] = KINDS, folds: int = 5, seed: int = 0,
+                          meta: Mapping[str, Any] | None = None,
+                          on_kind: Callable[[str], None] | None = None) -> LatencyPredictor:
+    """Fit each kind to the records, pick the one with the lowest cross-validated MAPE, refit it on all records.
+
+    Args:
+        table: the device's table for the space (the LUT sum is the first feature).
+        records: subnets measured end to end (`ofakit.predict.records`).
+        kinds: candidates (gbm only from MIN_RECORDS_GBM records on).
+        folds: cross-validation folds.
+        seed: seeds the folds and the trees.
+        meta: extra metadata to store (e.g. how the subnets were sampled).
+        on_kind: called with each candidate's name before it is cross-validated.
+    """
+    records = list({r.arch: r for r in records}.values())
+    if len(records) < MIN_RECORDS:
+        raise ConfigError(f"need at least {MIN_RECORDS} measured subnets to fit a latency predictor, got "
+                          f"{len(records)}")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ConfigError(f"unknown latency predictor kind(s) {', '.join(map(repr, unknown))}; known: "
+                          f"{', '.join(KINDS)}")
+    from ofakit.latency.validate import accuracy
+
+    features = ArchFeatures(LutEstimator(table, space))
+    archs = [r.arch for r in records]
+    x = features(archs)
+    y, normalized = _at_table_level(records, table)
+    t = np.log(y / x[:, 0])
+    kinds = [k for k in kinds if k != "gbm" or len(records) >= MIN_RECORDS_GBM]
+    order = np.random.default_rng(seed).permutation(len(records))
+    folds = min(folds, len(records))
+    cv: dict[str, dict[str, float]] = {"lut": accuracy(x[:, 0], y)}
+    for kind in kinds:
+        if on_kind:
+            on_kind(kind)
+        out_of_fold = np.empty(len(records))
+        for f in range(folds):
+            test = order[f::folds]
+            train = np.setdiff1d(order, test)
+            out_of_fold[test] = _predict(kind, _fit_model(kind, x[train], t[train], seed), x[test])
+        cv[kind] = accuracy(x[:, 0] * np.exp(out_of_fold), y)
+    best = min(kinds, key=lambda k: cv[k]["mape_pct"])
+    device, space_name = table.meta["device"], table.meta["space"]
+    info = {
+        "device": device, "space": space_name, "kind": best, "features": features.names,
+        "target": "log(measured ms at the table's reference level / LUT sum ms)" if normalized
+        else "log(measured ms / LUT sum ms)",
+        "drift_normalized": normalized, "records": len(records), "folds": folds, "seed": seed,
+        "cv": cv, "date": datetime.date.today().isoformat(), "ofakit_version": __version__,
+        "table": table_fingerprint(table), **(meta or {}),
+        "fitted_archs": sorted(arch_digest(a) for a in archs),
+    }
+    return LatencyPredictor(table, best, _fit_model(best, x, t, seed), info, space=features.lut.space)
