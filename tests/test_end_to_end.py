@@ -41,10 +41,14 @@ def test_train_fit_profile_specialize_export_verify(tmp_path, cli, monkeypatch):
     assert low < high
     budget = low + 0.5 * (high - low)
     spec = cli("specialize", "--device", "cpu-ort", "--latency", f"{budget:.4f}ms", "--bundle", bundle,
-               "--budget", "400", "--out", tmp_path / "spec", "--json")
+               "--budget", "400", "--out", tmp_path / "spec", "--json", "--verify", "digits")
     assert spec.code == 0, spec.err
     report = json.loads(spec.out)
     assert report["latency_ms"] <= budget and report["space"] == "tiny"
+    verify = report["verify"]
+    assert 0.3 < verify["top1"] <= 1.0 and verify["predicted_top1"] == report["predicted_accuracy"]
+    assert verify["estimated_latency_ms"] == report["latency_ms"]
+    assert 0.2 < verify["measured_latency_ms"] / report["latency_ms"] < 5  # same model, measured vs its table
 
     model = tmp_path / "subnet.onnx"
     exported = cli("export", "--bundle", bundle, "--arch", tmp_path / "spec" / "arch.json", "--format", "onnx",

@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--pareto", action="store_true", help="also compute the accuracy/latency front (needs --out "
                                                           "for the PNG)")
-    p.add_argument("--verify", metavar="DATA", help="recalibrate BN and measure the chosen subnet's real accuracy")
+    p.add_argument("--verify", metavar="DATA", help="recalibrate BN and measure the chosen subnet's real accuracy "
+                   "on DATA, and its latency end to end where the device runs here")
     p.set_defaults(run=run)
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         est = estimator_for(report["device"], report["space"], model=report["latency_estimator"])
         report["pareto"] = pareto_report(result, est.estimate_rows)
     if args.verify:
-        report["verify"] = _verify(args.bundle, result.best, args.verify)
+        report["verify"] = _verify(args.bundle, result.best, args.verify, report)
     if args.out is not None:
         import json
 
@@ -81,18 +82,49 @@ def run(args: argparse.Namespace) -> int:
             ["resolution", str(report["arch"]["resolution"])], ["depths", str(report["arch"]["depths"])],
             ["searched", f"{report['evaluations']} archs in {report['wall_time_s']:.2f} s ({report['algorithm']})"]]
     if "verify" in report:
-        rows.append(["measured top-1", f"{100 * report['verify']['top1']:.2f} % on {report['verify']['data']}"])
+        v = report["verify"]
+        rows.append(["measured top-1", f"{100 * v['top1']:.2f} % on {v['data']}"])
+        if "measured_latency_ms" in v:
+            rows.append(["measured latency", f"{v['measured_latency_ms']:.2f} ms end to end on {report['device']}"])
+        else:
+            rows.append(["measured latency", "not measured: " + v["latency_not_measured"]])
     print_table(f"specialized {report['space']} for {report['device']}", ["", "value"], rows)
     if args.out is not None:
         print(f"wrote {args.out / 'arch.json'} and {args.out / 'report.json'}", file=sys.stderr)
     return 0
 
 
-def _verify(bundle: Path, arch, data: str) -> dict:  # noqa: ANN001
+def _verify(bundle: Path, arch, data: str, report: dict) -> dict:  # noqa: ANN001
+    """Real top-1 after BN recalibration, and the subnet's end-to-end latency where the device runs here."""
     from ofakit.bundle import load_bundle
+    from ofakit.errors import BackendUnavailableError
     from ofakit.train.data import load_dataset
     from ofakit.train.evaluate import EvalConfig, evaluate_subnet
 
     supernet, _ = load_bundle(bundle)
     top1 = evaluate_subnet(supernet, arch, load_dataset(data, "train"), load_dataset(data, "val"), EvalConfig())
-    return {"top1": round(top1, 4), "data": data}
+    out = {"top1": round(top1, 4), "predicted_top1": report["predicted_accuracy"], "data": data}
+    try:
+        out.update(_measure_latency(arch, report))
+    except BackendUnavailableError as exc:
+        out["latency_not_measured"] = str(exc)
+    return out
+
+
+def _measure_latency(arch, report: dict) -> dict:  # noqa: ANN001
+    """Measure `arch` end to end on the report's device (two interleaved passes with the table's reference model)
+    and compare with the estimate, also scaled by the reference's drift since the table was made."""
+    from ofakit.latency.devices import get_device
+    from ofakit.latency.table import find_table
+    from ofakit.latency.validate import ValidateConfig, measure_groups
+    from ofakit.space import get_space
+
+    table = find_table(report["device"], report["space"])
+    group = next(measure_groups(get_device(report["device"]), get_space(report["space"]), table, [arch],
+                                ValidateConfig(group=1)))
+    out = {"measured_latency_ms": round(group.measured[0], 4), "estimated_latency_ms": report["latency_ms"]}
+    if group.reference_level is not None and table.reference_ms:
+        scale = group.reference_level / table.reference_ms
+        out["drift_scale"] = round(scale, 4)
+        out["estimated_latency_ms_drift_normalized"] = round(report["latency_ms"] * scale, 4)
+    return out
