@@ -37,6 +37,7 @@ from ofakit.latency.table import PREDICTOR_SUFFIX, LatencyTable, find_table, tab
 from ofakit.predict.records import LatencyRecord
 from ofakit.predict.trees import gbm_predict, gbm_to_arrays
 from ofakit.space import SearchSpace
+from ofakit.space.additive import BlockSum
 from ofakit.space.genome import Genome
 
 FORMAT = "ofakit-latency-predictor"
@@ -71,9 +72,7 @@ def table_fingerprint(table: LatencyTable) -> dict[str, Any]:
 class ArchFeatures:
     """Per-arch features of an MBConv space, computed for a whole batch at once.
 
-    MACs and params are sums over layers, and a block's share depends only on (resolution, slot, kernel, expand);
-    so, per resolution, they become a constant plus an array [slot, kernel, expand] (found from whole-arch counts
-    of `space.macs`/`space.params`), and a batch is the space's one-hot encoding contracted with it.
+    MACs and params are `BlockSum`s of the space's per-layer costs (one gather per batch), as in the search limits.
     """
 
     def __init__(self, lut: LutEstimator) -> None:
@@ -84,7 +83,9 @@ class ArchFeatures:
         self._expands = np.array(s.expand_choices, dtype=np.float64)
         self.names = ["lut_ms", "macs_m", "params_m", "resolution", "blocks",
                       *[f"depth{i}" for i in range(len(s.stages))], "kernel_mean", "expand_mean"]
-        self._costs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        sp = self.space
+        self._macs = BlockSum(sp, lambda _, layer: float(sp.layer_costs(layer)[0]))
+        self._params = BlockSum(sp, lambda _, layer: float(sp.layer_costs(layer)[1]))
 
     def __call__(self, archs: Sequence[ArchConfig]) -> np.ndarray:
         """[arch, feature] float64, columns as in `names`; the first is the LUT sum (ms)."""
@@ -96,51 +97,13 @@ class ArchFeatures:
         kernel, expand = onehot[..., :k], onehot[..., k:]
         active = kernel.sum(axis=2)
         res = np.array([a.resolution for a in archs], dtype=np.int64)
-        costs = np.empty((n, 2))
-        for r in np.unique(res):
-            rows = res == r
-            fixed, per_block = self._additive(int(r))
-            costs[rows] = fixed + np.einsum("nsk,nse,skec->nc", kernel[rows], expand[rows], per_block)
+        costs = np.column_stack([self._macs.of_archs(archs), self._params.of_archs(archs)])
         blocks = active.sum(axis=1)
         depths = np.stack([active[:, slots.start:slots.stop].sum(axis=1) for slots in sp.stage_slots], axis=1)
         kernel_mean = (kernel @ self._kernels).sum(axis=1) / np.maximum(blocks, 1)
         expand_mean = (expand @ self._expands).sum(axis=1) / np.maximum(blocks, 1)
         return np.column_stack([lut, costs[:, 0] / 1e6, costs[:, 1] / 1e6, res, blocks, depths, kernel_mean,
                                 expand_mean])
-
-    def _additive(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-        """(fixed [2], per_block [slot, kernel, expand, 2]) with (MACs, params) = fixed + sum over running blocks.
-
-        The base subnet runs each stage's fewest blocks with the first kernel and expand ratio. A block that always
-        runs adds the change its choice makes to the base; one that runs only at greater depth adds the difference
-        between the subnet that runs it and the one that stops just before it.
-        """
-        if resolution in self._costs:
-            return self._costs[resolution]
-        sp = self.space
-        s = sp.spec
-        low = [min(ds) for ds in sp.stage_depths]
-
-        def count(depths: Sequence[int], slot: int = -1, kernel: int = s.kernel_choices[0],
-                  expand: float = s.expand_choices[0]) -> np.ndarray:
-            ks, es = [s.kernel_choices[0]] * sp.num_slots, [s.expand_choices[0]] * sp.num_slots
-            if slot >= 0:
-                ks[slot], es[slot] = kernel, expand
-            arch = ArchConfig(sp.name, resolution, tuple(depths), tuple(ks), tuple(es))
-            return np.array([sp.macs(arch), sp.params(arch)], dtype=np.float64)
-
-        base = count(low)
-        per_block = np.zeros((sp.num_slots, len(s.kernel_choices), len(s.expand_choices), 2))
-        for stage, slots in enumerate(sp.stage_slots):
-            for pos, slot in enumerate(slots):
-                depths = list(low)
-                depths[stage] = max(low[stage], pos + 1)
-                without = base if pos < low[stage] else count([*low[:stage], pos, *low[stage + 1:]])
-                for ki, kern in enumerate(s.kernel_choices):
-                    for ei, exp in enumerate(s.expand_choices):
-                        per_block[slot, ki, ei] = count(depths, slot, kern, exp) - without
-        self._costs[resolution] = (base, per_block)
-        return base, per_block
 
 
 # -- models -----------------------------------------------------------------------------------------------------
