@@ -159,16 +159,14 @@ class OfakitRunner:
     def __init__(self, cfg: BenchConfig, channels_last: bool) -> None:
         from ofakit.space import get_space
         from ofakit.supernet import build_supernet, extract_subnet
-        from ofakit.train.loop import StepModule
+        from ofakit.train.loop import StepModule, freeze_teacher
 
         self.cfg = cfg
         self.memory = torch.channels_last if channels_last else torch.contiguous_format
         space = get_space(cfg.space)
         torch.manual_seed(cfg.seed)
         supernet = build_supernet(space, dropout=DROPOUT).to(device=cfg.device, memory_format=self.memory)
-        teacher = extract_subnet(supernet, space.largest()).to(device=cfg.device, memory_format=self.memory).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher = freeze_teacher(extract_subnet(supernet, space.largest()), cfg.device, self.memory)
         self.module = StepModule(supernet, teacher, LABEL_SMOOTHING)
         self.optimizer = sgd(supernet)
         self.num_classes = supernet.num_classes

@@ -41,19 +41,23 @@ def run_fit(args: argparse.Namespace) -> int:
         raise ConfigError(f"data {args.data!r} has {train.num_classes} classes, the bundle {info.num_classes}")
     archs = spread_over_macs(space, args.samples, random.Random(args.seed))
     path = args.bundle / RECORDS
-    done = read_records(path)
     cfg = EvalConfig(max_batches=args.val_batches, recalibration_batches=args.calibration_batches, seed=args.seed)
+    images = len(val) if cfg.max_batches is None else min(len(val), cfg.max_batches * cfg.batch_size)
+    evaluation = {"data": Path(str(args.data)).name, "val_images": images,
+                  "calibration_images": cfg.recalibration_batches * cfg.recalibration_batch_size, "seed": cfg.seed}
+    done = read_records(path, evaluation)
     todo = [a for a in archs if a not in done]
     with Progress() as bar:
         task = bar.add_task("evaluating subnets", total=len(archs), completed=len(archs) - len(todo))
         for arch in todo:
             top1 = evaluate_subnet(supernet, arch, train, val, cfg)
-            append_record(path, arch, top1)
+            append_record(path, arch, top1, evaluation)
             done[arch] = top1
             bar.advance(task)
     records = [(a, done[a]) for a in archs]
     predictor = fit_accuracy_predictor(space, [a for a, _ in records], [t for _, t in records], seed=args.seed)
     predictor.meta["data"] = args.data
+    predictor.meta["evaluation"] = evaluation
     predictor.save(args.bundle)
     held = predictor.meta["heldout"]
     print_table("accuracy predictor", ["", "value"], [

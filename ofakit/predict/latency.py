@@ -86,24 +86,26 @@ class ArchFeatures:
         sp = self.space
         self._macs = BlockSum(sp, lambda _, layer: float(sp.layer_costs(layer)[0]))
         self._params = BlockSum(sp, lambda _, layer: float(sp.layer_costs(layer)[1]))
+        self.genome = Genome(sp)
 
     def __call__(self, archs: Sequence[ArchConfig]) -> np.ndarray:
         """[arch, feature] float64, columns as in `names`; the first is the LUT sum (ms)."""
-        lut = self.lut.estimate_batch(archs)  # first: it refuses archs of another space, naming both
-        sp = self.space
-        n, k = len(archs), len(self._kernels)
-        onehot = sp.encode(archs)[:, :sp.num_slots * (k + len(self._expands))].astype(np.float64)
-        onehot = onehot.reshape(n, sp.num_slots, -1)
-        kernel, expand = onehot[..., :k], onehot[..., k:]
-        active = kernel.sum(axis=2)
-        res = np.array([a.resolution for a in archs], dtype=np.int64)
-        costs = np.column_stack([self._macs.of_archs(archs), self._params.of_archs(archs)])
-        blocks = active.sum(axis=1)
-        depths = np.stack([active[:, slots.start:slots.stop].sum(axis=1) for slots in sp.stage_slots], axis=1)
-        kernel_mean = (kernel @ self._kernels).sum(axis=1) / np.maximum(blocks, 1)
-        expand_mean = (expand @ self._expands).sum(axis=1) / np.maximum(blocks, 1)
-        return np.column_stack([lut, costs[:, 0] / 1e6, costs[:, 1] / 1e6, res, blocks, depths, kernel_mean,
-                                expand_mean])
+        return self.of_rows(self.genome, self.genome.encode(archs))
+
+    def of_rows(self, genome: Genome, rows: np.ndarray) -> np.ndarray:
+        """The features of genome rows (what a search holds), without building archs."""
+        lut = self.lut.estimate_rows(genome, rows)
+        active = genome.active(rows)
+        kernel_cols, expand_cols = genome.columns["kernel_sizes"], genome.columns["expand_ratios"]
+        used = active[:, kernel_cols]
+        blocks = used.sum(axis=1).astype(np.float64)
+        kernel_mean = np.where(used, genome.values(rows, "kernel_sizes"), 0.0).sum(axis=1) / np.maximum(blocks, 1)
+        expand_used = active[:, expand_cols]
+        expand_mean = np.where(expand_used, genome.values(rows, "expand_ratios"), 0.0).sum(axis=1)
+        expand_mean = expand_mean / np.maximum(blocks, 1)
+        return np.column_stack([lut, self._macs.of_rows(genome, rows) / 1e6, self._params.of_rows(genome, rows) / 1e6,
+                                genome.values(rows, "resolution")[:, 0], blocks, genome.values(rows, "depths"),
+                                kernel_mean, expand_mean])
 
 
 # -- models -----------------------------------------------------------------------------------------------------
@@ -169,8 +171,11 @@ class LatencyPredictor:
         return scale * x[:, 0] * np.exp(_predict(self.kind, self.arrays, x))
 
     def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
-        """Estimated latencies in ms of genome rows (what a search holds); decodes them to archs."""
-        return self.estimate_batch(genome.decode(rows), scale=scale)
+        """Estimated latencies in ms of genome rows (what a search holds), float64."""
+        if not len(rows):
+            return np.zeros(0)
+        x = self.features.of_rows(genome, rows)
+        return scale * x[:, 0] * np.exp(_predict(self.kind, self.arrays, x))
 
     def fitted_on(self, arch: ArchConfig) -> bool:
         """Whether `arch` was one of the subnets the predictor was fitted on."""

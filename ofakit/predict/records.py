@@ -46,19 +46,32 @@ def spread_over_macs(space: SearchSpace, n: int, rng: random.Random, pool: int =
     return list(chosen)
 
 
-def read_records(path: Path) -> dict[ArchConfig, float]:
-    """Records stored so far (a torn last line from a kill is ignored)."""
+def read_records(path: Path, evaluation: dict[str, Any] | None = None) -> dict[ArchConfig, float]:
+    """Records stored so far (a torn last line from a kill is ignored).
+
+    With `evaluation` (how accuracies are measured: data, images, calibration), records measured another way are
+    refused with a ConfigError rather than mixed in: accuracies on 2,048 and on 5,000 images are not comparable.
+    """
     out: dict[ArchConfig, float] = {}
     for data in read_jsonl(path):
         try:
-            out[ArchConfig.from_dict(data["arch"])] = float(data["top1"])
+            arch, top1 = ArchConfig.from_dict(data["arch"]), float(data["top1"])
         except (KeyError, TypeError, ValueError):
             continue
+        if evaluation is not None and data.get("evaluation") != evaluation:
+            raise ConfigError(
+                f"{path} holds accuracies measured with {data.get('evaluation') or 'unrecorded settings'}, not "
+                f"{evaluation}; run with the same --data/--val-batches/--calibration-batches/--seed to resume, or "
+                f"move {path.name} aside to start over")
+        out[arch] = top1
     return out
 
 
-def append_record(path: Path, arch: ArchConfig, top1: float) -> None:
-    append_jsonl(path, {"arch": arch.to_dict(), "top1": top1})
+def append_record(path: Path, arch: ArchConfig, top1: float, evaluation: dict[str, Any] | None = None) -> None:
+    record: dict[str, Any] = {"arch": arch.to_dict(), "top1": top1}
+    if evaluation is not None:
+        record["evaluation"] = evaluation
+    append_jsonl(path, record)
 
 
 # -- latency ----------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class MBConvSupernet(nn.Module):
         eps, mom = s.bn_eps, s.bn_momentum
         self.stem_conv = nn.Conv2d(3, s.stem_width, 3, s.stem_stride, 1, bias=False)
         self.stem_bn = nn.BatchNorm2d(s.stem_width, eps=eps, momentum=mom)
-        self.stem_act = make_activation(s.stem_act)
+        self.stem_act = make_activation(s.stem_act, inplace=True)
         self.first_block = DynamicMBConv(s.stem_width, s.first_width, kernel_choices=(3,), expand_choices=(1,),
                                          stride=1, act=s.first_act, se=s.first_se, bn_eps=eps, bn_momentum=mom)
         blocks = []
@@ -40,7 +40,7 @@ class MBConvSupernet(nn.Module):
                                             act=stage.act, se=stage.se, bn_eps=eps, bn_momentum=mom))
                 c = stage.width
         self.blocks = nn.ModuleList(blocks)
-        self.head_act = make_activation(s.head_act)
+        self.head_act = make_activation(s.head_act, inplace=True)  # on fresh BN or conv outputs only
         if s.head == "mbv3":
             self.final_expand_conv = nn.Conv2d(c, s.final_expand_width, 1, bias=False)
             self.final_expand_bn = nn.BatchNorm2d(s.final_expand_width, eps=eps, momentum=mom)

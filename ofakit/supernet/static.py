@@ -10,8 +10,10 @@ from ofakit.arch import ArchConfig
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
 
 
-def make_activation(name: str) -> nn.Module:
-    return ACTIVATIONS[name]()
+def make_activation(name: str, *, inplace: bool = False) -> nn.Module:
+    """The activation `name`; `inplace=True` overwrites its input (for training, where the input is a fresh BN output
+    that nothing else reads: saves a tensor per layer and a pass over memory)."""
+    return ACTIVATIONS[name](inplace=inplace)
 
 
 class SqueezeExcite(nn.Module):
@@ -86,3 +88,26 @@ class StaticNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.pool(self.features(x))))
+
+
+@torch.no_grad()
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an `nn.Sequential` into that conv's weight
+    and bias (the BN becomes `nn.Identity`), in place; returns `net`.
+
+    For inference only (the frozen teacher of progressive shrinking): the result computes the same function as the
+    eval-mode network up to float rounding, one pass over each feature map fewer per layer.
+    """
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if not (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn.running_var is not None):
+                continue
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+            folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+            seq[i], seq[i + 1] = folded, nn.Identity()
+    return net

@@ -30,6 +30,7 @@ from ofakit.io import atomic_write_json
 from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet, extract_subnet
 from ofakit.supernet.sort import sort_channels
+from ofakit.supernet.static import fold_batchnorm
 from ofakit.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ofakit.train.config import StageConfig, TrainConfig
 from ofakit.train.data import load_dataset, iterate_batches
@@ -406,7 +407,12 @@ def _teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: Search
         if world > 1:
             dist.barrier()
             teacher.load_state_dict(load_file(str(path)))
-    teacher = teacher.to(device=device, memory_format=memory).eval()
+    return freeze_teacher(teacher, device, memory)
+
+
+def freeze_teacher(teacher: nn.Module, device: torch.device | str, memory: torch.memory_format) -> nn.Module:
+    """The teacher as training runs it: eval mode, batch norms folded into the convs, no gradients."""
+    teacher = fold_batchnorm(teacher.eval()).to(device=device, memory_format=memory)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher

@@ -26,3 +26,19 @@ def test_fit_stores_a_predictor_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "3"]) == 2
     assert "--samples must be at least 10" in capsys.readouterr().err
+
+
+def test_fit_refuses_to_mix_records_measured_another_way(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_bundle(tmp_path, build_supernet("tiny", num_classes=10))
+    argv = ["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "10",
+            "--calibration-batches", "1"]
+    assert main(argv + ["--val-batches", "1"]) == 0
+    before = (tmp_path / RECORDS).read_text()
+    assert AccuracyPredictor.load(tmp_path).meta["evaluation"]["val_images"] == 256
+    capsys.readouterr()
+    assert main(argv + ["--val-batches", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "'val_images': 256" in err and "'val_images': 360" in err and "move accuracy_records.jsonl aside" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / RECORDS).read_text() == before

@@ -52,6 +52,28 @@ def test_features_count_macs_and_params_exactly(space):
     np.testing.assert_allclose(x[:, 2] * 1e6, [sp.params(a) for a in archs], rtol=1e-12)
     np.testing.assert_array_equal(x[:, 5:5 + len(sp.stage_slots)], [a.depths for a in archs])
     np.testing.assert_allclose(x[:, 0], features.lut.estimate_batch(archs))
+    used = [[s for s in sp.active_slots(a)] for a in archs]
+    np.testing.assert_array_equal(x[:, 4], [len(u) for u in used])
+    np.testing.assert_allclose(x[:, -2], [np.mean([a.kernel_sizes[s] for s in u]) for a, u in zip(archs, used)])
+    np.testing.assert_allclose(x[:, -1], [np.mean([a.expand_ratios[s] for s in u]) for a, u in zip(archs, used)])
+
+
+def test_rows_are_estimated_as_their_archs(table):
+    """What a search holds (genome rows, also of a genome restricted to some resolutions) gets the same estimates
+    as the archs they decode to."""
+    import copy
+
+    from ofakit.space.genome import Genome
+
+    pred = fit_latency_predictor(table, records(table, 40), kinds=("gbm",))
+    space = get_space(SPACE)
+    restricted = copy.copy(space)  # as ofakit.predict.ofa_predictor.predictor_space restricts a search
+    restricted.resolutions = tuple(table.resolutions[-1:])
+    for genome in (Genome(space), Genome(restricted)):
+        rows = genome.sample(300, np.random.default_rng(4))
+        np.testing.assert_allclose(pred.estimate_rows(genome, rows, scale=1.2),
+                                   pred.estimate_batch(genome.decode(rows), scale=1.2), rtol=1e-12)
+    assert pred.estimate_rows(Genome(space), np.zeros((0, Genome(space).width), dtype=np.int64)).shape == (0,)
 
 
 def test_fit_learns_what_does_not_add_up(table):
