@@ -59,8 +59,9 @@ def test_every_subnet_matches_mit(name, tmp_path):
         want = logits[subnet["logits_file_key"]]
         scale = max(1.0, float(np.abs(want).max()))  # fp32 rounding grows with the logits' size (ResNet: ~8)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * scale, err_msg=subnet["kind"])
-        # the weights make logits depend only weakly on the input; compare that dependence on its own scale
-        np.testing.assert_allclose(got[0] - got[1], want[0] - want[1], rtol=1e-3, atol=5e-7 * scale,
+        # the weights make logits depend only weakly on the input; compare that dependence on its own scale (the
+        # atol is a few fp32 roundings of the logits: summation order changes with the thread count)
+        np.testing.assert_allclose(got[0] - got[1], want[0] - want[1], rtol=1e-3, atol=2e-6 * scale,
                                    err_msg=subnet["kind"])
 
 
