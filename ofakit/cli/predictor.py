@@ -5,8 +5,12 @@ import argparse
 import random
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ofakit.cli.output import print_table
+
+if TYPE_CHECKING:
+    from ofakit.predict.accuracy import AccuracyPredictor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +63,7 @@ def run_fit(args: argparse.Namespace) -> int:
     predictor.meta["data"] = args.data
     predictor.meta["evaluation"] = evaluation
     predictor.save(args.bundle)
+    _record_in_bundle(args.bundle, predictor)
     held = predictor.meta["heldout"]
     print_table("accuracy predictor", ["", "value"], [
         ["chosen", predictor.kind], ["samples", str(len(records))],
@@ -67,3 +72,19 @@ def run_fit(args: argparse.Namespace) -> int:
         ["held-out RMSE", f"{100 * held['rmse']:.2f} points"]])
     print(f"predictor stored in {args.bundle}", file=sys.stderr)
     return 0
+
+
+def _record_in_bundle(bundle: Path, predictor: AccuracyPredictor) -> None:
+    """Keep bundle.json's provenance in step: metrics.predictor describes the predictor now stored beside it."""
+    import json
+
+    from ofakit.bundle import BUNDLE_JSON
+    from ofakit.io import atomic_write_json
+
+    path = bundle / BUNDLE_JSON
+    data = json.loads(path.read_text())
+    meta = predictor.meta
+    data.setdefault("metrics", {})["predictor"] = {
+        "kind": predictor.kind, "samples": meta.get("samples"), "heldout": meta.get("heldout"),
+        "cv_kendall_tau": meta.get("cv_kendall_tau"), "evaluation": meta.get("evaluation")}
+    atomic_write_json(path, data)

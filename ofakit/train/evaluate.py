@@ -14,7 +14,7 @@ from ofakit.train.data import ArrayDataset, iterate_batches
 @dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 256
-    max_batches: int | None = None  # cap on validation batches
+    max_batches: int | None = None  # cap on validation batches (a seeded random subset; None: all)
     recalibration_batches: int = 8  # training batches (no augmentation) for BN statistics
     recalibration_batch_size: int = 64
     seed: int = 0
@@ -32,8 +32,10 @@ def evaluate_subnet(supernet: torch.nn.Module, arch: ArchConfig, train: ArrayDat
         device=device, limit=cfg.recalibration_batches))
     recalibrate_bn(sub, calib)
     correct = total = 0
+    # A cap scores a seeded random subset, the same for every subnet: data sets stored sorted by class (CIFAR-10's
+    # test split, ofakit's held-out split) would otherwise be scored on their first few classes only.
     for x, y in iterate_batches(val, cfg.batch_size, resolution=arch.resolution, device=device,
-                                limit=cfg.max_batches):
+                                shuffle=cfg.max_batches is not None, seed=cfg.seed, limit=cfg.max_batches):
         correct += int((sub(x.to(memory_format=memory)).argmax(1) == y).sum())
         total += len(y)
     return correct / max(total, 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ofakit.bundle import save_bundle
+from ofakit.bundle import read_bundle_info, save_bundle
 from ofakit.cli.main import main
 from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.predict.records import RECORDS, read_records
@@ -20,6 +20,9 @@ def test_fit_stores_a_predictor_and_resumes(tmp_path, capsys):
     assert len(records) == 12 and all(0 <= v <= 1 for v in records.values())
     pred = AccuracyPredictor.load(tmp_path)
     assert pred.space == "tiny" and pred.meta["samples"] == 12 and pred.meta["data"] == "digits"
+    recorded = read_bundle_info(tmp_path).metrics["predictor"]  # bundle.json's provenance follows the predictor
+    assert recorded["kind"] == pred.kind and recorded["heldout"] == pred.meta["heldout"]
+    assert recorded["evaluation"] == {"data": "digits", "val_images": 256, "calibration_images": 64, "seed": 0}
     before = (tmp_path / RECORDS).read_text()
     assert main(argv) == 0  # everything evaluated already: no new records
     assert (tmp_path / RECORDS).read_text() == before
