@@ -79,8 +79,6 @@ class ArchFeatures:
         self.lut = lut
         self.space = mbconv_space(lut.space, "the latency predictor")
         s = self.space.spec
-        self._kernels = np.array(s.kernel_choices, dtype=np.float64)
-        self._expands = np.array(s.expand_choices, dtype=np.float64)
         self.names = ["lut_ms", "macs_m", "params_m", "resolution", "blocks",
                       *[f"depth{i}" for i in range(len(s.stages))], "kernel_mean", "expand_mean"]
         sp = self.space
@@ -95,14 +93,10 @@ class ArchFeatures:
     def of_rows(self, genome: Genome, rows: np.ndarray) -> np.ndarray:
         """The features of genome rows (what a search holds), without building archs."""
         lut = self.lut.estimate_rows(genome, rows)
-        active = genome.active(rows)
-        kernel_cols, expand_cols = genome.columns["kernel_sizes"], genome.columns["expand_ratios"]
-        used = active[:, kernel_cols]
+        used = genome.active(rows)[:, genome.columns["kernel_sizes"]]  # per slot; a slot's expand gene is gated alike
         blocks = used.sum(axis=1).astype(np.float64)
-        kernel_mean = np.where(used, genome.values(rows, "kernel_sizes"), 0.0).sum(axis=1) / np.maximum(blocks, 1)
-        expand_used = active[:, expand_cols]
-        expand_mean = np.where(expand_used, genome.values(rows, "expand_ratios"), 0.0).sum(axis=1)
-        expand_mean = expand_mean / np.maximum(blocks, 1)
+        kernel_mean, expand_mean = (np.where(used, genome.values(rows, field), 0.0).sum(axis=1) / np.maximum(blocks, 1)
+                                    for field in ("kernel_sizes", "expand_ratios"))
         return np.column_stack([lut, self._macs.of_rows(genome, rows) / 1e6, self._params.of_rows(genome, rows) / 1e6,
                                 genome.values(rows, "resolution")[:, 0], blocks, genome.values(rows, "depths"),
                                 kernel_mean, expand_mean])
@@ -165,10 +159,8 @@ class LatencyPredictor:
 
     def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray:
         """Estimated latencies in ms, float64, one per arch."""
-        if not len(archs):
-            return np.zeros(0)
-        x = self.features(archs)
-        return scale * x[:, 0] * np.exp(_predict(self.kind, self.arrays, x))
+        genome = self.features.genome
+        return self.estimate_rows(genome, genome.encode(archs), scale=scale)
 
     def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
         """Estimated latencies in ms of genome rows (what a search holds), float64."""
