@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--latency-model", metavar="MODEL",
                    help="with --device: lut | predictor | auto (default: the learned predictor when one is fitted "
                         "for the device and space, else the LUT sum)")
+    i.add_argument("--drift", action="store_true",
+                   help="with --device: measure the table's reference model on the device now and scale the "
+                        "estimate by (now / when the table was made) (the device's runtime must run here)")
     i.set_defaults(run=run_info)
 
     f = asub.add_parser("from-ofa", help="convert MIT once-for-all's net.config of a subnet to ArchConfig JSON")
@@ -85,9 +88,10 @@ def run_info(args: argparse.Namespace) -> int:
         space.validate(arch)
     notes = [str(w.message) for w in caught]
     macs, params = space.macs(arch), space.params(arch)
-    if args.latency_model is not None and not args.device:
-        raise ConfigError("--latency-model needs --device")
-    latency = _latency(arch, args.device, args.latency_model or "auto") if args.device else {}
+    for flag, given in (("--latency-model", args.latency_model is not None), ("--drift", args.drift)):
+        if given and not args.device:
+            raise ConfigError(f"{flag} needs --device")
+    latency = _latency(arch, args.device, args.latency_model or "auto", args.drift) if args.device else {}
     if args.json:
         print_json({"valid": True, "space": arch.space, "resolution": arch.resolution, "macs": macs,
                     "params": params, **latency, "warnings": notes})
@@ -97,20 +101,28 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"space       {arch.space}\nresolution  {arch.resolution}\nvalid       yes\n"
           f"MACs        {macs / 1e6:.2f} M ({macs})\nparams      {params / 1e6:.3f} M ({params})")
     if latency:
-        print(f"latency     {latency['latency_ms']:.2f} ms on {latency['device']} ({latency['latency_estimator']}, "
-              f"{latency.get('latency_predictor', latency['latency_table'])})")
+        drift = f" x drift {latency['latency_drift_scale']:.3f}" if "latency_drift_scale" in latency else ""
+        print(f"latency     {latency['latency_ms']:.2f} ms on {latency['device']} ({latency['latency_estimator']}"
+              f"{drift}, {latency.get('latency_predictor', latency['latency_table'])})")
     return 0
 
 
-def _latency(arch: ArchConfig, device: str, model: str) -> dict[str, object]:
+def _latency(arch: ArchConfig, device: str, model: str, drift: bool) -> dict[str, object]:
     """Estimated latency on `device` (LUT sum over the device's table for the arch's space, or the learned predictor
-    over it; no network is built)."""
+    over it; no network is built unless `drift` asks to measure the table's reference model now)."""
     from ofakit.latency import estimator_for, get_device
 
     name = get_device(device).name
     est = estimator_for(name, arch.space, model=model)
-    out: dict[str, object] = {"device": name, "latency_ms": round(est.estimate(arch), 4),
+    scale = 1.0
+    if drift:
+        from ofakit.latency.profile import drift_scale
+
+        scale = drift_scale(name, arch.space)
+    out: dict[str, object] = {"device": name, "latency_ms": round(est.estimate(arch, scale=scale), 4),
                               "latency_estimator": est.name, "latency_table": str(est.table.path)}
+    if drift:
+        out["latency_drift_scale"] = round(scale, 4)
     if getattr(est, "path", None) is not None:
         out["latency_predictor"] = str(est.path)
     return out

@@ -58,6 +58,17 @@ def _measure_arguments(p: argparse.ArgumentParser, *, samples: int, seed: str) -
                    help="draw resolutions from these (default: every resolution the table covers)")
     p.add_argument("--seed", type=int, default=0, help=f"{seed} (default %(default)s)")
     p.add_argument("--reps", type=int, default=8, help="timed rounds per pass (default %(default)s)")
+    p.add_argument("--calls", type=int, default=3,
+                   help="timed calls per subnet and round (default %(default)s; sub-millisecond subnets: raise "
+                        "--reps and --calls, e.g. 30 and 5)")
+
+
+def _check_repetitions(args: argparse.Namespace) -> None:
+    from ofakit.errors import ConfigError
+
+    for name in ("reps", "calls"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -96,13 +107,13 @@ def run_fit(args: argparse.Namespace) -> int:
     table = find_table(device.name, space.name)
     if args.samples < MIN_RECORDS:
         raise ConfigError(f"--samples must be at least {MIN_RECORDS}, got {args.samples}")
-    if args.reps < 1:
-        raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    _check_repetitions(args)
     resolutions = check_resolutions(table, args.resolutions or ())
     out = args.out or Path("latency_tables") / predictor_filename(device.name, space.name)
     records_path = args.records or out.with_name(out.name.removesuffix(".json") + ".records.jsonl")
     archs = sample_archs(space, resolutions, args.samples, random.Random(args.seed))
-    cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps, group=20)
+    cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps, calls=args.calls,
+                          group=20)
     records = measure_latency_records(device, space, table, archs, records_path, cfg, on_group=lambda done, n, _: print(
         f"ofakit: fit: {done}/{n} subnets measured ({records_path})", file=sys.stderr))
     predictor = fit_latency_predictor(table, records, space=space, seed=args.seed, meta={
@@ -131,12 +142,11 @@ def run_validate(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     space = get_space(args.space)
     table = find_table(device.name, space.name)
-    if args.reps < 1:
-        raise ConfigError(f"--reps must be >= 1, got {args.reps}")
+    _check_repetitions(args)
     estimator = estimator_for(device.name, space.name, model=args.latency_model)
     predictor = estimator if isinstance(estimator, LatencyPredictor) else None
     cfg = ValidateConfig(samples=args.samples, resolutions=tuple(args.resolutions or ()), seed=args.seed,
-                         reps=args.reps)
+                         reps=args.reps, calls=args.calls)
     if predictor is not None:
         print(f"ofakit: validate: learned predictor {predictor.path} ({predictor.kind}, fitted on "
               f"{predictor.meta.get('records')} subnets); these subnets are drawn with seed {args.seed} and skip the "

@@ -23,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-model", default="auto", metavar="MODEL",
                    help="lut | predictor | auto: auto (default) uses the learned latency predictor when one is fitted "
                         "for the device and space (ofakit latency fit), else the LUT sum")
+    p.add_argument("--drift", action="store_true",
+                   help="measure the table's reference model on the device now and scale every latency estimate by "
+                        "(now / when the table was made), so a machine running slower or faster today is followed "
+                        "(the device's runtime must run here; imports torch)")
     p.add_argument("--algorithm", default="evolution", help="evolution | aging | coarse-to-fine | random")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
     p.add_argument("--seed", type=int, default=0)
@@ -44,19 +48,26 @@ def run(args: argparse.Namespace) -> int:
     args.bundle = resolve_bundle(args.bundle)
     if args.budget < 1:
         raise ConfigError(f"--budget must be positive, got {args.budget}")
+    scale = 1.0
+    if args.drift:
+        from ofakit.bundle import read_bundle_info
+        from ofakit.latency.profile import drift_scale
+
+        scale = drift_scale(args.device, read_bundle_info(args.bundle).space)
     cfg = SpecializeConfig(
         device=args.device,
         latency_ms=parse_latency_ms(args.latency) if args.latency is not None else None,
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
         algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
+        latency_scale=scale,
     )
     result, report = specialize(args.bundle, cfg)
     if args.pareto:
         from ofakit.latency.estimate import estimator_for
 
         est = estimator_for(report["device"], report["space"], model=report["latency_estimator"])
-        report["pareto"] = pareto_report(result, est.estimate_rows)
+        report["pareto"] = pareto_report(result, lambda genome, rows: est.estimate_rows(genome, rows, scale=scale))
     if args.verify:
         report["verify"] = _verify(args.bundle, result.best, args.verify, report)
     if args.out is not None:
@@ -77,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     rows = [["predicted top-1", f"{100 * report['predicted_accuracy']:.2f} %"],
-            ["latency", f"{report['latency_ms']:.2f} ms ({report['latency_estimator']}, {report['device']})"],
+            ["latency", f"{report['latency_ms']:.2f} ms ({report['latency_estimator']}"
+                        + (f" x drift {scale:.3f}" if args.drift else "") + f", {report['device']})"],
             ["MACs", f"{report['macs'] / 1e6:.1f} M"], ["params", f"{report['params'] / 1e6:.2f} M"],
             ["resolution", str(report["arch"]["resolution"])], ["depths", str(report["arch"]["depths"])],
             ["searched", f"{report['evaluations']} archs in {report['wall_time_s']:.2f} s ({report['algorithm']})"]]
@@ -122,9 +134,10 @@ def _measure_latency(arch, report: dict) -> dict:  # noqa: ANN001
     table = find_table(report["device"], report["space"])
     group = next(measure_groups(get_device(report["device"]), get_space(report["space"]), table, [arch],
                                 ValidateConfig(group=1)))
-    out = {"measured_latency_ms": round(group.measured[0], 4), "estimated_latency_ms": report["latency_ms"]}
+    estimate = report["latency_ms"] / report.get("latency_drift_scale", 1.0)  # at the table's level
+    out = {"measured_latency_ms": round(group.measured[0], 4), "estimated_latency_ms": round(estimate, 4)}
     if group.reference_level is not None and table.reference_ms:
         scale = group.reference_level / table.reference_ms
         out["drift_scale"] = round(scale, 4)
-        out["estimated_latency_ms_drift_normalized"] = round(report["latency_ms"] * scale, 4)
+        out["estimated_latency_ms_drift_normalized"] = round(estimate * scale, 4)
     return out

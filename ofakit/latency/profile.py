@@ -26,10 +26,10 @@ from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError
 from ofakit.latency.backends import Backend, Runner, backend_for, measure
-from ofakit.latency.devices import DeviceSpec
+from ofakit.latency.devices import DeviceSpec, get_device
 from ofakit.latency.layers import plan, reference_arch
-from ofakit.latency.table import Entry, LatencyTable, layer_key
-from ofakit.space import LayerShape, SearchSpace
+from ofakit.latency.table import Entry, LatencyTable, find_table, layer_key
+from ofakit.space import LayerShape, SearchSpace, get_space
 
 # environment fields that must agree for a resumed table to stay one measurement
 _SAME_ENVIRONMENT = ("runtime", "runtime_version", "host", "threads", "providers", "gpu")
@@ -208,4 +208,14 @@ def reference_scale(table: LatencyTable, backend: Backend, space: SearchSpace, *
     return measure_reference(runner, reps) / ref["ms"]
 
 
-__all__: Sequence[str] = ("ProfileConfig", "Progress", "profile", "reference_scale", "todo")
+def drift_scale(device: str, space: str, *, reps: int = 20) -> float:
+    """`reference_scale` of `device`'s (name or alias) table for `space`, measured with the device's backend here."""
+    spec = get_device(device)
+    table = find_table(spec.name, space)
+    if not (table.meta.get("reference") or {}).get("ms"):  # before building a backend: say what is missing first
+        raise ConfigError(f"latency table {table.name!r} has no reference measurement (converted tables do not); "
+                          "--drift needs a table made by ofakit profile")
+    return reference_scale(table, backend_for(spec), get_space(space), reps=reps)
+
+
+__all__: Sequence[str] = ("ProfileConfig", "Progress", "drift_scale", "profile", "reference_scale", "todo")

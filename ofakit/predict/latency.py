@@ -5,14 +5,16 @@ A sum of per-layer timings misses what happens between layers (Cai et al., "Once
 and Dudziak et al., "BRP-NAS", NeurIPS 2020, on learned latency predictors). The predictor keeps the table as its
 strongest feature and learns the ratio of measured to summed latency:
 
-    estimate(arch) = scale * lut_ms(arch) * exp(f(features(arch)))
+    estimate(arch) = scale * lut_ms(arch) * exp(f(features(arch)))        (kinds scale, ridge, gbm)
+    estimate(arch) = scale * (w . features(arch) + b)                        (kind linear)
 
 Features are cheap and vectorized over a batch (`ArchFeatures`): the LUT sum, MACs, params, resolution, running
 blocks in all and per stage, mean kernel size and expand ratio. The target is the measured latency brought to the
 table's reference level (measured ms x table reference / reference measured with the subnet), so `scale` follows the
-machine's drift exactly as it does for the LUT. `f` is the model that cross-validation picks: `scale` (a constant
-ratio), `ridge` (linear in standardized features) or `gbm` (scikit-learn gradient-boosted trees, with enough
-records). Stored as JSON next to the table (`latency_tables/<device>_<space>.predictor.json`): meta, and the model's
+machine's drift exactly as it does for the LUT. The model is the one cross-validation picks: `scale` (a constant
+ratio), `ridge` (log ratio linear in standardized features), `gbm` (scikit-learn gradient-boosted trees on the log
+ratio, with enough records) or `linear` (milliseconds affine in the features, ridge-regularized: on a CPU runtime the
+end-to-end time is close to affine in the work, with a per-call and per-layer cost that a ratio cannot express). Stored as JSON next to the table (`latency_tables/<device>_<space>.predictor.json`): meta, and the model's
 arrays as lists; never pickles. Prediction needs NumPy only; scikit-learn is imported to fit trees.
 """
 from __future__ import annotations
@@ -42,10 +44,12 @@ from ofakit.space.genome import Genome
 
 FORMAT = "ofakit-latency-predictor"
 VERSION = 1
-KINDS = ("scale", "ridge", "gbm")
+RATIO_KINDS = ("scale", "ridge", "gbm")  # model log(measured / LUT sum)
+KINDS = (*RATIO_KINDS, "linear")  # linear: measured ms directly
 MIN_RECORDS = 8  # fewer cannot be cross-validated
 MIN_RECORDS_GBM = 30  # trees only compete from this many records on
 RIDGE_ALPHA = 1.0
+LINEAR_ALPHA = 0.1  # small: the features are few and the target is nearly affine in them
 GBM = dict(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8)
 
 
@@ -104,25 +108,36 @@ class ArchFeatures:
 
 # -- models -----------------------------------------------------------------------------------------------------
 def _predict(kind: str, arrays: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """log(latency / LUT sum) for each row of features `x`."""
+    """Estimated ms (at the table's reference level) for each row of features `x` (column 0: the LUT sum)."""
     if kind == "gbm":
-        return gbm_predict(dict(arrays), x)
-    return ((x - arrays["mean"]) / arrays["std"]) @ arrays["coef"] + arrays["intercept"][0]
+        return x[:, 0] * np.exp(gbm_predict(dict(arrays), x))
+    out = ((x - arrays["mean"]) / arrays["std"]) @ arrays["coef"] + arrays["intercept"][0]
+    if kind == "linear":  # an affine model can go below zero far outside its records: never below half the LUT sum
+        return np.maximum(out, 0.5 * x[:, 0])
+    return x[:, 0] * np.exp(out)
 
 
-def _fit_model(kind: str, x: np.ndarray, t: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Fit `kind` to targets `t` (log ratios); arrays for `_predict`."""
+def _ridge(x: np.ndarray, t: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """Ridge regression of `t` on standardized `x` (alpha 0 with constant features: the mean)."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    coef = np.zeros(x.shape[1])
+    if alpha:
+        z = (x - mean) / std
+        coef = np.linalg.solve(z.T @ z + alpha * np.eye(x.shape[1]), z.T @ (t - t.mean()))
+    return {"mean": mean, "std": std, "coef": coef, "intercept": np.array([t.mean()])}
+
+
+def _fit_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Fit `kind` to measured ms `y` (the ratio kinds to log(y / LUT sum)); arrays for `_predict`."""
+    if kind == "linear":
+        return _ridge(x, y, LINEAR_ALPHA)
+    t = np.log(y / x[:, 0])
     if kind == "gbm":
         from sklearn.ensemble import GradientBoostingRegressor
 
         return gbm_to_arrays(GradientBoostingRegressor(**GBM, random_state=seed).fit(x, t))
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std[std == 0] = 1.0
-    coef = np.zeros(x.shape[1])
-    if kind == "ridge":
-        z = (x - mean) / std
-        coef = np.linalg.solve(z.T @ z + RIDGE_ALPHA * np.eye(x.shape[1]), z.T @ (t - t.mean()))
-    return {"mean": mean, "std": std, "coef": coef, "intercept": np.array([t.mean()])}
+    return _ridge(x, t, RIDGE_ALPHA if kind == "ridge" else 0.0)
 
 
 # -- the predictor ----------------------------------------------------------------------------------------------
@@ -167,7 +182,7 @@ class LatencyPredictor:
         if not len(rows):
             return np.zeros(0)
         x = self.features.of_rows(genome, rows)
-        return scale * x[:, 0] * np.exp(_predict(self.kind, self.arrays, x))
+        return scale * _predict(self.kind, self.arrays, x)
 
     def fitted_on(self, arch: ArchConfig) -> bool:
         """Whether `arch` was one of the subnets the predictor was fitted on."""
@@ -289,7 +304,6 @@ def fit_latency_predictor(table: LatencyTable, records: Sequence[LatencyRecord],
     archs = [r.arch for r in records]
     x = features(archs)
     y, normalized = _at_table_level(records, table)
-    t = np.log(y / x[:, 0])
     kinds = [k for k in kinds if k != "gbm" or len(records) >= MIN_RECORDS_GBM]
     order = np.random.default_rng(seed).permutation(len(records))
     folds = min(folds, len(records))
@@ -301,17 +315,17 @@ def fit_latency_predictor(table: LatencyTable, records: Sequence[LatencyRecord],
         for f in range(folds):
             test = order[f::folds]
             train = np.setdiff1d(order, test)
-            out_of_fold[test] = _predict(kind, _fit_model(kind, x[train], t[train], seed), x[test])
-        cv[kind] = accuracy(x[:, 0] * np.exp(out_of_fold), y)
+            out_of_fold[test] = _predict(kind, _fit_model(kind, x[train], y[train], seed), x[test])
+        cv[kind] = accuracy(out_of_fold, y)
     best = min(kinds, key=lambda k: cv[k]["mape_pct"])
     device, space_name = table.meta["device"], table.meta["space"]
     info = {
         "device": device, "space": space_name, "kind": best, "features": features.names,
-        "target": "log(measured ms at the table's reference level / LUT sum ms)" if normalized
-        else "log(measured ms / LUT sum ms)",
+        "target": ("measured ms" if best == "linear" else "log(measured ms / LUT sum ms)")
+        + (" at the table's reference level" if normalized else ""),
         "drift_normalized": normalized, "records": len(records), "folds": folds, "seed": seed,
         "cv": cv, "date": datetime.date.today().isoformat(), "ofakit_version": __version__,
         "table": table_fingerprint(table), **(meta or {}),
         "fitted_archs": sorted(arch_digest(a) for a in archs),
     }
-    return LatencyPredictor(table, best, _fit_model(best, x, t, seed), info, space=features.lut.space)
+    return LatencyPredictor(table, best, _fit_model(best, x, y, seed), info, space=features.lut.space)

@@ -33,6 +33,7 @@ class SpecializeConfig:
     population: int = 100
     seed: int = 0
     latency_model: str = "lut"  # lut | predictor | auto (ofakit.latency.estimate.ESTIMATORS)
+    latency_scale: float = 1.0  # multiplies every latency estimate: the machine's drift (ofakit.latency.profile)
 
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult, dict[str, Any]]:
@@ -63,7 +64,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
     limits: list[Limit] = []
     if cfg.latency_ms is not None:
         limits.append(Limit(f"latency_ms@{device.name}", cfg.latency_ms,
-                            lambda rows: estimator.estimate_rows(genome, rows), "ms"))
+                            lambda rows: estimator.estimate_rows(genome, rows, scale=cfg.latency_scale), "ms"))
     if cfg.macs is not None:
         limits.append(macs_limit(genome, cfg.macs))
     if cfg.params is not None:
@@ -86,8 +87,9 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
     report = {
         "arch": best.to_dict(),
         "predicted_accuracy": round(float(result.score), 6),
-        "latency_ms": round(float(estimator.estimate(best)), 4),
+        "latency_ms": round(float(estimator.estimate(best, scale=cfg.latency_scale)), 4),
         "latency_estimator": estimator.name,
+        **({"latency_drift_scale": round(cfg.latency_scale, 4)} if cfg.latency_scale != 1.0 else {}),
         "macs": space.macs(best),
         "params": space.params(best),
         "device": device.name,

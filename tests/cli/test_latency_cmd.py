@@ -92,6 +92,10 @@ def test_fit_mistakes(cli, tables, fake):
         "--samples must be at least 8, got 3")
     cli("latency", "fit", "--device", "cpu-ort", "--space", SPACE, "--resolutions", "40").assert_user_error(
         "has no entries at resolution(s) 40 (it has: 24, 28, 32)")
+    cli("latency", "fit", "--device", "cpu-ort", "--space", SPACE, "--calls", "0").assert_user_error(
+        "--calls must be >= 1, got 0")
+    cli("latency", "validate", "--device", "cpu-ort", "--space", SPACE, "--reps", "-1").assert_user_error(
+        "--reps must be >= 1, got -1")
     assert fake.measured == []
 
 

@@ -51,6 +51,29 @@ def test_arch_info_with_a_device(cli, tmp_path):
     assert "latency     29.97 ms on note10 (lut" in text.out
 
 
+def test_arch_info_drift_measures_the_reference_now(cli, tmp_path):
+    """--drift times the table's reference model with ONNX Runtime here and scales the estimate by the ratio."""
+    from ofakit.latency.estimate import LutEstimator
+    from ofakit.latency.table import find_table
+
+    arch = get_space("ofa-mbv3-cifar").largest()
+    path = tmp_path / "a.json"
+    path.write_text(arch.to_json())
+    result = cli("arch", "info", path, "--device", "cpu-ort", "--latency-model", "lut", "--drift", "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
+    scale = info["latency_drift_scale"]
+    assert 0.2 < scale < 5  # the same model on the same kind of machine: a drift, not a unit error
+    lut = LutEstimator(find_table("cpu-ort", "ofa-mbv3-cifar")).estimate(arch)
+    assert info["latency_ms"] == pytest.approx(lut * scale, rel=1e-3)
+    assert " x drift " in cli("arch", "info", path, "--device", "cpu-ort", "--drift").out
+    cli("arch", "info", path, "--drift").assert_user_error("--drift needs --device")
+    w12 = tmp_path / "w12.json"
+    w12.write_text(get_space("ofa-mbv3-w1.2").largest().to_json())
+    cli("arch", "info", w12, "--device", "note10", "--drift").assert_user_error(
+        "latency table 'note10_ofa-mbv3-w1.2' has no reference measurement (converted tables do not)")
+
+
 def test_arch_info_device_without_a_table(cli, tmp_path):
     path = tmp_path / "a.json"
     path.write_text(get_space("ofa-mbv3-w1.0").largest().to_json())

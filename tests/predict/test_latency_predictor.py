@@ -12,7 +12,7 @@ from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.table import Entry, LatencyTable, find_table
 from ofakit.latency.validate import MeasuredGroup, ValidateConfig, accuracy, sample_archs
-from ofakit.predict.latency import ArchFeatures, LatencyPredictor, fit_latency_predictor, load_predictor
+from ofakit.predict.latency import KINDS, ArchFeatures, LatencyPredictor, fit_latency_predictor, load_predictor
 from ofakit.predict.records import LatencyRecord, measure_latency_records, read_latency_records
 from ofakit.space import get_space
 
@@ -85,14 +85,40 @@ def test_fit_learns_what_does_not_add_up(table):
     assert ours["mape_pct"] < 0.5 * lut["mape_pct"] and ours["within_10pct"] > 0.9 > lut["within_10pct"]
     meta = pred.meta
     assert meta["drift_normalized"] and meta["records"] == 60 and meta["kind"] == pred.kind
-    assert set(meta["cv"]) == {"lut", "scale", "ridge", "gbm"}
-    assert meta["cv"][pred.kind]["mape_pct"] == min(meta["cv"][k]["mape_pct"] for k in ("scale", "ridge", "gbm"))
+    assert set(meta["cv"]) == {"lut", "scale", "ridge", "gbm", "linear"}
+    assert meta["cv"][pred.kind]["mape_pct"] == min(meta["cv"][k]["mape_pct"] for k in KINDS)
     assert meta["table"]["file"] == "cpu-ort_ofa-mbv3-cifar.json" and len(meta["fitted_archs"]) == 60
     fitted = records(table, 60)[0].arch
     assert pred.fitted_on(fitted) and not any(pred.fitted_on(a) for a in held_out)
 
 
-@pytest.mark.parametrize("kind", ["scale", "ridge", "gbm"])
+def test_an_affine_truth_is_learned_by_the_linear_kind(table):
+    """End-to-end time = 0.9 x LUT sum + 0.02 ms per running block + 0.15 ms per call (a runtime's fixed costs, as
+    on the CPU here): no ratio of the LUT sum can express it across small and large subnets; the linear kind can, and
+    cross-validation picks it. It never estimates below half the LUT sum, however far it extrapolates."""
+    def affine(archs):
+        x = ArchFeatures(LutEstimator(table))(archs)
+        return 0.9 * x[:, 0] + 0.02 * x[:, 4] + 0.15
+
+    space = get_space(SPACE)
+    archs = sample_archs(space, table.resolutions, 40, random.Random(11))
+    recs = [LatencyRecord(a, float(ms), float(table.reference_ms)) for a, ms in zip(archs, affine(archs))]
+    pred = fit_latency_predictor(table, recs, seed=0)
+    assert pred.kind == "linear" and pred.meta["target"] == "measured ms at the table's reference level"
+    cv = pred.meta["cv"]
+    assert cv["linear"]["mape_pct"] < 0.5 and cv["linear"]["within_10pct"] == 1.0
+    assert cv["linear"]["mape_pct"] < 0.5 * min(cv[k]["mape_pct"] for k in ("scale", "ridge"))
+    held_out = sample_archs(space, table.resolutions, 200, random.Random(12))
+    assert accuracy(pred.estimate_batch(held_out), affine(held_out))["mape_pct"] < 0.5
+    x = pred.features(held_out)
+    np.testing.assert_array_equal(pred.estimate_batch(held_out), np.maximum(
+        (x - pred.arrays["mean"]) / pred.arrays["std"] @ pred.arrays["coef"] + pred.arrays["intercept"][0],
+        0.5 * x[:, 0]))
+    pred.arrays["intercept"] = np.array([-100.0])  # far below anything measured
+    np.testing.assert_array_equal(pred.estimate_batch(held_out), 0.5 * x[:, 0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_json_round_trip_predicts_the_same(table, tmp_path, kind):
     pred = fit_latency_predictor(table, records(table, 40), kinds=(kind,))
     path = pred.save(tmp_path / "cpu-ort_ofa-mbv3-cifar.predictor.json")
@@ -131,10 +157,10 @@ def test_batch_equals_one_by_one_and_scale_multiplies(table):
 def test_fit_mistakes(table):
     with pytest.raises(ConfigError, match="need at least 8 measured subnets to fit a latency predictor, got 5"):
         fit_latency_predictor(table, records(table, 5))
-    with pytest.raises(ConfigError, match=r"unknown latency predictor kind\(s\) 'mlp'; known: scale, ridge, gbm"):
+    with pytest.raises(ConfigError, match=r"unknown latency predictor kind\(s\) 'mlp'; known: scale, ridge, gbm, linear"):
         fit_latency_predictor(table, records(table, 10), kinds=("mlp",))
     few = fit_latency_predictor(table, records(table, 12))
-    assert set(few.meta["cv"]) == {"lut", "scale", "ridge"}  # too few records for trees
+    assert set(few.meta["cv"]) == {"lut", "scale", "ridge", "linear"}  # too few records for trees
 
 
 def test_a_predictor_of_another_table_version_is_refused(table, tmp_path, monkeypatch):

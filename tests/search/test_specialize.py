@@ -58,6 +58,29 @@ def test_specialize_meets_the_limit_and_writes_files(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["arch"] == report["arch"]  # same seed, same result
 
 
+def test_latency_scale_tightens_the_limit_and_drift_is_measured(tmp_path, capsys):
+    """The machine runs `scale` times slower than when the table was made: the search holds the scaled estimate to
+    the limit, so the table-level estimate of its pick is at most limit / scale; --drift measures that scale."""
+    from ofakit.arch import ArchConfig
+    from ofakit.latency.estimate import LutEstimator
+    from ofakit.latency.table import find_table
+    from ofakit.search.specialize import SpecializeConfig, specialize
+
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-cifar")
+    lut = LutEstimator(find_table("cpu-ort", "ofa-mbv3-cifar"))
+    plain, _ = specialize(bundle, SpecializeConfig("cpu-ort", latency_ms=0.8, budget=1000))
+    slow, report = specialize(bundle, SpecializeConfig("cpu-ort", latency_ms=0.8, budget=1000, latency_scale=1.5))
+    assert lut.estimate(slow.best) <= 0.8 / 1.5 < lut.estimate(plain.best) <= 0.8
+    assert report["latency_drift_scale"] == 1.5 and report["latency_ms"] == pytest.approx(
+        1.5 * lut.estimate(slow.best), abs=1e-4)
+    assert run("specialize", "--device", "cpu-ort", "--latency", "0.8ms", "--bundle", bundle, "--budget", "500",
+               "--latency-model", "lut", "--drift", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    scale = report["latency_drift_scale"]
+    assert 0.2 < scale < 5 and report["latency_ms"] <= 0.8
+    assert report["latency_ms"] == pytest.approx(scale * lut.estimate(ArchConfig.from_dict(report["arch"])), abs=1e-3)
+
+
 @pytest.mark.parametrize("argv, fragments", [
     (["--device", "note1O", "--latency", "30ms"], ["unknown device 'note1O'", "Did you mean 'note10'"]),
     (["--device", "note10", "--latency", "1ms"], ["smallest reached", "raise the limit"]),
