@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _measure_arguments(f, samples=40, seed="seeds the subnets, folds and trees")
     f.add_argument("--out", type=Path,
                    help="predictor JSON (default: latency_tables/<device>_<space>.predictor.json)")
+    f.add_argument("--uniform", action="store_true",
+                   help="also measure every uniform subnet (one kernel, expand and depth everywhere) at 3 of the "
+                        "resolutions: the corners of the space, which random subnets never reach")
     f.add_argument("--records", type=Path,
                    help="measured subnets, JSONL, kept to resume and refit (default: next to --out, "
                         "<device>_<space>.predictor.records.jsonl); every record in it is fitted on")
@@ -112,13 +115,17 @@ def run_fit(args: argparse.Namespace) -> int:
     out = args.out or Path("latency_tables") / predictor_filename(device.name, space.name)
     records_path = args.records or out.with_name(out.name.removesuffix(".json") + ".records.jsonl")
     archs = sample_archs(space, resolutions, args.samples, random.Random(args.seed))
+    if args.uniform:
+        from ofakit.predict.records import uniform_grid
+
+        archs = list(dict.fromkeys(archs + uniform_grid(space, resolutions)))
     cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps, calls=args.calls,
                           group=20)
     records = measure_latency_records(device, space, table, archs, records_path, cfg, on_group=lambda done, n, _: print(
         f"ofakit: fit: {done}/{n} subnets measured ({records_path})", file=sys.stderr))
     predictor = fit_latency_predictor(table, records, space=space, seed=args.seed, meta={
         "source": f"ofakit latency fit --device {device.name} --space {space.name} --samples {args.samples} "
-                  f"--seed {args.seed}", "records_file": records_path.name})
+                  f"--seed {args.seed}" + " --uniform" * args.uniform, "records_file": records_path.name})
     predictor.save(out)
     cv = predictor.meta["cv"]
     rows = [[name + (" (chosen)" if name == predictor.kind else ""), f"{m['within_10pct'] * 100:.0f} %",

@@ -198,14 +198,23 @@ def _finish_round(table: LatencyTable, ref_arch: ArchConfig, seconds: float) -> 
         env["load_average_1min"] = [min(low, load), max(high, load)]
 
 
-def reference_scale(table: LatencyTable, backend: Backend, space: SearchSpace, *, reps: int = 20) -> float:
-    """(reference measured now) / (reference in the table): multiply estimates by it to follow the drift."""
+def reference_scale(table: LatencyTable, backend: Backend, space: SearchSpace, *, reps: int = 20,
+                    seconds: float = 1.0) -> float:
+    """(reference measured now) / (reference in the table): multiply estimates by it to follow the drift.
+
+    The reference is timed for at least `reps` calls and about `seconds`, after half as long untimed: a freshly
+    loaded sub-millisecond model timed over a few milliseconds only can read 1.7x its level (seen in
+    bench/reference/front.py), from cold caches and clocks rather than drift.
+    """
     ref = table.meta.get("reference") or {}
     if not ref.get("ms") or not ref.get("arch"):
         raise ConfigError(f"latency table {table.name!r} has no reference measurement (converted tables do not); "
                           "drift normalization needs a table made by ofakit profile")
     runner = reference_runner(backend, space, ArchConfig.from_dict(ref["arch"]))
-    return measure_reference(runner, reps) / ref["ms"]
+    first = measure(runner, warmup=2, reps=3).median
+    calls = max(reps, math.ceil(seconds * 1000 / max(first, 1e-3)))
+    measure(runner, warmup=0, reps=max(1, calls // 2))
+    return measure(runner, warmup=0, reps=calls).p10 / ref["ms"]
 
 
 def drift_scale(device: str, space: str, *, reps: int = 20) -> float:

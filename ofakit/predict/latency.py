@@ -117,21 +117,23 @@ def _predict(kind: str, arrays: Mapping[str, np.ndarray], x: np.ndarray) -> np.n
     return x[:, 0] * np.exp(out)
 
 
-def _ridge(x: np.ndarray, t: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
-    """Ridge regression of `t` on standardized `x` (alpha 0 with constant features: the mean)."""
-    mean, std = x.mean(axis=0), x.std(axis=0)
+def _ridge(x: np.ndarray, t: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Ridge regression of `t` on standardized `x`, each row weighted by `weights` (alpha 0: the weighted mean)."""
+    w = np.ones(len(t)) if weights is None else weights / weights.mean()
+    mean, std = np.average(x, axis=0, weights=w), x.std(axis=0)
     std[std == 0] = 1.0
+    level = np.average(t, weights=w)
     coef = np.zeros(x.shape[1])
     if alpha:
-        z = (x - mean) / std
-        coef = np.linalg.solve(z.T @ z + alpha * np.eye(x.shape[1]), z.T @ (t - t.mean()))
-    return {"mean": mean, "std": std, "coef": coef, "intercept": np.array([t.mean()])}
+        z = (x - mean) / std  # centred in the weighted sense, so the intercept is the weighted mean of t
+        coef = np.linalg.solve(z.T @ (w[:, None] * z) + alpha * np.eye(x.shape[1]), z.T @ (w * (t - level)))
+    return {"mean": mean, "std": std, "coef": coef, "intercept": np.array([level])}
 
 
 def _fit_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Fit `kind` to measured ms `y` (the ratio kinds to log(y / LUT sum)); arrays for `_predict`."""
-    if kind == "linear":
-        return _ridge(x, y, LINEAR_ALPHA)
+    if kind == "linear":  # weighted by 1 / y^2: least squares on the relative error, the error that is judged
+        return _ridge(x, y, LINEAR_ALPHA, weights=1.0 / y ** 2)
     t = np.log(y / x[:, 0])
     if kind == "gbm":
         from sklearn.ensemble import GradientBoostingRegressor

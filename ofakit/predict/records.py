@@ -1,6 +1,7 @@
 """Records for fitting predictors, appended to a JSONL file so that a killed run resumes where it stopped.
 
-- (arch, accuracy): subnets spread over the MACs range, each recalibrated and evaluated once;
+- (arch, accuracy): subnets spread over the MACs range (and, on request, the space's uniform subnets), each
+  recalibrated and evaluated once;
 - (arch, measured latency, reference latency): random subnets measured end to end on a device, group by group, with
   the latency table's reference model timed in each group (`ofakit.latency.validate.measure_groups`).
 """
@@ -44,6 +45,23 @@ def spread_over_macs(space: SearchSpace, n: int, rng: random.Random, pool: int =
                    default=candidates[0])
         chosen[best] = None
     return list(chosen)
+
+
+def uniform_grid(space: SearchSpace, resolutions: Sequence[int] = (), count: int = 3) -> list[ArchConfig]:
+    """Every uniform subnet (one kernel, expand ratio and depth everywhere, `space.uniform`) at up to `count`
+    resolutions spread over `resolutions` (default: the space's; smallest, largest and between).
+
+    Random samples almost never hold these (one kernel in all 20 blocks: 3^-20), so a predictor fitted on random
+    samples alone extrapolates there, and a search then misjudges the plainest archs of the space.
+    """
+    if not hasattr(space, "uniform"):
+        raise ConfigError(f"space {space.name!r} has no uniform subnets (MBConv spaces have)")
+    s = space.spec
+    res = sorted(resolutions or space.resolutions)
+    picks = sorted({res[round(i * (len(res) - 1) / max(1, count - 1))] for i in range(count)})
+    depths = max(space.stage_depths, key=len)  # the elastic stages' choices (fixed stages keep theirs)
+    return list(dict.fromkeys(space.uniform(kernel=k, expand=e, depth=d, resolution=r)
+                              for r in picks for d in depths for k in s.kernel_choices for e in s.expand_choices))
 
 
 def read_records(path: Path, evaluation: dict[str, Any] | None = None) -> dict[ArchConfig, float]:

@@ -87,6 +87,20 @@ def test_fit_resumes_after_an_interruption(cli, tables, fake):
                                                        "cpu-ort_ofa-mbv3-cifar.predictor.records.jsonl"]
 
 
+def test_fit_uniform_adds_the_corners_of_the_space(cli, tables, fake):
+    from ofakit.arch import ArchConfig
+    from ofakit.predict.records import uniform_grid
+
+    result = fit(cli, tables, "--samples", "10", "--uniform")
+    assert result.code == 0, result.err
+    grid = uniform_grid(get_space(SPACE), (24, 28, 32))
+    measured = {ArchConfig.from_dict(json.loads(line)["arch"]) for line in
+                (tables / "cpu-ort_ofa-mbv3-cifar.predictor.records.jsonl").read_text().splitlines()}
+    assert set(grid) <= measured and len(measured) == len(set(fake.measured)) > len(grid)
+    meta = json.loads((tables / "cpu-ort_ofa-mbv3-cifar.predictor.json").read_text())["meta"]
+    assert meta["records"] == len(measured) and meta["source"].endswith("--uniform")
+
+
 def test_fit_mistakes(cli, tables, fake):
     cli("latency", "fit", "--device", "cpu-ort", "--space", SPACE, "--samples", "3").assert_user_error(
         "--samples must be at least 8, got 3")

@@ -126,7 +126,7 @@ def test_reference_scale_follows_the_machine(tiny_table):
     from ofakit.latency.backends import backend_for
     from ofakit.latency.profile import reference_scale
 
-    scale = reference_scale(tiny_table, backend_for(get_device("cpu-ort")), get_space("tiny"), reps=5)
+    scale = reference_scale(tiny_table, backend_for(get_device("cpu-ort")), get_space("tiny"), reps=5, seconds=0.05)
     assert 0.1 < scale < 10
 
 

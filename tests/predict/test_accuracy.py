@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from ofakit.errors import ArchError, BundleError
+from ofakit.errors import ArchError, BundleError, ConfigError
 from ofakit.predict.accuracy import AccuracyPredictor, _fit, fit_accuracy_predictor, gbm_to_arrays
-from ofakit.predict.records import append_record, read_records, spread_over_macs
+from ofakit.predict.records import append_record, read_records, spread_over_macs, uniform_grid
 from ofakit.space import get_space
 
 
@@ -85,3 +85,18 @@ def test_records_spread_and_resume(tmp_path):
         fh.write('{"arch": {"space": "ofa-mb')  # a line torn by a kill
     assert list(read_records(path)) == archs[:3]
     assert json.loads(path.read_text().splitlines()[0])["top1"] == 0.5
+
+
+def test_uniform_grid_covers_every_setting_at_the_range_ends():
+    space = get_space("ofa-mbv3-cifar")
+    grid = uniform_grid(space)
+    assert len(grid) == len(set(grid)) == 3 * 3 * 3 * 3  # kernel x expand x depth x resolution
+    assert {a.resolution for a in grid} == {min(space.resolutions), 28, max(space.resolutions)}
+    assert space.smallest() in grid and space.largest().depths in {a.depths for a in grid}
+    for a in grid:
+        space.validate(a)
+        assert len(set(a.kernel_sizes)) == len(set(a.expand_ratios)) == len(set(a.depths)) == 1
+    assert {a.resolution for a in uniform_grid(space, count=1)} == {min(space.resolutions)}
+    assert {a.resolution for a in uniform_grid(get_space("ofa-mbv3-w1.0"), (128, 160, 192, 224))} == {128, 192, 224}
+    with pytest.raises(ConfigError, match="space 'ofa-resnet50' has no uniform subnets"):
+        uniform_grid(get_space("ofa-resnet50"))

@@ -216,3 +216,29 @@ def test_measuring_resumes_where_a_killed_run_stopped(table, tmp_path, monkeypat
     with pytest.raises(ConfigError, match="r.jsonl: record 1 is of device 'cpu-ort' and space 'ofa-mbv3-cifar', "
                                           "not 'note10'"):
         read_latency_records(path, "note10", SPACE)
+
+
+def test_linear_kind_fits_relative_error():
+    """The linear kind weighs each subnet by 1 / ms^2 (least squares on the relative error): a weighted ridge equals
+    the plain one on repeated rows, and the fit favours the small subnets that relative error judges hardest."""
+    from ofakit.predict.latency import _fit_model, _predict, _ridge
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 10, (40, 3))
+    t = x @ [0.5, 0.2, 0.1] + rng.normal(0, 0.3, 40)
+    w = rng.integers(1, 4, 40).astype(float)
+    weighted = _ridge(x, t, 1e-9, weights=w)  # (almost) no penalty: weighted least squares
+    repeated = _ridge(np.repeat(x, w.astype(int), axis=0), np.repeat(t, w.astype(int)), 1e-9)
+    z = (x - weighted["mean"]) / weighted["std"]
+    zr = (x - repeated["mean"]) / repeated["std"]
+    np.testing.assert_allclose(z @ weighted["coef"] + weighted["intercept"][0],
+                               zr @ repeated["coef"] + repeated["intercept"][0], rtol=1e-6)
+    # latency = 0.1 ms + 1.0 x LUT for small nets, with a kink that an affine model cannot follow for large ones
+    lut = np.linspace(0.2, 5.0, 60)
+    y = 0.1 + lut + 0.3 * np.maximum(lut - 3.0, 0.0)
+    feats = np.column_stack([lut, np.zeros(60)])
+    rel = _predict("linear", _fit_model("linear", feats, y, 0), feats) / y - 1
+    plain = _ridge(feats, y, 0.1)
+    rel_plain = ((feats - plain["mean"]) / plain["std"]) @ plain["coef"] + plain["intercept"][0]
+    rel_plain = np.maximum(rel_plain, 0.5 * lut) / y - 1
+    assert np.abs(rel).mean() < np.abs(rel_plain).mean() and np.abs(rel[:10]).max() < np.abs(rel_plain[:10]).max()
