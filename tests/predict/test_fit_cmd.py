@@ -45,3 +45,17 @@ def test_fit_refuses_to_mix_records_measured_another_way(tmp_path, capsys):
     assert "'val_images': 256" in err and "'val_images': 360" in err and "move accuracy_records.jsonl aside" in err
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / RECORDS).read_text() == before
+
+
+def test_uniform_adds_the_uniform_subnets_to_the_records(tmp_path):
+    from ofakit.predict.records import uniform_grid
+    from ofakit.space import get_space
+
+    torch.manual_seed(0)
+    save_bundle(tmp_path, build_supernet("tiny", num_classes=10))
+    assert main(["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "10",
+                 "--val-batches", "1", "--calibration-batches", "1", "--uniform"]) == 0
+    records = read_records(tmp_path / RECORDS)
+    grid = uniform_grid(get_space("tiny"))
+    assert set(grid) <= set(records) and len(records) > len(grid)
+    assert AccuracyPredictor.load(tmp_path).meta["samples"] == len(records)
