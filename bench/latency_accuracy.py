@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictor = predictor if isinstance(predictor, LatencyPredictor) else None
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    result = validate(device, space, table, cfg, predictor=predictor, on_group=lambda g, n: print(f"group {g}/{n}", file=sys.stderr))
+    result = validate(device, space, table, cfg, predictor=predictor,
+                      on_group=lambda g, n: print(f"group {g}/{n}", file=sys.stderr))
     metrics = {k: {m: round(v, 4) for m, v in d.items()} for k, d in result.metrics().items()}
     print(json.dumps({
         "bench": "latency_accuracy", "date": datetime.date.today().isoformat(), "device": device.name,

@@ -119,8 +119,8 @@ def run_fit(args: argparse.Namespace) -> int:
         from ofakit.predict.records import uniform_grid
 
         archs = list(dict.fromkeys(archs + uniform_grid(space, resolutions)))
-    cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps, calls=args.calls,
-                          group=20)
+    cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps,
+                         calls=args.calls, group=20)
     records = measure_latency_records(device, space, table, archs, records_path, cfg, on_group=lambda done, n, _: print(
         f"ofakit: fit: {done}/{n} subnets measured ({records_path})", file=sys.stderr))
     predictor = fit_latency_predictor(table, records, space=space, seed=args.seed, meta={

@@ -3,19 +3,21 @@ to end, so that it learns what does not add up (operator fusion, caches, the run
 
 A sum of per-layer timings misses what happens between layers (Cai et al., "Once-for-All", ICLR 2020, section 3.4,
 and Dudziak et al., "BRP-NAS", NeurIPS 2020, on learned latency predictors). The predictor keeps the table as its
-strongest feature and learns the ratio of measured to summed latency:
+strongest feature and learns either the ratio of measured to summed latency or the latency itself:
 
     estimate(arch) = scale * lut_ms(arch) * exp(f(features(arch)))        (kinds scale, ridge, gbm)
-    estimate(arch) = scale * (w . features(arch) + b)                        (kind linear)
+    estimate(arch) = scale * (w . features(arch) + b)                     (kind linear)
 
 Features are cheap and vectorized over a batch (`ArchFeatures`): the LUT sum, MACs, params, resolution, running
 blocks in all and per stage, mean kernel size and expand ratio. The target is the measured latency brought to the
 table's reference level (measured ms x table reference / reference measured with the subnet), so `scale` follows the
 machine's drift exactly as it does for the LUT. The model is the one cross-validation picks: `scale` (a constant
 ratio), `ridge` (log ratio linear in standardized features), `gbm` (scikit-learn gradient-boosted trees on the log
-ratio, with enough records) or `linear` (milliseconds affine in the features, ridge-regularized: on a CPU runtime the
-end-to-end time is close to affine in the work, with a per-call and per-layer cost that a ratio cannot express). Stored as JSON next to the table (`latency_tables/<device>_<space>.predictor.json`): meta, and the model's
-arrays as lists; never pickles. Prediction needs NumPy only; scikit-learn is imported to fit trees.
+ratio, with enough records) or `linear` (milliseconds affine in the features, ridge-regularized, fitted on the
+relative error: on a CPU runtime the end-to-end time is close to affine in the work, with a per-call and per-layer
+cost that a ratio cannot express). Stored as JSON next to the table
+(`latency_tables/<device>_<space>.predictor.json`): meta, and the model's arrays as lists; never pickles. Prediction
+needs NumPy only; scikit-learn is imported to fit trees.
 """
 from __future__ import annotations
 

@@ -157,7 +157,8 @@ def test_batch_equals_one_by_one_and_scale_multiplies(table):
 def test_fit_mistakes(table):
     with pytest.raises(ConfigError, match="need at least 8 measured subnets to fit a latency predictor, got 5"):
         fit_latency_predictor(table, records(table, 5))
-    with pytest.raises(ConfigError, match=r"unknown latency predictor kind\(s\) 'mlp'; known: scale, ridge, gbm, linear"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown latency predictor kind\(s\) 'mlp'; known: scale, ridge, gbm, linear"):
         fit_latency_predictor(table, records(table, 10), kinds=("mlp",))
     few = fit_latency_predictor(table, records(table, 12))
     assert set(few.meta["cv"]) == {"lut", "scale", "ridge", "linear"}  # too few records for trees
