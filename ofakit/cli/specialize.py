@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(the device's runtime must run here; imports torch)")
     p.add_argument("--algorithm", default="evolution", help="evolution | aging | coarse-to-fine | random")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
+    p.add_argument("--engine", default="numpy", choices=("numpy", "numba"),
+                   help="numba: run evolution's breeding compiled (same result; pays off for large --budget: "
+                        "loading it costs ~0.5 s; pip install 'ofakit[fast]')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="directory for arch.json and report.json (and pareto.png)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
         algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
-        latency_scale=scale,
+        latency_scale=scale, engine=args.engine,
     )
     result, report = specialize(args.bundle, cfg)
     if args.pareto:

@@ -22,7 +22,7 @@ from ofakit.arch import ArchConfig
 from ofakit.latency.table import LatencyTable, layer_key
 from ofakit.registry import Registry
 from ofakit.space import LayerShape, SearchSpace, get_space
-from ofakit.space.additive import BlockSum
+from ofakit.space.additive import Additive, BlockSum
 from ofakit.space.genome import Genome
 from ofakit.space.mbconv import MBConvSpace
 
@@ -66,6 +66,11 @@ class LutEstimator:
         if self._sum is None:
             return self.estimate_batch(genome.decode(rows), scale=scale)
         return self._checked(self._sum.of_rows(genome, rows), lambda i: genome.decode(rows[i : i + 1])[0], scale)
+
+    def additive(self, scale: float = 1.0) -> Additive | None:
+        """`estimate_rows` as `scale * (block sum + call overhead)`, for compiled searches; None where the space has
+        no block sum."""
+        return None if self._sum is None else Additive(self._sum, scale, self._overhead)
 
     def _checked(self, sums: np.ndarray, arch_at: Callable[[int], ArchConfig], scale: float) -> np.ndarray:
         bad = np.flatnonzero(np.isnan(sums))

@@ -4,12 +4,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, OfakitError
-from ofakit.space.additive import BlockSum
+from ofakit.space.additive import Additive, BlockSum
 from ofakit.space.genome import Genome
 from ofakit.space.mbconv import MBConvSpace
 
@@ -28,6 +29,7 @@ class Limit:
     maximum: float
     cost: RowFn
     unit: str = ""
+    additive: Additive | None = None  # the same cost in additive form, when it has one
 
     def check(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values, feasible mask) for a batch of rows."""
@@ -40,22 +42,29 @@ def arch_cost(genome: Genome, cost: Callable[[Sequence[ArchConfig]], np.ndarray]
     return lambda rows: np.asarray(cost(genome.decode(rows)), dtype=np.float64)
 
 
-def _space_cost(genome: Genome, which: int) -> RowFn:
+def _space_limit(name: str, genome: Genome, which: int, maximum: float) -> Limit:
     """MACs (0) or params (1) of rows: a BlockSum gather for MBConv spaces, else per decoded arch."""
     space = genome.space
     if isinstance(space, MBConvSpace):
         total = BlockSum(space, lambda _, layer: float(space.layer_costs(layer)[which]))
-        return lambda rows: total.of_rows(genome, rows)
+        return Limit(name, maximum, lambda rows: total.of_rows(genome, rows), additive=Additive(total))
     per_arch = space.macs if which == 0 else space.params
-    return arch_cost(genome, lambda archs: np.array([per_arch(a) for a in archs], dtype=np.float64))
+    return Limit(name, maximum,
+                 arch_cost(genome, lambda archs: np.array([per_arch(a) for a in archs], dtype=np.float64)))
 
 
 def macs_limit(genome: Genome, maximum: float) -> Limit:
-    return Limit("macs", maximum, _space_cost(genome, 0))
+    return _space_limit("macs", genome, 0, maximum)
 
 
 def params_limit(genome: Genome, maximum: float) -> Limit:
-    return Limit("params", maximum, _space_cost(genome, 1))
+    return _space_limit("params", genome, 1, maximum)
+
+
+def latency_limit(name: str, maximum: float, estimator: Any, genome: Genome, scale: float = 1.0) -> Limit:
+    """Estimated latency (ms) of rows <= maximum, with the estimator's additive form when it has one (the LUT sum)."""
+    additive = estimator.additive(scale) if hasattr(estimator, "additive") else None
+    return Limit(name, maximum, lambda rows: estimator.estimate_rows(genome, rows, scale=scale), "ms", additive)
 
 
 def feasible(limits: Sequence[Limit], rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class EvolutionConfig:
     mutation_share: float = 0.5  # share of the population made by mutation (the rest of the children by crossover)
     mutation_prob: float = 0.1  # per-gene probability of a redraw in a mutation
     sample_tries: int = 200  # batches of proposals per generation (and for the first population) before giving up
+    engine: str = "numpy"  # or "numba": the generations' breeding compiled (ofakit.search.fused; same results)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class _Evaluator:
         self.genome, self.score, self.limits = genome, score, list(limits)
         self.index: dict[int, int] = {}  # key -> store index
         self.n = 0
+        self.scored = 0  # rows [0, scored) have their scores
         self.rows = np.zeros((256, genome.width), dtype=np.int64)
         self.keys = np.zeros(256, dtype=np.uint64)
         self.scores = np.zeros(256)
@@ -73,9 +76,11 @@ class _Evaluator:
                 self.lowest[name] = min(self.lowest[name], float(v.min()))
         return mask, values
 
-    def add(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
-        """Store indices of `rows` (all feasible, with their limit values); new archs are scored."""
-        keys = self.genome.keys(rows)
+    def add(self, rows: np.ndarray, values: dict[str, np.ndarray], keys: np.ndarray | None = None, *,
+            later: bool = False) -> np.ndarray:
+        """Store indices of `rows` (all feasible, with their limit values; `keys`: theirs, if known); new archs
+        are scored now, or with `later` at the next `score_new`."""
+        keys = self.genome.keys(rows) if keys is None else keys
         out = np.empty(len(rows), dtype=np.int64)
         new = []
         for i, k in enumerate(keys.tolist()):
@@ -88,11 +93,18 @@ class _Evaluator:
             sel, lo, hi = np.asarray(new), self.n, self.n + len(new)
             self._reserve(hi)
             self.rows[lo:hi], self.keys[lo:hi] = rows[sel], keys[sel]
-            self.scores[lo:hi] = np.asarray(self.score(rows[sel]), dtype=np.float64)
             for name, v in values.items():
                 self.costs[name][lo:hi] = v[sel]
             self.n = hi
+        if not later:
+            self.score_new()
         return out
+
+    def score_new(self) -> None:
+        """Score the archs stored since the last call, in one batch."""
+        if self.n > self.scored:
+            self.scores[self.scored : self.n] = self.score(self.rows[self.scored : self.n])
+            self.scored = self.n
 
     def add_feasible(self, rows: np.ndarray) -> np.ndarray:
         """Check `rows` and store the feasible ones; their store indices."""
@@ -113,19 +125,34 @@ class _Evaluator:
 def _pick(ev: _Evaluator, rows: np.ndarray, want: int, taken: set[int]) -> tuple[np.ndarray, int]:
     """Store indices of the first `want` rows that meet the limits and are not in `taken` (which grows), and how
     many such rows the batch held in all (to size the next batch)."""
+    picked, hits = _pick_parts(ev, rows, [len(rows)], np.array([want]), taken)
+    return picked[0], int(hits[0])
+
+
+def _pick_parts(ev: _Evaluator, rows: np.ndarray, sizes: Sequence[int], want: np.ndarray, taken: set[int],
+                later: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """`_pick` on consecutive parts of `rows` (part i: `sizes[i]` rows, up to `want[i]` picked), each part seeing
+    the keys the earlier ones took; the limits and keys of all parts are computed in one call each, and the new
+    archs scored in one (with `later`: at the evaluator's next `score_new`)."""
     mask, values = ev.check(rows)
-    keys = ev.genome.keys(rows).tolist()
-    chosen: list[int] = []
-    hits = 0
-    for i in np.flatnonzero(mask).tolist():
-        if keys[i] in taken:
-            continue
-        hits += 1
-        if len(chosen) < want:
-            taken.add(keys[i])
-            chosen.append(i)
-    sel = np.asarray(chosen, dtype=np.int64)
-    return ev.add(rows[sel], {k: v[sel] for k, v in values.items()}), hits
+    keys = ev.genome.keys(rows)
+    chosen: list[list[int]] = []
+    hits, start = np.zeros(len(sizes), dtype=np.int64), 0
+    for part, size in enumerate(sizes):
+        span = np.flatnonzero(mask[start : start + size]) + start
+        start += size
+        got: list[int] = []
+        for i, k in zip(span.tolist(), keys[span].tolist()):
+            if k in taken:
+                continue
+            hits[part] += 1
+            if len(got) < want[part]:
+                taken.add(k)
+                got.append(i)
+        chosen.append(got)
+    at = np.array([i for got in chosen for i in got], dtype=np.int64)
+    stored = ev.add(rows[at], {k: v[at] for k, v in values.items()}, keys[at], later=later)
+    return np.split(stored, np.cumsum([len(c) for c in chosen])[:-1]), hits
 
 
 def _infeasible(ev: _Evaluator) -> InfeasibleError:
@@ -180,6 +207,11 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
     n_parents = max(2, int(cfg.parents * cfg.population))
     quota = {"mutate": int(cfg.mutation_share * cfg.population)}
     quota["cross"] = max(0, cfg.population - n_parents - quota["mutate"])
+    from ofakit.search import fused
+
+    compiled = fused.plan(genome, limits, cfg.engine)  # None: the NumPy loop below
+    if compiled is not None:
+        return _result(ev, started, _compiled_generations(ev, compiled, population, cfg, n_parents, quota, rng))
     rate = {"mutate": 1.0, "cross": 1.0}  # share of the last batch that was feasible and new
     history = []
     for _ in range(cfg.generations):
@@ -192,23 +224,50 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
             if sum(need.values()) <= 0 or idle >= 3:
                 break
             idle += 1
-            for kind in ("mutate", "cross"):
-                if need[kind] <= 0:
-                    continue
-                n = min(20 * cfg.population, int(np.ceil(1.2 * need[kind] / max(rate[kind], 0.02))) + 1)
+            kinds = [kind for kind in ("mutate", "cross") if need[kind] > 0]
+            sizes = [min(20 * cfg.population, int(np.ceil(1.2 * need[k] / max(rate[k], 0.02))) + 1) for k in kinds]
+            batches = []
+            for kind, n in zip(kinds, sizes):
                 if kind == "mutate":
-                    batch = genome.mutate(pool[rng.integers(len(pool), size=n)], rng, cfg.mutation_prob)
+                    batches.append(genome.mutate(pool[rng.integers(len(pool), size=n)], rng, cfg.mutation_prob))
                 else:
-                    batch = genome.crossover(pool[rng.integers(len(pool), size=n)],
-                                             pool[rng.integers(len(pool), size=n)], rng)
-                picked, hits = _pick(ev, batch, need[kind], taken)
-                rate[kind] = 0.5 * rate[kind] + 0.5 * hits / n
-                if len(picked):
-                    children.append(picked)
-                    need[kind] -= len(picked)
+                    batches.append(genome.crossover(pool[rng.integers(len(pool), size=n)],
+                                                    pool[rng.integers(len(pool), size=n)], rng))
+            picked, hits = _pick_parts(ev, np.concatenate(batches), sizes, np.array([need[k] for k in kinds]), taken,
+                                       later=True)
+            for kind, n, got, hit in zip(kinds, sizes, picked, hits.tolist()):
+                rate[kind] = 0.5 * rate[kind] + 0.5 * hit / n
+                if len(got):
+                    children.append(got)
+                    need[kind] -= len(got)
                     idle = 0
+        ev.score_new()  # a generation's new archs in one batch (the compiled engine does the same)
         population = np.concatenate(children)
     return _result(ev, started, history)
+
+
+def _compiled_generations(ev: _Evaluator, plan: Any, population: np.ndarray, cfg: EvolutionConfig, n_parents: int,
+                          quota: dict[str, int], rng: np.random.Generator) -> list[float]:
+    """`evolve`'s generations with the breeding compiled (`ofakit.search.fused`) and the scoring here; the best
+    score per generation."""
+    from ofakit.search.fused import Breeder
+
+    n = ev.n
+    breeder = Breeder(plan, rng, ev.rows[:n], ev.keys[:n], ev.scores[:n],
+                      np.column_stack([ev.costs[lim.name][:n] for lim in ev.limits]), cfg.population, n_parents,
+                      (quota["mutate"], quota["cross"]), cfg.mutation_prob, cfg.sample_tries)
+    history = []
+    for _ in range(cfg.generations):
+        before = breeder.n
+        population = breeder.generation(population)
+        history.append(float(breeder.scores[population[0]]))  # the best parent
+        if breeder.n > before:
+            breeder.scores[before : breeder.n] = ev.score(breeder.rows[before : breeder.n])
+    ev.n = ev.scored = breeder.n
+    ev.index = {}  # the store's key index lived in the breeder
+    ev.rows, ev.keys, ev.scores = breeder.rows, breeder.keys, breeder.scores
+    ev.costs = {lim.name: breeder.costs[:, i] for i, lim in enumerate(ev.limits)}
+    return history
 
 
 def aging_evolution(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,

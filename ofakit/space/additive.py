@@ -26,6 +26,16 @@ class _Tables:
     blocks: np.ndarray  # [slot, kernel index, expand index]
 
 
+@dataclass(frozen=True)
+class Additive:
+    """A cost that is `scale * (block_sum.of_rows(genome, rows) + offset)`, e.g. a LUT latency estimate: what a
+    compiled search evaluates from the block sum's arrays alone (`ofakit.search.fused`)."""
+
+    block_sum: BlockSum
+    scale: float = 1.0
+    offset: float = 0.0
+
+
 class BlockSum:
     """Sums `per_layer` over the layers of subnets of `space`; NaN in the result where a layer's value is NaN.
 
@@ -38,6 +48,8 @@ class BlockSum:
         self.space = space
         self.per_layer = per_layer
         self._tables: dict[int, _Tables] = {}
+        self._row_tables: tuple | None = None  # (resolutions, fixed per resolution, flat blocks) for `of_rows`
+        self._slot_base = np.arange(space.num_slots)[None, :]
         sp = space
         self._stage_of = np.repeat(np.arange(len(sp.stage_slots)), [len(s) for s in sp.stage_slots])
         self._position = np.concatenate([np.arange(len(s)) for s in sp.stage_slots])
@@ -60,11 +72,34 @@ class BlockSum:
             es[i] = [e_index.get(e, 0) for e in a.expand_ratios]
         return self.of_indices(res, depths, ks, es)
 
-    def of_rows(self, genome: Genome, rows: np.ndarray) -> np.ndarray:
-        """Float64, one value per genome row of this space."""
-        return self.of_indices(genome.values(rows, "resolution")[:, 0].astype(np.int64),
-                               genome.values(rows, "depths").astype(np.int64),
-                               rows[:, genome.columns["kernel_sizes"]], rows[:, genome.columns["expand_ratios"]])
+    def of_rows(self, genome: Genome, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """Float64, one value per genome row of this space (`active`: `genome.active(rows)`, if known).
+
+        One gather over the blocks of all the genome's resolutions, a skipped slot pointing at a zero.
+        """
+        fixed, flat = self.row_tables(genome)
+        n_k, n_e = len(self.space.spec.kernel_choices), len(self.space.spec.expand_choices)
+        k_cols, e_cols = genome.columns["kernel_sizes"], genome.columns["expand_ratios"]
+        res = rows[:, genome.columns["resolution"][0]]
+        at = (res * (len(k_cols) * n_k * n_e))[:, None] + self._slot_base * (n_k * n_e) + rows[:, k_cols] * n_e \
+            + rows[:, e_cols]
+        used = (genome.active(rows) if active is None else active)[:, k_cols]  # a slot's expand gene: gated alike
+        return fixed[res] + flat[np.where(used, at, len(flat) - 1)].sum(axis=1)
+
+    def row_tables(self, genome: Genome) -> tuple[np.ndarray, np.ndarray]:
+        """For rows of `genome`: `fixed` per resolution choice, and the blocks of every resolution choice flattened
+        ([resolution, slot, kernel, expand], C order) with a zero appended, where skipped slots point."""
+        resolutions = genome.genes[int(genome.columns["resolution"][0])].choices
+        if self._row_tables is None or self._row_tables[0] != resolutions:
+            tabs = [self.tables(int(r)) for r in resolutions]
+            flat = np.concatenate([t.blocks.ravel() for t in tabs] + [np.zeros(1)])
+            self._row_tables = (resolutions, np.array([t.fixed for t in tabs]), flat)
+        return self._row_tables[1], self._row_tables[2]
+
+    def complete(self, resolutions: Sequence[int]) -> bool:
+        """Whether every block and fixed part is known (not NaN) at these resolutions."""
+        return all(np.isfinite(self.tables(r).fixed) and np.isfinite(self.tables(r).blocks).all()
+                   for r in resolutions)
 
     def of_indices(self, resolution: np.ndarray, depths: np.ndarray, kernel_index: np.ndarray,
                    expand_index: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ class Genome:
         self._threshold = np.array([self.genes[j].threshold for j in self._gated], dtype=np.float64)
         self._index = [{v: i for i, v in enumerate(g.choices)} for g in self.genes]
         self._hash = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
+        self._gate_code = self._active_table()
 
     @property
     def width(self) -> int:
@@ -89,26 +90,45 @@ class Genome:
 
     def active(self, rows: np.ndarray) -> np.ndarray:
         """Bool [n, width]: which genes shape the network (the others sit in slots that depth skips)."""
+        if self._gate_code is not None:  # one gather: the mask of every combination of the gating genes' choices
+            gates, radix, table = self._gate_code
+            return table[rows[:, gates] @ radix]
+        return self._active_slow(rows)
+
+    def _active_slow(self, rows: np.ndarray) -> np.ndarray:
         mask = np.ones(rows.shape, dtype=bool)
         if self._gated.size:
             depth = self._numeric[self._gate[None, :], rows[:, self._gate]]
             mask[:, self._gated] = depth > self._threshold
         return mask
 
-    def canonical(self, rows: np.ndarray) -> np.ndarray:
+    def _active_table(self, most: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(gating genes, their mixed radix, mask per code) when the gating genes have at most `most` joint
+        choices; else None (`active` then compares values)."""
+        gates = np.unique(self._gate)
+        if not gates.size or int(np.prod(self.sizes[gates].astype(float))) > most:
+            return None
+        radix = np.concatenate([[1], np.cumprod(self.sizes[gates])[:-1]]).astype(np.int64)
+        codes = np.arange(int(np.prod(self.sizes[gates])))
+        rows = np.zeros((len(codes), self.width), dtype=np.int64)
+        rows[:, gates] = (codes[:, None] // radix) % self.sizes[gates]
+        return gates, radix, self._active_slow(rows)
+
+    def canonical(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """Rows with inactive genes set to 0: equal exactly when the networks are equal."""
-        return np.where(self.active(rows), rows, 0)
+        return rows * (self.active(rows) if active is None else active)
 
-    def keys(self, rows: np.ndarray) -> np.ndarray:
+    def keys(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """A 64-bit hash (uint64) of each canonical row, for de-duplication (collisions: about n^2 / 2^64)."""
-        return (self.canonical(rows).astype(np.uint64) * self._hash).sum(axis=1, dtype=np.uint64)
+        return self.canonical(rows, active).astype(np.uint64) @ self._hash
 
-    def onehot(self, rows: np.ndarray) -> np.ndarray:
+    def onehot(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """Float32 [n, sum of choices]: a 1 for each active gene's chosen value."""
-        out = np.zeros((len(rows), int(self.sizes.sum())), dtype=np.float32)
-        r, c = np.nonzero(self.active(rows))
-        out[r, self.offsets[c] + rows[r, c]] = 1.0
-        return out
+        n, width = len(rows), int(self.sizes.sum()) + 1  # inactive genes land in a spare last column, dropped
+        at = np.where(self.active(rows) if active is None else active, rows + self.offsets, width - 1)
+        out = np.zeros(n * width, dtype=np.float32)
+        out[(at + np.arange(0, n * width, width)[:, None]).ravel()] = 1.0
+        return out.reshape(n, width)[:, :-1]
 
     def linear_map(self, features: Callable[[list[ArchConfig]], np.ndarray], *, seed: int = 0) -> np.ndarray | None:
         """W with `onehot(rows) @ W == features(decode(rows))`, or None when the features are not linear in the
@@ -131,9 +151,12 @@ class Genome:
         return (rng.random((n, self.width)) * self.sizes).astype(np.int64)
 
     def mutate(self, rows: np.ndarray, rng: np.random.Generator, prob: float) -> np.ndarray:
-        """Each gene of each row redrawn with probability `prob`."""
-        redraw = rng.random(rows.shape) < prob
-        return np.where(redraw, self.sample(len(rows), rng), rows)
+        """Each gene of each row redrawn with probability `prob` (one uniform per gene, then one per redrawn gene,
+        in row order: `ofakit.search.fused` draws the same)."""
+        r, c = np.nonzero(rng.random(rows.shape) < prob)
+        out = rows.copy()
+        out[r, c] = (rng.random(len(r)) * self.sizes[c]).astype(np.int64)
+        return out
 
     def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Each gene taken from `a` or `b` with equal probability."""
