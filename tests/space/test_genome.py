@@ -92,3 +92,20 @@ def test_block_sums_equal_macs_and_params(name):
     np.testing.assert_array_equal(params_limit(genome, 0).cost(rows), params)
     total = BlockSum(space, lambda _, layer: float(space.layer_costs(layer)[0]))
     np.testing.assert_array_equal(total.of_archs(archs), macs)
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_active_masks_from_the_code_table_equal_the_comparisons(name):
+    genome = Genome(get_space(name))
+    rows = genome.sample(500, np.random.default_rng(1))
+    np.testing.assert_array_equal(genome.active(rows), genome._active_slow(rows))
+    assert genome._gate_code is not None or not genome._gated.size  # every shipped space has the one-gather form
+
+
+def test_mutation_redraws_about_prob_of_the_genes_and_keeps_the_others():
+    genome = Genome(get_space("ofa-mbv3-w1.0"))
+    rows = genome.sample(2000, np.random.default_rng(0))
+    moved = genome.mutate(rows, np.random.default_rng(1), 0.1)
+    changed = (moved != rows).mean()  # a redraw keeps the value with probability 1 / choices
+    expected = 0.1 * float(np.mean(1 - 1 / genome.sizes))
+    assert abs(changed - expected) < 0.01 and (moved < genome.sizes).all() and (moved >= 0).all()
