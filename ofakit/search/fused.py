@@ -57,10 +57,10 @@ def plan(genome: Genome, limits: Sequence[Any], engine: str = "numpy") -> Plan |
         why = "Numba is not installed (pip install 'ofakit[fast]')"
     if why is not None:
         raise ConfigError(f"the compiled search (engine 'numba') cannot run this problem: {why}; use engine 'numpy'")
-    gates, radix, active = genome._gate_code
+    gates, radix, active = genome.gate_code
     tables = [lim.additive.block_sum.row_tables(genome) for lim in limits]
     spec = genome.space.spec
-    return Plan((gates, radix, active, genome._hash, genome.sizes, int(genome.columns["resolution"][0]),
+    return Plan((gates, radix, active, genome.key_weights, genome.sizes, int(genome.columns["resolution"][0]),
                  genome.columns["kernel_sizes"], genome.columns["expand_ratios"], len(spec.kernel_choices),
                  len(spec.expand_choices)),
                 (np.stack([f for f, _ in tables]), np.stack([t for _, t in tables]),
@@ -73,7 +73,7 @@ def _unfit(genome: Genome, limits: Sequence[Any]) -> str | None:
     """Why the kernel cannot run this problem, or None."""
     from ofakit.space.mbconv import MBConvSpace
 
-    if not isinstance(genome.space, MBConvSpace) or genome._gate_code is None:
+    if not isinstance(genome.space, MBConvSpace) or genome.gate_code is None:
         return f"space {genome.space.name!r} is not an MBConv space"
     if not limits:
         return "it has no limit"

@@ -72,8 +72,8 @@ class BlockSum:
             es[i] = [e_index.get(e, 0) for e in a.expand_ratios]
         return self.of_indices(res, depths, ks, es)
 
-    def of_rows(self, genome: Genome, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
-        """Float64, one value per genome row of this space (`active`: `genome.active(rows)`, if known).
+    def of_rows(self, genome: Genome, rows: np.ndarray) -> np.ndarray:
+        """Float64, one value per genome row of this space.
 
         One gather over the blocks of all the genome's resolutions, a skipped slot pointing at a zero.
         """
@@ -83,7 +83,7 @@ class BlockSum:
         res = rows[:, genome.columns["resolution"][0]]
         at = (res * (len(k_cols) * n_k * n_e))[:, None] + self._slot_base * (n_k * n_e) + rows[:, k_cols] * n_e \
             + rows[:, e_cols]
-        used = (genome.active(rows) if active is None else active)[:, k_cols]  # a slot's expand gene: gated alike
+        used = genome.active(rows)[:, k_cols]  # a slot's expand gene is gated alike
         return fixed[res] + flat[np.where(used, at, len(flat) - 1)].sum(axis=1)
 
     def row_tables(self, genome: Genome) -> tuple[np.ndarray, np.ndarray]:

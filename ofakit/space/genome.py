@@ -41,8 +41,9 @@ class Genome:
         self._gate = np.array([self.genes[j].gate for j in self._gated], dtype=np.int64)
         self._threshold = np.array([self.genes[j].threshold for j in self._gated], dtype=np.float64)
         self._index = [{v: i for i, v in enumerate(g.choices)} for g in self.genes]
-        self._hash = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
-        self._gate_code = self._active_table()
+        # key = canonical row . key_weights (mod 2^64); gate_code: see _active_table (both read by ofakit.search.fused)
+        self.key_weights = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
+        self.gate_code = self._active_table()
 
     @property
     def width(self) -> int:
@@ -90,8 +91,8 @@ class Genome:
 
     def active(self, rows: np.ndarray) -> np.ndarray:
         """Bool [n, width]: which genes shape the network (the others sit in slots that depth skips)."""
-        if self._gate_code is not None:  # one gather: the mask of every combination of the gating genes' choices
-            gates, radix, table = self._gate_code
+        if self.gate_code is not None:  # one gather: the mask of every combination of the gating genes' choices
+            gates, radix, table = self.gate_code
             return table[rows[:, gates] @ radix]
         return self._active_slow(rows)
 
@@ -114,18 +115,18 @@ class Genome:
         rows[:, gates] = (codes[:, None] // radix) % self.sizes[gates]
         return gates, radix, self._active_slow(rows)
 
-    def canonical(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+    def canonical(self, rows: np.ndarray) -> np.ndarray:
         """Rows with inactive genes set to 0: equal exactly when the networks are equal."""
-        return rows * (self.active(rows) if active is None else active)
+        return rows * self.active(rows)
 
-    def keys(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+    def keys(self, rows: np.ndarray) -> np.ndarray:
         """A 64-bit hash (uint64) of each canonical row, for de-duplication (collisions: about n^2 / 2^64)."""
-        return self.canonical(rows, active).astype(np.uint64) @ self._hash
+        return self.canonical(rows).astype(np.uint64) @ self.key_weights
 
-    def onehot(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+    def onehot(self, rows: np.ndarray) -> np.ndarray:
         """Float32 [n, sum of choices]: a 1 for each active gene's chosen value."""
         n, width = len(rows), int(self.sizes.sum()) + 1  # inactive genes land in a spare last column, dropped
-        at = np.where(self.active(rows) if active is None else active, rows + self.offsets, width - 1)
+        at = np.where(self.active(rows), rows + self.offsets, width - 1)
         out = np.zeros(n * width, dtype=np.float32)
         out[(at + np.arange(0, n * width, width)[:, None]).ravel()] = 1.0
         return out.reshape(n, width)[:, :-1]

@@ -1,4 +1,4 @@
-"""The compiled engine (ofakit.search.fused) gives exactly what evolve's NumPy loop gives, and says why it cannot run."""
+"""The compiled engine (ofakit.search.fused) gives exactly what the NumPy loop gives, and says why it cannot run."""
 from __future__ import annotations
 
 import numpy as np

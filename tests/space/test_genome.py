@@ -99,7 +99,7 @@ def test_active_masks_from_the_code_table_equal_the_comparisons(name):
     genome = Genome(get_space(name))
     rows = genome.sample(500, np.random.default_rng(1))
     np.testing.assert_array_equal(genome.active(rows), genome._active_slow(rows))
-    assert genome._gate_code is not None or not genome._gated.size  # every shipped space has the one-gather form
+    assert genome.gate_code is not None or not genome._gated.size  # every shipped space has the table
 
 
 def test_mutation_redraws_about_prob_of_the_genes_and_keeps_the_others():
