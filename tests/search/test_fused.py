@@ -1,6 +1,11 @@
 """The compiled engine (ofakit.search.fused) gives exactly what the NumPy loop gives, and says why it cannot run."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,6 +17,7 @@ from ofakit.search.evolution import EvolutionConfig, evolve
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
 
+REPO = Path(__file__).resolve().parents[2]
 needs_numba = pytest.mark.skipif(not fused.numba_available(),
                                  reason="Numba is not installed (pip install 'ofakit[fast]')")
 
@@ -77,10 +83,29 @@ def test_unknown_engine_is_a_clear_error():
         search("cuda", lambda g: [macs_limit(g, 400e6)], 0)
 
 
-def test_without_numba_the_engine_names_the_install(monkeypatch):
-    monkeypatch.setattr(fused, "numba_available", lambda: False)
-    with pytest.raises(ConfigError, match=r"Numba is not installed \(pip install 'ofakit\[fast\]'\)"):
-        search("numba", lambda g: [macs_limit(g, 400e6)], 0)
+def test_without_numba_the_engine_names_the_install_and_numpy_runs():
+    # a fresh interpreter where `import numba` fails: the module still imports, and only engine "numba" is refused
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["numba"] = None  # import numba -> ImportError
+        import numpy as np
+        from ofakit.errors import ConfigError
+        from ofakit.search.constraints import macs_limit
+        from ofakit.search.evolution import EvolutionConfig, evolve
+        from ofakit.space import get_space
+        from ofakit.space.genome import Genome
+        genome = Genome(get_space("ofa-mbv3-w1.0"))
+        score = lambda rows: rows.sum(axis=1).astype(float)
+        limits = [macs_limit(genome, 400e6)]
+        evolve(genome, score, limits, EvolutionConfig(population=20, generations=3), np.random.default_rng(0))
+        try:
+            evolve(genome, score, limits, EvolutionConfig(generations=3, engine="numba"), np.random.default_rng(0))
+        except ConfigError as exc:
+            print(exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "Numba is not installed (pip install 'ofakit[fast]')" in proc.stdout and "engine 'numpy'" in proc.stdout
 
 
 def test_pairwise_sum_follows_numpys_order():
