@@ -100,8 +100,7 @@ class Breeder:
                  mutation_prob: float, sample_tries: int) -> None:
         self.plan, self.rng, self.n = p, rng, len(rows)
         self.rows, self.keys, self.scores, self.costs = rows, keys, scores, costs
-        self.table = (np.zeros(0, dtype=np.bool_),)
-        self._grow(max(4096, 2 * self.n))
+        self._grow(max(4096, 2 * self.n))  # copies the store, and indexes its keys in `table`
         self.rate = np.ones(2)
         self.settings = (population_size, n_parents, quota[0], quota[1], float(mutation_prob), sample_tries)
 
