@@ -3,10 +3,10 @@
 Both searches maximise the same accuracy predictor (a MIT tutorial-format MLP; by default the randomly initialised
 one that MIT's own class built for tests/fixtures/ofa, imported into ofakit with `ofakit import-ofa --predictor`)
 under the same Note10 latency limit (default 25 ms), with the same budget and settings (population 100, 500
-generations, 25 % parents, half the children by mutation, mutation probability 0.1). MIT's side runs in a
-subprocess under MIT's venv with MIT's own code: `ofa.tutorial.AccuracyPredictor` loading the same .pth, and
-`ofa.tutorial.LatencyTable`/`LatencyEstimator` summing MIT's Note10 YAML tables (read from a local folder; when it is
-absent, MIT's estimator is given ofakit's table with MIT's keys). Timed: the search call only (imports, predictor and
+generations, 25 % parents, 100 children per generation of which half by mutation, mutation probability 0.1).
+MIT's side runs in a subprocess under MIT's venv with MIT's own code: `ofa.tutorial.AccuracyPredictor` loading the
+same .pth, and `ofa.tutorial.LatencyTable`/`LatencyEstimator` summing MIT's Note10 YAML tables (read from a local
+folder; when it is absent, MIT's estimator is given ofakit's table with MIT's keys). Timed: the search call only (imports, predictor and
 table loading excluded on both sides). Both winners are re-scored with ofakit's imported predictor and LUT.
 
     python -m bench.search_speed                          # MIT via /work/ofa-venv/bin/python

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError
 from ofakit.search.constraints import InfeasibleError, Limit, RowFn, feasible
 from ofakit.space.genome import Genome
 
@@ -24,10 +25,10 @@ ScoreFn = RowFn  # genome rows -> predicted accuracy, one per row
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    population: int = 100  # archs kept per generation
+    population: int = 100  # the first population, and the children bred per generation (as MIT's population_size)
     generations: int = 500
-    parents: float = 0.25  # share of the population kept as parents
-    mutation_share: float = 0.5  # share of the population made by mutation (the rest of the children by crossover)
+    parents: float = 0.25  # share of `population` kept as parents (the best of parents + children)
+    mutation_share: float = 0.5  # share of the children made by mutation (the rest by crossover)
     mutation_prob: float = 0.1  # per-gene probability of a redraw in a mutation
     sample_tries: int = 200  # batches of proposals per generation (and for the first population) before giving up
     engine: str = "numpy"  # or "numba": the generations' breeding compiled (ofakit.search.fused; same results)
@@ -197,16 +198,21 @@ def _result(ev: _Evaluator, started: float, history: list[float]) -> SearchResul
 
 def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
            rng: np.random.Generator) -> SearchResult:
-    """OFA-style evolution: keep the best `parents`, refill with feasible, distinct mutants and crossovers.
+    """OFA-style evolution, generation by generation as MIT's `EvolutionFinder`: the best `parents` of the population
+    stay, and `population` children join them (`mutation_share` mutants of one parent, the rest crossovers of two);
+    unlike MIT's, the children of a generation are feasible and distinct from each other and from the parents.
 
     `score` and the limits' costs take rows of `genome`.
     """
     started = time.perf_counter()
     ev = _Evaluator(genome, score, limits)
     population = _first_population(ev, cfg.population, rng, cfg.sample_tries)
-    n_parents = max(2, int(cfg.parents * cfg.population))
-    quota = {"mutate": int(cfg.mutation_share * cfg.population)}
-    quota["cross"] = max(0, cfg.population - n_parents - quota["mutate"])
+    if not 0 < cfg.parents <= 1 or not 0 <= cfg.mutation_share <= 1:
+        raise ConfigError(f"parents ({cfg.parents}) must be in (0, 1] and mutation_share ({cfg.mutation_share}) in "
+                          "[0, 1]: shares of the population")
+    n_parents = max(2, int(round(cfg.parents * cfg.population)))
+    quota = {"mutate": int(round(cfg.mutation_share * cfg.population))}
+    quota["cross"] = max(0, cfg.population - quota["mutate"])
     from ofakit.search import fused
 
     compiled = fused.plan(genome, limits, cfg.engine)  # None: the NumPy loop below

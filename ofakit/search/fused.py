@@ -248,7 +248,7 @@ def _generation(rng, population, n, rows, keys, scores, costs, table, rate, geno
     taken = set()
     for p in parents:
         taken.add(keys[p])
-    children = np.empty(population_size * 2, dtype=np.int64)
+    children = np.empty(n_parents + quota_mutate + quota_cross, dtype=np.int64)
     children[:n_parents] = parents
     n_children = n_parents
     need = np.array([quota_mutate, quota_cross])

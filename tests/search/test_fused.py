@@ -114,3 +114,8 @@ def test_pairwise_sum_follows_numpys_order():
     for n in (3, 8, 13, 20, 24, 37):
         a = g.standard_normal(n) * 10.0 ** g.integers(-3, 4, size=n)
         assert fused._pairwise_sum(a) == np.add.reduce(a) == a[None, :].sum(axis=1)[0]
+
+
+def test_shares_outside_their_range_are_a_clear_error():
+    with pytest.raises(ConfigError, match=r"parents \(1.5\) must be in \(0, 1\]"):
+        search("numpy", lambda g: [macs_limit(g, 400e6)], 0, parents=1.5)
