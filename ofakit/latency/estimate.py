@@ -97,6 +97,8 @@ class Estimator(Protocol):
 
     def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray: ...
 
+    def additive(self, scale: float = 1.0) -> Additive | None: ...
+
 
 def _lut(device: str, space: str) -> Estimator:
     from ofakit.latency.table import find_table

@@ -188,6 +188,10 @@ class LatencyPredictor:
         x = self.features.of_rows(genome, rows)
         return scale * _predict(self.kind, self.arrays, x)
 
+    def additive(self, scale: float = 1.0) -> None:
+        """None: a learned model is not a sum over layers (the compiled search needs one; see LutEstimator)."""
+        return None
+
     def fitted_on(self, arch: ArchConfig) -> bool:
         """Whether `arch` was one of the subnets the predictor was fitted on."""
         return arch_digest(arch) in self._fitted

@@ -63,8 +63,8 @@ def params_limit(genome: Genome, maximum: float) -> Limit:
 
 def latency_limit(name: str, maximum: float, estimator: Any, genome: Genome, scale: float = 1.0) -> Limit:
     """Estimated latency (ms) of rows <= maximum, with the estimator's additive form when it has one (the LUT sum)."""
-    additive = estimator.additive(scale) if hasattr(estimator, "additive") else None
-    return Limit(name, maximum, lambda rows: estimator.estimate_rows(genome, rows, scale=scale), "ms", additive)
+    return Limit(name, maximum, lambda rows: estimator.estimate_rows(genome, rows, scale=scale), "ms",
+                 estimator.additive(scale))
 
 
 def feasible(limits: Sequence[Limit], rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -156,6 +156,13 @@ def _pick_parts(ev: _Evaluator, rows: np.ndarray, sizes: Sequence[int], want: np
     return np.split(stored, np.cumsum([len(c) for c in chosen])[:-1]), hits
 
 
+def numpy_engine_only(engine: str, algorithm: str) -> None:
+    """ConfigError unless `engine` is "numpy": only `evolve` has a compiled engine."""
+    if engine != "numpy":
+        raise ConfigError(f"engine {engine!r} runs the evolution algorithm only, not {algorithm!r}; "
+                          "drop --engine or use --algorithm evolution")
+
+
 def _infeasible(ev: _Evaluator) -> InfeasibleError:
     space = ev.genome.space
     ev.check(ev.genome.encode([space.smallest()]))  # counts in `lowest`
@@ -283,6 +290,7 @@ def aging_evolution(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg
     Children are made and checked a population-sized batch at a time (one tournament per child), which keeps the
     calls to the predictors vectorized; `generations` counts batches.
     """
+    numpy_engine_only(cfg.engine, "aging")
     started = time.perf_counter()
     ev = _Evaluator(genome, score, limits)
     queue = _first_population(ev, cfg.population, rng, cfg.sample_tries)

@@ -14,7 +14,8 @@ from ofakit.errors import ConfigError
 from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.search.coarse_to_fine import coarse_to_fine
 from ofakit.search.constraints import Limit, latency_limit, macs_limit, params_limit
-from ofakit.search.evolution import EvolutionConfig, SearchResult, aging_evolution, evolve, random_search
+from ofakit.search.evolution import (EvolutionConfig, SearchResult, aging_evolution, evolve, numpy_engine_only,
+                                     random_search)
 from ofakit.search.pareto import pareto_front
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
@@ -49,9 +50,8 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
         close = difflib.get_close_matches(cfg.algorithm, ALGORITHMS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown algorithm {cfg.algorithm!r}; choices: {', '.join(ALGORITHMS)}.{hint}")
-    if cfg.engine != "numpy" and cfg.algorithm != "evolution":
-        raise ConfigError(f"engine {cfg.engine!r} runs the evolution algorithm only, not {cfg.algorithm!r}; "
-                          "drop --engine or use --algorithm evolution")
+    if cfg.algorithm != "evolution":  # checked before any loading (aging and coarse-to-fine refuse it too)
+        numpy_engine_only(cfg.engine, cfg.algorithm)
     info = read_bundle_info(bundle)
     device = get_device(cfg.device)
     space = get_space(info.space)

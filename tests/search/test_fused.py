@@ -119,3 +119,15 @@ def test_pairwise_sum_follows_numpys_order():
 def test_shares_outside_their_range_are_a_clear_error():
     with pytest.raises(ConfigError, match=r"parents \(1.5\) must be in \(0, 1\]"):
         search("numpy", lambda g: [macs_limit(g, 400e6)], 0, parents=1.5)
+
+
+@pytest.mark.parametrize("algorithm", ["aging", "coarse-to-fine"])
+def test_algorithms_without_a_compiled_engine_refuse_it(algorithm):
+    from ofakit.search.coarse_to_fine import coarse_to_fine
+    from ofakit.search.evolution import aging_evolution
+
+    run = {"aging": aging_evolution, "coarse-to-fine": coarse_to_fine}[algorithm]
+    genome = Genome(get_space("ofa-mbv3-w1.0"))
+    with pytest.raises(ConfigError, match=f"engine 'numba' runs the evolution algorithm only, not '{algorithm}'"):
+        run(genome, mlp_score(genome), [macs_limit(genome, 400e6)], EvolutionConfig(generations=2, engine="numba"),
+            np.random.default_rng(0))
