@@ -1,13 +1,18 @@
-"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename over the target."""
+"""Files in and out: atomic writes (a temporary file in the same folder, fsync, then rename over the target), and
+the one reader of every file a user hands us (`read_user_file`, `read_json_file`, `read_yaml_file`), which turns
+every way a file can be wrong into one line naming the file and what it should have been."""
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -74,21 +79,80 @@ def read_jsonl(path: str | Path) -> list[Any]:
     return out
 
 
-def read_json_file(path: str | Path, what: str = "") -> Any:
-    """The JSON in `path` ('-': stdin); an unreadable or malformed file is a one-line ConfigError naming `what` it
-    should be."""
-    import sys
+def read_user_file(path: str | Path, what: str, parse: Callable[[str], T] | None = None) -> T | str:
+    """The one door for a file a user hands us: read it as UTF-8 text ('-': stdin) and parse it.
 
-    from ofakit.errors import ConfigError
+    "Missing", "a folder", "unreadable", "not UTF-8 text" and any error `parse` raises (ValueError, TypeError,
+    KeyError, a YAML or JSON error, an OfakitError) become one ConfigError line that names the file and `what` it
+    should be, e.g. "notes.txt: not a latency table (not JSON: Expecting value at line 1 column 1)".
 
+    Args:
+        path: the file.
+        what: what the file should be, with its article: "a latency table", "an arch file".
+        parse: turns the text into a value (none: the text itself).
+    """
+    from ofakit.errors import ConfigError, OfakitError
+
+    name = str(path)
     try:
-        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            path = Path(path)
+            if path.is_dir():
+                raise ConfigError(f"{name} is a folder; expected {what} (a file)")
+            text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read {what + ' ' if what else ''}{str(path)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read {what} {name!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not {what} (not UTF-8 text)") from None
+    if parse is None:
+        return text
+    try:
+        return parse(text)
+    except OfakitError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
+        raise ConfigError(f"{name}: not {what} ({_one_line(exc)})") from None
+    except Exception as exc:  # a parser's own error type (yaml.YAMLError, SafetensorError, ...)
+        if type(exc).__module__.split(".")[0] in _PARSER_MODULES:
+            raise ConfigError(f"{name}: not {what} ({_one_line(exc)})") from None
+        raise
+
+
+_PARSER_MODULES = ("yaml", "json", "safetensors", "numpy", "zipfile")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _json(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: malformed JSON: {exc}") from None
+        raise ValueError(f"not JSON: {exc}") from None
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not YAML: {str(exc).splitlines()[0]}") from None
+
+
+def read_json_file(path: str | Path, what: str = "a JSON file", build: Callable[[Any], T] | None = None) -> T | Any:
+    """The JSON in a user's file ('-': stdin), through `build` when given (a typed builder that rejects unknown keys
+    and wrong types); every failure is one ConfigError line naming the file (see `read_user_file`)."""
+    return read_user_file(path, what, (lambda text: build(_json(text))) if build else _json)
+
+
+def read_yaml_file(path: str | Path, what: str = "a YAML file", build: Callable[[Any], T] | None = None) -> T | Any:
+    """As `read_json_file`, for YAML (the safe loader only: no Python objects)."""
+    return read_user_file(path, what, (lambda text: build(_yaml(text))) if build else _yaml)
 
 
 def save_text_file(path: str | Path, text: str, what: str) -> None:
