@@ -65,17 +65,31 @@ def append_jsonl(path: str | Path, record: Any) -> None:
         fh.flush()
 
 
-def read_jsonl(path: str | Path) -> list[Any]:
-    """The JSON lines of `path` ([] when absent); a line that does not parse (a torn last line) is skipped."""
+def read_jsonl(path: str | Path, what: str = "a JSON lines file",
+               build: Callable[[Any], T] | None = None) -> list[Any]:
+    """The JSON lines of `path` ([] when absent), each through `build` when given; a line that does not parse (a
+    torn line from a killed writer) is skipped. A folder, an unreadable or non-UTF-8 file, or a line `build`
+    rejects is one ConfigError line naming the file (and the line)."""
+    from ofakit.errors import ConfigError, OfakitError
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(read_user_file(path, what).splitlines(), 1):
         try:
-            out.append(json.loads(line))
+            data = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if build is None:
+            out.append(data)
+            continue
+        try:
+            out.append(build(data))
+        except OfakitError as exc:
+            raise ConfigError(f"{path}: line {i}: {exc}") from None
+        except (ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
+            raise ConfigError(f"{path}: line {i}: not {what} ({_one_line(exc)})") from None
     return out
 
 
@@ -91,28 +105,46 @@ def read_user_file(path: str | Path, what: str, parse: Callable[[str], T] | None
         what: what the file should be, with its article: "a latency table", "an arch file".
         parse: turns the text into a value (none: the text itself).
     """
-    from ofakit.errors import ConfigError, OfakitError
+    from ofakit.errors import ConfigError
 
     name = str(path)
+    if name == "-":
+        text = sys.stdin.read()
+    else:
+        data = _read_bytes(Path(path), what)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}: not {what} (not UTF-8 text)") from None
+    return text if parse is None else _parsed(name, what, parse, text)
+
+
+def read_user_bytes(path: str | Path, what: str, parse: Callable[[bytes], T]) -> T:
+    """As `read_user_file`, for a binary file (safetensors, a checkpoint): `parse` gets its bytes."""
+    return _parsed(str(path), what, parse, _read_bytes(Path(path), what))
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    from ofakit.errors import ConfigError
+
     try:
-        if name == "-":
-            text = sys.stdin.read()
-        else:
-            path = Path(path)
-            if path.is_dir():
-                raise ConfigError(f"{name} is a folder; expected {what} (a file)")
-            text = path.read_bytes().decode("utf-8")
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder; expected {what} (a file)")
+        return path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {name!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: not {what} (not UTF-8 text)") from None
-    if parse is None:
-        return text
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _parsed(name: str, what: str, parse: Callable[[Any], T], data: Any) -> T:
+    """`parse(data)`, with any error it raises as one ConfigError line naming the file."""
+    from ofakit.errors import ConfigError, OfakitError
+
     try:
-        return parse(text)
+        return parse(data)
     except OfakitError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(name) else f"{name}: {message}") from None
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RecursionError, EOFError) as exc:
         raise ConfigError(f"{name}: not {what} ({_one_line(exc)})") from None
     except Exception as exc:  # a parser's own error type (yaml.YAMLError, SafetensorError, ...)
         if type(exc).__module__.split(".")[0] in _PARSER_MODULES:
@@ -120,11 +152,15 @@ def read_user_file(path: str | Path, what: str, parse: Callable[[str], T] | None
         raise
 
 
-_PARSER_MODULES = ("yaml", "json", "safetensors", "numpy", "zipfile")
+_PARSER_MODULES = ("yaml", "json", "safetensors", "numpy", "zipfile", "pickle", "_pickle")
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message; the type is named unless it is a plain ValueError (our parsers' own
+    messages say what was wrong: "not JSON: ...")."""
     text = str(exc).strip().splitlines()
+    if type(exc) is ValueError and text:
+        return text[0]
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
@@ -138,8 +174,8 @@ def _json(text: str) -> Any:
 def _yaml(text: str) -> Any:
     import yaml
 
-    try:
-        return yaml.safe_load(text)
+    try:  # the safe loader (no Python objects), in C where PyYAML has it
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise ValueError(f"not YAML: {str(exc).splitlines()[0]}") from None
 
@@ -163,3 +199,43 @@ def save_text_file(path: str | Path, text: str, what: str) -> None:
         atomic_write_text(path, text)
     except OSError as exc:
         raise ConfigError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def check_output_file(path: str | Path, what: str, *, overwrite: bool = True, flag: str = "--force") -> Path:
+    """Check, before any work starts, that `what` can be written at `path`: not a folder, no file in the way of its
+    folder, and (unless `overwrite`) no file there yet (`flag` is what allows replacing it). One ConfigError line
+    otherwise; nothing is created."""
+    from ofakit.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected the file to write {what} to")
+    _check_parents(path, what)
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists; pass {flag} to replace it with {what}")
+    return path
+
+
+def check_output_dir(path: str | Path, what: str, *, files: tuple[str, ...] = ()) -> Path:
+    """Check, before any work starts, that `path` is a folder or can be made one for `what`: not a file, no file in
+    the way of its parents, and none of the `files` to be written into it a folder. Nothing is created."""
+    from ofakit.errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} is a file; expected a folder for {what}")
+    _check_parents(path, what)
+    for name in files:
+        if (path / name).is_dir():
+            raise ConfigError(f"{path / name} is a folder; {what} writes a file there")
+    return path
+
+
+def _check_parents(path: Path, what: str) -> None:
+    from ofakit.errors import ConfigError
+
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"cannot write {what} to {path}: {parent} is a file, not a folder")
+            return

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ofakit.errors import ConfigError
+from ofakit.io import read_yaml_file
 from ofakit.registry import Registry
+from ofakit.schema import build, check_keys
 
 KINDS = ("cpu", "gpu", "mobile", "npu")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -81,21 +83,7 @@ class DeviceSpec:
 
 
 # -- loading --------------------------------------------------------------------------------------------------
-def _check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    allowed = tuple(allowed)
-    unknown = sorted(str(k) for k in data if k not in allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-
-
-def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
-    if key not in data:
-        return default
-    value = data[key]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-        raise ConfigError(f"{where}: {key!r} must be {names}, got {value!r}")
-    return value
+FILE_KEYS = ("name", "aliases", "kind", "description", "backend", "reach")  # DeviceSpec's fields but `source`
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
@@ -104,55 +92,23 @@ def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
     return value
 
 
-def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-    value = _typed(data, key, list, where, [])
-    if not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}: {key!r} must be a list of names, got {value!r}")
-    return tuple(value)
-
-
 def device_from_dict(data: Any, where: str = "device") -> DeviceSpec:
     """Build a DeviceSpec from parsed YAML; unknown keys, wrong types and illegal values raise ConfigError."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: a device file must be a mapping, got {type(data).__name__}")
-    _check_keys(data, ("name", "aliases", "kind", "description", "backend", "reach"), where)
-    for key in ("name", "kind", "backend"):
-        if key not in data:
-            raise ConfigError(f"{where}: missing key {key!r}")
-    b = data["backend"]
-    if not isinstance(b, Mapping):
-        raise ConfigError(f"{where}: 'backend' must be a mapping with at least 'name', got {b!r}")
-    bwhere = f"{where}: backend"
-    _check_keys(b, [f.name for f in fields(BackendSettings)], bwhere)
-    if "name" not in b:
-        raise ConfigError(f"{bwhere}: missing key 'name'")
-    backend = BackendSettings(
-        name=_choice(_typed(b, "name", str, bwhere, ""), BACKEND_NAMES, "name", bwhere),
-        threads=_typed(b, "threads", int, bwhere, 0),
-        precision=_choice(_typed(b, "precision", str, bwhere, "fp32"), PRECISIONS, "precision", bwhere),
-        batch=_typed(b, "batch", int, bwhere, 1),
-        providers=_strings(b, "providers", bwhere),
-        compute_units=_typed(b, "compute_units", str, bwhere, ""),
-    )
+    data = check_keys(data, FILE_KEYS, where, required=("name", "kind", "backend"))
+    spec = build(DeviceSpec, {**data, "source": where}, where)
+    bwhere, rwhere = f"{where}: backend", f"{where}: reach"
+    backend, reach = spec.backend, spec.reach
+    _choice(backend.name, BACKEND_NAMES, "name", bwhere)
+    _choice(backend.precision, PRECISIONS, "precision", bwhere)
     if backend.threads < 0 or backend.batch < 1:
         raise ConfigError(f"{bwhere}: threads must be >= 0 and batch >= 1, got {backend.threads} and {backend.batch}")
-    r = _typed(data, "reach", Mapping, where, {})
-    rwhere = f"{where}: reach"
-    _check_keys(r, [f.name for f in fields(Reach)], rwhere)
-    reach = Reach(via=_choice(_typed(r, "via", str, rwhere, "local"), REACH, "via", rwhere),
-                  **{key: _typed(r, key, str, rwhere, "") for key in ("host", "serial", "benchmark", "python",
-                                                                        "workdir", "identity")},
-                  port=_typed(r, "port", int, rwhere, 0), options=_strings(r, "options", rwhere))
+    _choice(spec.kind, KINDS, "kind", where)
+    _choice(reach.via, REACH, "via", rwhere)
+    for key, names in (("aliases", spec.aliases), ("providers", backend.providers), ("options", reach.options)):
+        if not all(names):
+            raise ConfigError(f"{where}: {key!r} must be a list of names, got {list(names)!r}")
     _check_reach(reach, rwhere)
-    return DeviceSpec(
-        name=_typed(data, "name", str, where, ""),
-        kind=_choice(_typed(data, "kind", str, where, ""), KINDS, "kind", where),
-        backend=backend,
-        aliases=_strings(data, "aliases", where),
-        description=_typed(data, "description", str, where, ""),
-        reach=reach,
-        source=where,
-    )
+    return spec
 
 
 def _check_reach(reach: Reach, where: str) -> None:
@@ -174,18 +130,8 @@ def _check_reach(reach: Reach, where: str) -> None:
 
 def load_device(path: str | Path) -> DeviceSpec:
     """Read one device YAML file."""
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read device file {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
-    device = device_from_dict(data, str(path))
+    device = read_yaml_file(path, "a device file", build=lambda data: device_from_dict(data, str(path)))
     if device.name != path.stem:
         raise ConfigError(f"{path}: name {device.name!r} differs from the file name; rename one of them")
     return device
@@ -209,6 +155,8 @@ def load_devices(folders: Iterable[Path]) -> Registry[DeviceSpec]:
     """A registry of every device file in `folders`; a name or alias defined twice is a ConfigError."""
     registry: Registry[DeviceSpec] = Registry("device")
     for folder in folders:
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise ConfigError(f"{folder} (in ${DEVICES_PATH_ENV}) is a file; expected a folder of device files")
         for path in sorted(Path(folder).glob("*.yaml")):
             device = load_device(path)
             try:

@@ -16,13 +16,16 @@ import datetime
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ofakit import __version__
 from ofakit.errors import ConfigError
 from ofakit.latency.layers import distinct_layers, mbconv_space
+from ofakit.io import read_yaml_file
 from ofakit.latency.table import Entry, LatencyTable, layer_key
+from ofakit.schema import build
 from ofakit.space import LayerShape, get_space
 
 STYLES = ("ofa", "proxyless")  # ofa: expand = channels, std; proxyless: expand = ratio, var, fused Logits
@@ -62,15 +65,24 @@ def detect_style(source: Mapping[str, Any]) -> str:
     return "ofa" if all("-se:" in k and "-hs:" in k for k in blocks) else "proxyless"
 
 
-def _entry(value: Any, key: str) -> Entry:
-    if not isinstance(value, Mapping) or "mean" not in value:
-        raise ConfigError(f"MIT table entry {key!r} has no 'mean': {value!r}")
-    unknown = sorted(set(value) - {"count", "mean", "std", "var"})
-    if unknown:
-        raise ConfigError(f"MIT table entry {key!r}: unknown field(s) {', '.join(unknown)}; expected count, mean, "
-                          "std or var")
-    std = value["std"] if "std" in value else math.sqrt(value.get("var", 0.0))
-    return Entry(mean=float(value["mean"]), std=float(std), count=int(value.get("count", 0)))
+@dataclass(frozen=True)
+class MitEntry:
+    """One entry of MIT's tables: the mean time in ms over `count` runs, with its std (once-for-all) or variance
+    (ProxylessNAS)."""
+
+    mean: float
+    count: int = 0
+    std: float | None = None
+    var: float | None = None
+
+
+def _entry(value: Any, key: str, where: str) -> Entry:
+    e = build(MitEntry, value, f"{where}: entry {key!r}")
+    for name in ("mean", "count", "std", "var"):
+        if getattr(e, name) is not None and getattr(e, name) < 0:
+            raise ConfigError(f"{where}: entry {key!r}: {name} must not be negative, got {getattr(e, name)!r}")
+    std = e.std if e.std is not None else math.sqrt(e.var or 0.0)
+    return Entry(mean=float(e.mean), std=float(std), count=e.count)
 
 
 def convert(sources: Mapping[int, Mapping[str, Any]], *, device: str, space: str, source: str, style: str | None = None,
@@ -87,7 +99,10 @@ def convert(sources: Mapping[int, Mapping[str, Any]], *, device: str, space: str
         "call_overhead_ms": 0.0, "attribution": attribution, "license": license,
     })
     for resolution, src in sorted(sources.items()):
-        st = style or detect_style(src)
+        try:
+            st = style or detect_style(src)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
         if st not in STYLES:
             raise ConfigError(f"unknown MIT table style {st!r}; known: {', '.join(STYLES)}")
         used: set[str] = set()
@@ -102,13 +117,13 @@ def convert(sources: Mapping[int, Mapping[str, Any]], *, device: str, space: str
                 raise ConfigError(f"{source}: no entry {key!r} at resolution {resolution} for layer "
                                   f"{layer_key(layer)} of space {space!r}; is it the table of that space?")
             used.add(key)
-            entry = _entry(src[key], key)
+            entry = _entry(src[key], key, source)
             if fused and layer.op == "pool":
                 entry = Entry(entry.mean, entry.std, entry.count, note=f"pooling and classifier timed together ({key})")
             elif fused:
                 entry = Entry(0.0, 0.0, 0, note=f"timed together with the pooling layer ({key})")
             table.put(resolution, layer_key(layer), entry)
-        unused = sorted(set(src) - used)
+        unused = sorted(str(k) for k in src if k not in used)
         if unused:
             notes.append(f"{len(unused)} source entr{'y' if len(unused) == 1 else 'ies'} at {resolution} match no "
                          f"layer of {space} and were left out: {', '.join(unused)}")
@@ -118,18 +133,13 @@ def convert(sources: Mapping[int, Mapping[str, Any]], *, device: str, space: str
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    """One MIT table file: a mapping of MIT's layer keys to entries (checked when converted)."""
+    def mapping(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping of MIT table keys, got {type(data).__name__}")
+        return data
 
-    try:
-        with open(path) as fh:
-            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of MIT table keys")
-    return data
+    return read_yaml_file(path, "a MIT latency table (YAML)", build=mapping)
 
 
 def read_sources(path: Path, space: str) -> dict[int, dict[str, Any]]:

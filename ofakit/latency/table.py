@@ -27,21 +27,18 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
+from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.io import read_json_file, save_text_file
+from ofakit.schema import build, check_keys, coerce
 from ofakit.space.base import LayerShape
 
 FORMAT = "ofakit-latency-table"
 VERSION = 1
 TABLES_PATH_ENV = "OFAKIT_TABLES_PATH"
 PREDICTOR_SUFFIX = ".predictor.json"  # a latency predictor fitted against a table sits next to it (not a table)
-META_KEYS = (
-    "device", "space", "backend", "runtime_version", "precision", "threads", "batch", "host", "date",
-    "ofakit_version", "source", "call_overhead_ms", "reference", "environment", "attribution",
-    "license", "notes", "statistic",
-)
 ENTRY_KEYS = ("mean", "std", "count", "median", "p10", "ref_ms", "note")
 STATISTICS = ("mean", "median", "p10")  # which entry field estimates sum (meta "statistic"; default "mean")
 
@@ -109,25 +106,58 @@ class Entry:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Entry:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: an entry must be an object with mean/std/count, got {data!r}")
-        unknown = sorted(set(data) - set(ENTRY_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown entry key(s) {', '.join(map(repr, unknown))}; "
-                              f"allowed: {', '.join(ENTRY_KEYS)}")
-        if "mean" not in data:
-            raise ConfigError(f"{where}: entry has no 'mean'")
-        for k in ("mean", "std", "median", "p10", "ref_ms"):
-            v = data.get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-                raise ConfigError(f"{where}: {k!r} must be a non-negative number of ms, got {v!r}")
-        if data.get("ref_ms") == 0:
+        """An entry from its JSON object; unknown keys, wrong types and negative times are a ConfigError."""
+        data = check_keys(data, ENTRY_KEYS, where, required=("mean",))
+        hints = get_type_hints(cls)
+        values = {k: coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}
+        for k in ("mean", "std", "median", "p10", "ref_ms", "count"):
+            if values.get(k) is not None and values[k] < 0:
+                raise ConfigError(f"{where}: {k!r} must not be negative, got {values[k]!r}")
+        if values.get("ref_ms") == 0:
             raise ConfigError(f"{where}: 'ref_ms' must be positive")
-        def opt(k: str) -> float | None:
-            return None if data.get(k) is None else float(data[k])
+        times = {k: float(v) for k, v in values.items() if k in ("mean", "std", "median", "p10", "ref_ms")
+                 and v is not None}  # 1 and 1.0 are one value: a table's JSON (and its fingerprint) stay the same
+        return cls(**{**values, **times})
 
-        return cls(float(data["mean"]), float(data.get("std", 0.0)), int(data.get("count", 0)), opt("median"),
-                   opt("p10"), opt("ref_ms"), str(data.get("note", "")))
+
+@dataclass(frozen=True)
+class TableReference:
+    """The reference model of a profiled table: a fixed subnet, and its latency at the table's level."""
+
+    arch: ArchConfig
+    ms: float
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    """What a table's "meta" may hold, with its types; only checked (the table keeps the mapping as written)."""
+
+    device: str
+    space: str
+    backend: str = ""
+    runtime_version: str | None = None
+    precision: str = ""
+    threads: int = 0
+    batch: int = 1
+    host: str | None = None
+    date: str = ""
+    ofakit_version: str = ""
+    source: str = ""
+    call_overhead_ms: float = 0.0  # per-call cost of the runtime that every entry includes once
+    reference: TableReference | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    attribution: str = ""
+    license: str = ""
+    notes: tuple[str, ...] = ()
+    statistic: str = "mean"  # which entry field estimates sum, one of STATISTICS
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ConfigError(f"statistic {self.statistic!r} is not one of {', '.join(STATISTICS)}")
+        if self.call_overhead_ms < 0:
+            raise ConfigError(f"call_overhead_ms must not be negative, got {self.call_overhead_ms!r}")
+        if self.reference is not None and self.reference.ms <= 0:
+            raise ConfigError(f"reference: ms must be positive, got {self.reference.ms!r}")
 
 
 @dataclass
@@ -225,18 +255,10 @@ class LatencyTable:
         meta, entries = data.get("meta"), data.get("entries")
         if not isinstance(meta, Mapping) or not isinstance(entries, Mapping):
             raise ConfigError(f"{where}: 'meta' and 'entries' must be objects")
-        unknown = sorted(set(meta) - set(META_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown meta key(s) {', '.join(map(repr, unknown))}; "
-                              f"allowed: {', '.join(META_KEYS)}")
-        for key in ("device", "space"):
-            if not isinstance(meta.get(key), str):
-                raise ConfigError(f"{where}: meta needs {key!r} (a name)")
-        if meta.get("statistic", "mean") not in STATISTICS:
-            raise ConfigError(f"{where}: meta statistic {meta['statistic']!r} is not one of {', '.join(STATISTICS)}")
+        build(TableMeta, meta, f"{where}: meta")
         table = cls(dict(meta))
         for res, section in entries.items():
-            if not str(res).isdigit() or not isinstance(section, Mapping):
+            if not re.fullmatch(r"[1-9][0-9]*", str(res)) or not isinstance(section, Mapping):
                 raise ConfigError(f"{where}: 'entries' maps resolutions (\"224\") to objects of entries, got {res!r}")
             for key, value in section.items():
                 try:
@@ -260,7 +282,7 @@ class LatencyTable:
     def load(cls, path: str | Path) -> LatencyTable:
         """Read a table JSON file; a missing or malformed file raises a one-line ConfigError."""
         path = Path(path)
-        table = cls.from_dict(read_json_file(path, "latency table"), str(path))
+        table = read_json_file(path, "a latency table", build=lambda data: cls.from_dict(data, str(path)))
         table.path = path
         return table
 

@@ -9,7 +9,6 @@ Files in a bundle: ``predictor.json`` (kind, space, encoding, metrics) and ``pre
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,9 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, BundleError
-from ofakit.io import atomic_path, atomic_write_json
+from ofakit.io import atomic_path, atomic_write_json, read_json_file, read_user_bytes
 from ofakit.predict.trees import gbm_predict, gbm_to_arrays
+from ofakit.schema import build
 from ofakit.space import SearchSpace, get_space
 from ofakit.space.genome import Genome
 
@@ -101,24 +101,82 @@ class AccuracyPredictor:
 
     @classmethod
     def load(cls, directory: str | Path) -> AccuracyPredictor:
-        from safetensors.numpy import load_file
+        """The predictor stored in a bundle folder; a missing, malformed or inconsistent file is one BundleError or
+        ConfigError line naming it."""
+        from safetensors.numpy import load
 
         from ofakit.bundle import check_safetensors
 
         directory = Path(directory)
         meta_path = directory / PREDICTOR_JSON
-        if not meta_path.is_file():
+        if not meta_path.exists():
             raise BundleError(f"{directory} has no accuracy predictor ({PREDICTOR_JSON}); fit one with: "
                               f"ofakit predictor fit --bundle {directory} --data DATA --samples 500, or import "
                               "MIT's with: ofakit import-ofa --predictor acc_predictor.pth --space SPACE --out DIR")
-        try:
-            data = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{meta_path}: malformed JSON: {exc}") from None
-        check_safetensors(directory / PREDICTOR_ARRAYS)
-        arrays = {k: v.astype(np.float64) for k, v in load_file(str(directory / PREDICTOR_ARRAYS)).items()}
-        return cls(space=data["space"], kind=data["kind"], arrays=arrays, encoding=data.get("encoding", "ofakit"),
-                   meta=data.get("meta", {}))
+        info = read_json_file(meta_path, "an accuracy predictor file",
+                              build=lambda data: build(PredictorInfo, data, str(meta_path)))
+        weights = directory / PREDICTOR_ARRAYS
+        check_safetensors(weights)
+        arrays = read_user_bytes(weights, "accuracy predictor weights (safetensors)",
+                                 lambda data: {k: v.astype(np.float64) for k, v in load(data).items()})
+        _check_arrays(info, arrays, str(weights))
+        return cls(space=info.space, kind=info.kind, arrays=arrays, encoding=info.encoding, meta=info.meta)
+
+
+@dataclass(frozen=True)
+class PredictorInfo:
+    """What predictor.json holds (its arrays are in predictor.safetensors)."""
+
+    space: str  # the search space the predictor scores
+    kind: str  # one of KINDS
+    encoding: str = "ofakit"  # "ofakit" (space.encode) or a MIT layout
+    meta: dict[str, Any] = field(default_factory=dict)  # metrics, samples, source; "layers" for an MLP
+
+    def __post_init__(self) -> None:
+        from ofakit.predict.ofa_predictor import LAYOUTS
+
+        get_space(self.space)  # an unknown space names the known ones
+        if self.kind not in KINDS:
+            raise BundleError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.encoding not in ("ofakit", *LAYOUTS):
+            raise BundleError(f"encoding {self.encoding!r} is not one of ofakit, {', '.join(LAYOUTS)}")
+        layers = self.meta.get("layers")
+        if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
+            raise BundleError(f"meta: layers must be a positive integer, got {layers!r}")
+        resolutions = self.meta.get("mit_resolutions")
+        if resolutions is not None and not (isinstance(resolutions, list) and all(
+                isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in resolutions)):
+            raise BundleError(f"meta: mit_resolutions must be a list of positive integers, got {resolutions!r}")
+
+
+KINDS = ("mlp", "gbm")
+_GBM_ARRAYS = ("tree_feature", "tree_threshold", "tree_left", "tree_right", "tree_value", "init", "learning_rate")
+
+
+def _check_arrays(info: PredictorInfo, arrays: dict[str, np.ndarray], where: str) -> None:
+    """The arrays `info.kind` reads are there, with shapes that chain (an MLP ends in one output)."""
+    if info.kind == "gbm":
+        missing = [k for k in _GBM_ARRAYS if k not in arrays]
+        if missing:
+            raise BundleError(f"{where}: a gbm predictor needs arrays {', '.join(missing)}")
+        return
+    n = info.meta.get("layers", sum(1 for k in arrays if k.startswith("w")))
+    if info.encoding == "ofakit":  # MIT layouts are checked against the space when a search starts
+        space = get_space(info.space)
+        width = space.encode([space.smallest()]).shape[1]
+    else:
+        width = None
+    missing = [f"w{i}" for i in range(n) if f"w{i}" not in arrays]
+    if n < 1 or missing:
+        raise BundleError(f"{where}: an mlp predictor of {n} layers needs arrays {', '.join(missing) or 'w0'}")
+    for i in range(n):
+        w, b = arrays[f"w{i}"], arrays.get(f"b{i}")
+        if w.ndim != 2 or (width is not None and w.shape[1] != width) or (b is not None and b.shape != w.shape[:1]):
+            raise BundleError(f"{where}: layer {i} has weights {w.shape} and bias {None if b is None else b.shape}, "
+                              f"which do not take the {width} {'features' if i == 0 else 'outputs of the layer before'}")
+        width = w.shape[0]
+    if width != 1:
+        raise BundleError(f"{where}: the last layer has {width} outputs; a predictor has one")
 
 
 def _mlp(layers: list[tuple[np.ndarray, np.ndarray | None]], x: np.ndarray, arrays: dict) -> np.ndarray:

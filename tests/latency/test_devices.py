@@ -61,28 +61,31 @@ GOOD = {"name": "x", "kind": "cpu", "backend": {"name": "onnxruntime", "threads"
 @pytest.mark.parametrize(("data", "match"), [
     ({**GOOD, "colour": "red", "size": 1}, r"unknown key\(s\) 'colour', 'size'; allowed: name, aliases, kind"),
     ({**GOOD, "backend": {"name": "onnxruntime", "thread": 2}},
-     r"backend: unknown key\(s\) 'thread'; allowed: name, threads"),
-    ({**GOOD, "reach": {"via": "ssh", "hots": "a@b"}}, r"reach: unknown key\(s\) 'hots'; allowed: via, host"),
+     r"backend: unknown key\(s\) 'thread' \(did you mean 'threads'\?\); allowed: name, threads"),
+    ({**GOOD, "reach": {"via": "ssh", "hots": "a@b"}}, r"reach: unknown key\(s\) 'hots' \(did you mean 'host'\?\); allowed: via, host"),
     ({**GOOD, "kind": "tpu"}, r"kind 'tpu' is not one of cpu, gpu, mobile, npu"),
     ({**GOOD, "backend": {"name": "tensorrtt"}}, r"backend: name 'tensorrtt' is not one of onnxruntime, torch"),
     ({**GOOD, "backend": {"name": "torch", "precision": "fp8"}}, r"precision 'fp8' is not one of fp32, fp16, int8"),
-    ({**GOOD, "backend": {"name": "torch", "threads": "two"}}, r"'threads' must be int, got 'two'"),
+    ({**GOOD, "backend": {"name": "torch", "threads": "two"}}, r"backend: threads: expected an integer, got 'two'"),
     ({**GOOD, "backend": {"name": "torch", "batch": 0}}, r"threads must be >= 0 and batch >= 1"),
-    ({**GOOD, "backend": "onnxruntime"}, r"'backend' must be a mapping with at least 'name'"),
-    ({**GOOD, "aliases": "y"}, r"'aliases' must be list, got 'y'"),
-    ({"name": "x", "backend": {"name": "torch"}}, r"missing key 'kind'"),
+    ({**GOOD, "backend": "onnxruntime"}, r"backend: expected a mapping, got 'onnxruntime'"),
+    ({**GOOD, "aliases": "y"}, r"aliases: expected a list, got 'y'"),
+    ({"name": "x", "backend": {"name": "torch"}}, r"missing key\(s\) 'kind'"),
     ({**GOOD, "reach": {"via": "ssh"}}, r"via 'ssh' needs 'host'"),
     ({**GOOD, "reach": {"via": "ssh", "host": "-oProxyCommand=x"}}, r"host and serial must not start with '-'"),
     ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "port": 70000}}, r"port must be 0 \(ssh's default\) to 65535"),
-    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "port": "22"}}, r"'port' must be int, got '22'"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "port": "22"}}, r"reach: port: expected an integer, got '22'"),
     ({**GOOD, "reach": {"via": "adb", "benchmark": "/d/onnxruntime_perf_test", "python": "python3"}},
      r"give either 'benchmark' .* or 'python'"),
     ({**GOOD, "reach": {"via": "adb", "port": 22, "identity": "k"}}, r"'port', 'identity' do\(es\) not apply to "
                                                                      r"via 'adb'"),
     ({**GOOD, "reach": {"benchmark": "/usr/bin/onnxruntime_perf_test"}}, r"'benchmark' do\(es\) not apply to via "
                                                                          r"'local'"),
-    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "options": "BatchMode=yes"}}, r"'options' must be list"),
-    ([1, 2], r"a device file must be a mapping, got list"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "options": "BatchMode=yes"}}, r"reach: options: expected a list"),
+    ([1, 2], r"x.yaml: expected a mapping, got a list"),
+    ({**GOOD, "aliases": ["y", ""]}, r"'aliases' must be a list of names"),
+    ({**GOOD, "backend": {"threads": 2}}, r"backend: missing key\(s\) 'name'"),
+    ({**GOOD, "source": "z"}, r"unknown key\(s\) 'source'"),
 ])
 def test_bad_device_data_is_named(data, match):
     with pytest.raises(ConfigError, match=match):
@@ -106,7 +109,7 @@ def test_name_must_match_file_name(tmp_path):
 
 def test_malformed_yaml_is_one_line(tmp_path):
     (tmp_path / "x.yaml").write_text("name: [x\n")
-    with pytest.raises(ConfigError, match=r"x.yaml: malformed YAML") as info:
+    with pytest.raises(ConfigError, match=r"x.yaml: not a device file \(not YAML: ") as info:
         load_device(tmp_path / "x.yaml")
     assert "\n" not in str(info.value)
 

@@ -59,8 +59,14 @@ def test_unused_source_entries_are_listed():
 
 
 @pytest.mark.parametrize(("entry", "match"), [
-    ({"std": 1.0}, r"has no 'mean'"),
-    ({"mean": 1.0, "p50": 1.0}, r"unknown field\(s\) p50; expected count, mean, std or var"),
+    ({"std": 1.0}, r"^t: entry '.*': missing key\(s\) 'mean'$"),
+    ({"mean": 1.0, "p50": 1.0}, r"unknown key\(s\) 'p50'; allowed: mean, count, std, var"),
+    ({"mean": "abc"}, r"^t: entry '.*': mean: expected a number, got 'abc'$"),
+    ({"mean": 1.0, "var": -1}, r"^t: entry '.*': var must not be negative, got -1$"),
+    ({"mean": -1.0}, r"mean must not be negative"),
+    ({"mean": 1.0, "count": "x"}, r"count: expected an integer, got 'x'"),
+    ({"mean": float("nan")}, r"mean: expected a number, got nan"),
+    ("1.0", r"expected a mapping, got '1.0'"),
 ])
 def test_bad_source_entries_are_named(entry, match):
     src = _fake_source("tiny", 32, "ofa", {"mean": 1.0})
