@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, ConfigError
+from ofakit.io import read_yaml_file
+from ofakit.schema import build
 
 SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
 
@@ -100,109 +101,40 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if value is None:
-        if type(None) in args or hint is Any:
-            return None
-        raise ConfigError(f"{where}: a value is required")
-    if origin is not None and type(None) in args:  # Optional[X]
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(value, inner, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(v, args[0], where) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value) if not float(value).is_integer() or isinstance(value, float) else value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if hint is ArchConfig:
-        if isinstance(value, ArchConfig):
-            return value
-        try:
-            return ArchConfig.from_dict(value)
-        except ArchError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    return value
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        msgs = []
-        for key in unknown:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            msgs.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(msgs)}")
-    required = [f.name for f in fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
-    values = {}
-    for key, value in data.items():
-        if cls is TrainConfig and key == "stages":
-            if not isinstance(value, list):
-                raise ConfigError(f"{where}: 'stages' must be a list of stage mappings")
-            values[key] = tuple(_build(StageConfig, s, f"{where}: stages[{i}]") for i, s in enumerate(value))
-        else:
-            values[key] = _coerce(value, hints[key], f"{where}: {key}")
-    return cls(**values)
-
-
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one `--set key=value` (dotted key, list indices; the value is parsed as YAML) to a recipe mapping."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not YAML ({str(exc).splitlines()[0]})") from None
     target: Any = data
     parts = key.split(".")
-    for part in parts[:-1]:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
         if isinstance(target, list):
             if not part.isdigit() or int(part) >= len(target):
-                raise ConfigError(f"--set {key}: no list item {part!r}")
-            target = target[int(part)]
+                raise ConfigError(f"--set {key}: no list item {part!r} (the list has {len(target)})")
+            if last:
+                target[int(part)] = value
+            else:
+                target = target[int(part)]
         elif isinstance(target, dict):
-            target = target.setdefault(part, {})
+            if last:
+                target[part] = value
+            else:
+                target = target.setdefault(part, {})
         else:
-            raise ConfigError(f"--set {key}: {part!r} is not a mapping")
-    last = parts[-1]
-    if isinstance(target, list):
-        if not last.isdigit() or int(last) >= len(target):
-            raise ConfigError(f"--set {key}: no list item {last!r}")
-        target[int(last)] = value
-    else:
-        target[last] = value
+            where = ".".join(parts[:i])
+            raise ConfigError(f"--set {key}: {where} is {target!r}, not a mapping or a list")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a recipe YAML, apply `--set key=value` overrides (dotted keys, list indices), validate."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {str(path)!r}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml_file(path, "a training recipe")
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path}: expected a mapping at the top level")
     for assignment in overrides:
@@ -212,7 +144,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig:
     """Validate a recipe mapping (as read from YAML) into a TrainConfig."""
-    cfg = _build(TrainConfig, data, where)
+    cfg = build(TrainConfig, data, where)
     from ofakit.space import get_space
 
     space = get_space(cfg.space)  # unknown space: error with close match

@@ -55,10 +55,17 @@ def test_wrong_types_and_values(tmp_path):
         load_recipe(_write(tmp_path, "space: tiny\ndata: digits\n"))
     with pytest.raises(UnknownNameError, match="Did you mean 'tiny'"):
         load_recipe(_write(tmp_path, BASE.replace("space: tiny", "space: tinny")))
-    with pytest.raises(ConfigError, match="malformed YAML"):
+    with pytest.raises(ConfigError, match=r"r.yaml: not a training recipe \(not YAML"):
         load_recipe(_write(tmp_path, "space: [tiny\n"))
-    with pytest.raises(ConfigError, match="cannot read recipe"):
+    with pytest.raises(ConfigError, match="cannot read a training recipe"):
         load_recipe(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="is a folder; expected a training recipe"):
+        load_recipe(tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes(BASE.encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not a training recipe \(not UTF-8"):
+        load_recipe(tmp_path / "latin1.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        load_recipe(_write(tmp_path, "- a\n- b\n"))
 
 
 def test_overrides(tmp_path):
@@ -70,6 +77,20 @@ def test_overrides(tmp_path):
         load_recipe(_write(tmp_path, BASE), ["stages.5.epochs=1"])
     with pytest.raises(ConfigError, match="unknown key.*'colour'"):
         load_recipe(_write(tmp_path, BASE), ["colour=1"])
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ("lr=[1,", r"--set lr: value '\[1,' is not YAML"),
+    ("stages.0.name.x=1", r"--set stages.0.name.x: stages.0.name is 'a', not a mapping or a list"),
+    ("stages.0.epochs.x=1", r"stages\[0\]: epochs: expected an integer, got a mapping"),
+    ("stages.x.epochs=1", r"--set stages.x.epochs: no list item 'x'"),
+    ("stages.0=3", r"stages\[0\]: expected a mapping, got 3"),
+    ("stages.0.lr=fast", r"stages\[0\]: lr: expected a number, got 'fast'"),
+    ("seed=.inf", r"seed: expected an integer"),
+], ids=["unclosed-list", "into-a-string", "into-a-missing-key", "list-index", "stage-not-a-mapping", "wrong-type", "infinite"])
+def test_bad_overrides_are_one_config_error(tmp_path, assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, BASE), [assignment])
 
 
 FIXED = ("space: tiny\ndata: digits\ninit: runs/tiny/bundle\nstages:\n  - name: ft\n    sampler: fixed\n"
