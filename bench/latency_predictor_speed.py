@@ -22,7 +22,7 @@ LIMIT_S = 1.0
 
 
 def main() -> int:
-    from ofakit.latency.estimate import estimator_for
+    from ofakit.predict.estimators import estimator_for
     from ofakit.space import get_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from ofakit.arch import ArchConfig
     from ofakit.cli.main import main as ofakit_main
-    from ofakit.latency.estimate import estimator_for
+    from ofakit.predict.estimators import estimator_for
     from ofakit.predict.accuracy import AccuracyPredictor
     from ofakit.predict.ofa_predictor import predictor_space
     from ofakit.search.constraints import latency_limit

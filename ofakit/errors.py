@@ -21,6 +21,11 @@ class ConfigError(OfakitError, ValueError):
     """A malformed configuration or input file (bad JSON, unknown keys, wrong types)."""
 
 
+class CapabilityError(OfakitError, ValueError):
+    """A space (or device) that lacks what a command needs, e.g. layer-by-layer profiling of a ResNet space; the
+    message names the space and the capability."""
+
+
 class BundleError(OfakitError, ValueError):
     """A bundle or checkpoint that does not fit the space it claims, or that is not in a safe format."""
 

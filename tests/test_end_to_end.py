@@ -32,7 +32,7 @@ def test_train_fit_profile_specialize_export_verify(tmp_path, cli, monkeypatch):
                    "--out", table, "--reps", "5", "--warmup", "1", "--no-progress")
     assert profiled.code == 0, profiled.err
 
-    from ofakit.latency.estimate import estimator_for
+    from ofakit.predict.estimators import estimator_for
     from ofakit.space import get_space
 
     space = get_space("tiny")

@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     from ofakit.bundle import load_bundle
     from ofakit.latency.backends import backend_for
     from ofakit.latency.devices import get_device
-    from ofakit.latency.estimate import estimator_for
+    from ofakit.predict.estimators import estimator_for
     from ofakit.latency.profile import drift_scale, reference_runner
-    from ofakit.latency.validate import _statistic, interleaved
+    from ofakit.latency.measure import interleaved, statistic
     from ofakit.predict.accuracy import AccuracyPredictor
     from ofakit.search.pareto import pareto_front, plot_fronts
     from ofakit.search.specialize import SpecializeConfig, specialize
@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> None:
                                 (backend.settings.batch, 3, a.resolution, a.resolution)) for a in archs]
         runners.append(reference_runner(backend, space, ArchConfig.from_dict(est.table.meta["reference"]["arch"])))
     passes = [interleaved(runners, warmup=2, reps=args.reps, calls=args.calls) for _ in range(2)]
-    ref_now = statistics.median(_statistic(p[-1], "p10") for p in passes)  # as validate: the reference's p10
+    ref_now = statistics.median(statistic(p[-1], "p10") for p in passes)  # as validate: the reference's p10
     scale_now = ref_now / est.table.reference_ms
     for row in rows:
         i = archs.index(ArchConfig.from_dict(row["arch"]))
-        first, second = (_statistic(p[i], est.table.statistic) for p in passes)
+        first, second = (statistic(p[i], est.table.statistic) for p in passes)
         row["measured_ms"] = (first + second) / 2
         row["measured_passes_ms"] = [first, second]
         row["estimated_ms_drift_now"] = row["estimated_ms"] / scale * scale_now

@@ -110,7 +110,8 @@ def run_info(args: argparse.Namespace) -> int:
 def _latency(arch: ArchConfig, device: str, model: str, drift: bool) -> dict[str, object]:
     """Estimated latency on `device` (LUT sum over the device's table for the arch's space, or the learned predictor
     over it; no network is built unless `drift` asks to measure the table's reference model now)."""
-    from ofakit.latency import estimator_for, get_device
+    from ofakit.latency import get_device
+    from ofakit.predict.estimators import estimator_for
 
     name = get_device(device).name
     est = estimator_for(name, arch.space, model=model)

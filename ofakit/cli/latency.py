@@ -100,9 +100,8 @@ def run_fit(args: argparse.Namespace) -> int:
     from ofakit.errors import ConfigError
     from ofakit.latency.devices import get_device
     from ofakit.latency.table import find_table
-    from ofakit.latency.validate import ValidateConfig, check_resolutions, sample_archs
+    from ofakit.latency.measure import ValidateConfig, check_resolutions, measure_latency_records, sample_archs
     from ofakit.predict.latency import MIN_RECORDS, fit_latency_predictor, predictor_filename
-    from ofakit.predict.records import measure_latency_records
     from ofakit.space import get_space
 
     device = get_device(args.device)
@@ -140,7 +139,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from ofakit.cli.output import print_json, print_table
     from ofakit.errors import ConfigError
     from ofakit.latency.devices import get_device
-    from ofakit.latency.estimate import estimator_for
+    from ofakit.predict.estimators import estimator_for
     from ofakit.latency.table import find_table
     from ofakit.latency.validate import ValidateConfig, plot, validate
     from ofakit.predict.latency import LatencyPredictor

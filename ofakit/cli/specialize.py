@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     )
     result, report = specialize(args.bundle, cfg)
     if args.pareto:
-        from ofakit.latency.estimate import estimator_for
+        from ofakit.predict.estimators import estimator_for
 
         est = estimator_for(report["device"], report["space"], model=report["latency_estimator"])
         report["pareto"] = pareto_report(result, lambda genome, rows: est.estimate_rows(genome, rows, scale=scale))
@@ -131,7 +131,7 @@ def _measure_latency(arch, report: dict) -> dict:  # noqa: ANN001
     and compare with the estimate, also scaled by the reference's drift since the table was made."""
     from ofakit.latency.devices import get_device
     from ofakit.latency.table import find_table
-    from ofakit.latency.validate import ValidateConfig, measure_groups
+    from ofakit.latency.measure import ValidateConfig, measure_groups
     from ofakit.space import get_space
 
     table = find_table(report["device"], report["space"])

@@ -6,25 +6,22 @@ read at the table's reference level (see `ofakit.latency.table`); `scale` multip
 (reference measured now) / (reference in the table) to follow the machine's drift. A layer missing from the table
 raises LatencyLookupError naming its key and the profile command; it never counts as zero.
 
-For MBConv spaces `estimate_batch` and `estimate_rows` are vectorized (`ofakit.space.additive.BlockSum`): per
-resolution the table becomes an array T[slot, kernel, expand] plus the fixed layers, and a batch is one gather and
+Where the space has a block sum (MBConv spaces), `estimate_batch` and `estimate_rows` are vectorized
+(`ofakit.space.additive.BlockSum`): per resolution the table becomes an array T[slot, kernel, expand] plus the fixed layers, and a batch is one gather and
 one sum.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.latency.table import LatencyTable, layer_key
-from ofakit.registry import Registry
 from ofakit.space import LayerShape, SearchSpace, get_space
-from ofakit.space.additive import Additive, BlockSum
+from ofakit.space.additive import Additive
 from ofakit.space.genome import Genome
-from ofakit.space.mbconv import MBConvSpace
 
 
 class LutEstimator:
@@ -43,7 +40,7 @@ class LutEstimator:
         self.space = space or get_space(table.meta["space"])
         self.per_round = per_round
         self._overhead = table.call_overhead_ms
-        self._sum = BlockSum(self.space, self._net) if isinstance(self.space, MBConvSpace) else None
+        self._sum = self.space.block_sum(self._net)
 
     def layer_ms(self, arch: ArchConfig) -> list[tuple[str, float]]:
         """(key, ms) for each layer of `arch`, in execution order; raises LatencyLookupError for a missing one."""
@@ -56,7 +53,7 @@ class LutEstimator:
         return scale * (sum(ms - self._overhead for _, ms in parts) + self._overhead)
 
     def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray:
-        """Estimated latencies in ms, float64, one per arch (vectorized for MBConv spaces)."""
+        """Estimated latencies in ms, float64, one per arch (vectorized where the space has a block sum)."""
         if self._sum is None:
             return np.array([self.estimate(a, scale=scale) for a in archs], dtype=np.float64)
         return self._checked(self._sum.of_archs(archs), archs.__getitem__, scale)
@@ -72,6 +69,10 @@ class LutEstimator:
         no block sum."""
         return None if self._sum is None else Additive(self._sum, scale, self._overhead)
 
+    def fitted_on(self, arch: ArchConfig) -> bool:
+        """False: a table is measured layer by layer, never fitted on subnets."""
+        return False
+
     def _checked(self, sums: np.ndarray, arch_at: Callable[[int], ArchConfig], scale: float) -> np.ndarray:
         bad = np.flatnonzero(np.isnan(sums))
         if bad.size:
@@ -86,10 +87,16 @@ class LutEstimator:
 
 
 class Estimator(Protocol):
-    """What searches and commands need of a latency estimator: the LUT sum, or a learned predictor over it."""
+    """What searches and commands need of a latency estimator of one (device, space): the LUT sum here, or a learned
+    model (`ofakit.predict`), with or without a table behind it.
+
+    `table` is the device's table (None for a model with no table), `estimate_rows` works on genome rows (what a
+    search holds), `additive` gives the estimate as a sum over layers where it is one (None otherwise), and
+    `fitted_on` says whether an arch was one the model was fitted on (never sampled to validate it).
+    """
 
     name: str
-    table: LatencyTable
+    table: LatencyTable | None
 
     def estimate(self, arch: ArchConfig, *, scale: float = 1.0) -> float: ...
 
@@ -99,35 +106,4 @@ class Estimator(Protocol):
 
     def additive(self, scale: float = 1.0) -> Additive | None: ...
 
-
-def _lut(device: str, space: str) -> Estimator:
-    from ofakit.latency.table import find_table
-
-    return LutEstimator(find_table(device, space))
-
-
-def _predictor(device: str, space: str) -> Estimator:
-    from ofakit.predict.latency import load_predictor
-
-    return load_predictor(device, space)
-
-
-def _auto(device: str, space: str) -> Estimator:
-    from ofakit.predict.latency import load_predictor
-
-    return load_predictor(device, space, fallback=True)
-
-
-ESTIMATORS: Registry[Callable[[str, str], Estimator]] = Registry("latency model")
-ESTIMATORS.add("lut", _lut)  # the sum of the table's layers
-ESTIMATORS.add("predictor", _predictor)  # the learned predictor fitted for (device, space): ofakit latency fit
-ESTIMATORS.add("auto", _auto)  # the predictor when one is fitted for (device, space), else the LUT sum
-
-
-def estimator_for(device: str, space: str, *, model: str = "lut") -> Estimator:
-    """The latency estimator of `device` (name or alias) for `space`: `model` is one of ESTIMATORS.
-
-    Raises UnknownNameError for an unknown model, LatencyLookupError (naming the command that makes what is
-    missing) when the device has no table for the space or, for "predictor", no fitted predictor.
-    """
-    return ESTIMATORS.get(model)(device, space)
+    def fitted_on(self, arch: ArchConfig) -> bool: ...

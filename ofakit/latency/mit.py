@@ -22,8 +22,8 @@ from typing import Any
 
 from ofakit import __version__
 from ofakit.errors import ConfigError
-from ofakit.latency.layers import distinct_layers, mbconv_space
 from ofakit.io import read_yaml_file
+from ofakit.latency.layers import distinct_layers
 from ofakit.latency.table import Entry, LatencyTable, layer_key
 from ofakit.schema import build
 from ofakit.space import LayerShape, get_space
@@ -91,7 +91,7 @@ def convert(sources: Mapping[int, Mapping[str, Any]], *, device: str, space: str
 
     Raises ConfigError when a layer of the space has no entry at a resolution the source covers.
     """
-    sp = mbconv_space(get_space(space), "converting a MIT table")
+    sp = get_space(space)
     notes = []
     table = LatencyTable({
         "device": device, "space": space, "backend": "tflite", "precision": "fp32", "threads": 1, "batch": 1,

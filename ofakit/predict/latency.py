@@ -35,13 +35,14 @@ from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.io import read_json_file, save_text_file
+from ofakit.errors import CapabilityError
+from ofakit.latency.devices import get_device
 from ofakit.latency.estimate import LutEstimator
-from ofakit.latency.layers import mbconv_space
+from ofakit.latency.measure import LatencyRecord
 from ofakit.latency.table import PREDICTOR_SUFFIX, LatencyTable, find_table, table_dirs
-from ofakit.predict.records import LatencyRecord
+from ofakit.metrics import error_metrics
 from ofakit.predict.trees import gbm_predict, gbm_to_arrays
 from ofakit.space import SearchSpace
-from ofakit.space.additive import BlockSum
 from ofakit.space.genome import Genome
 
 FORMAT = "ofakit-latency-predictor"
@@ -76,21 +77,22 @@ def table_fingerprint(table: LatencyTable) -> dict[str, Any]:
 
 # -- features ---------------------------------------------------------------------------------------------------
 class ArchFeatures:
-    """Per-arch features of an MBConv space, computed for a whole batch at once.
+    """Per-arch features of a space with a block sum (MBConv spaces), computed for a whole batch at once.
 
-    MACs and params are `BlockSum`s of the space's per-layer costs (one gather per batch), as in the search limits.
+    MACs and params are block sums of the space's per-layer costs (one gather per batch), as in the search limits.
     """
 
     def __init__(self, lut: LutEstimator) -> None:
         self.lut = lut
-        self.space = mbconv_space(lut.space, "the latency predictor")
-        s = self.space.spec
-        self.names = ["lut_ms", "macs_m", "params_m", "resolution", "blocks",
-                      *[f"depth{i}" for i in range(len(s.stages))], "kernel_mean", "expand_mean"]
-        sp = self.space
-        self._macs = BlockSum(sp, lambda _, layer: float(sp.layer_costs(layer)[0]))
-        self._params = BlockSum(sp, lambda _, layer: float(sp.layer_costs(layer)[1]))
+        self.space = sp = lut.space
+        self._macs = sp.block_sum(lambda _, layer: float(sp.layer_costs(layer)[0]))
+        self._params = sp.block_sum(lambda _, layer: float(sp.layer_costs(layer)[1]))
+        if self._macs is None:
+            raise CapabilityError(f"space {sp.name!r} ({sp.family} family) has no block sum, which the learned "
+                                  "latency predictor needs (MBConv spaces have one)")
         self.genome = Genome(sp)
+        self.names = ["lut_ms", "macs_m", "params_m", "resolution", "blocks",
+                      *[f"depth{i}" for i in range(len(self.genome.columns["depths"]))], "kernel_mean", "expand_mean"]
 
     def __call__(self, archs: Sequence[ArchConfig]) -> np.ndarray:
         """[arch, feature] float64, columns as in `names`; the first is the LUT sum (ms)."""
@@ -212,30 +214,51 @@ class LatencyPredictor:
     def load(cls, path: str | Path, table: LatencyTable) -> LatencyPredictor:
         """Read a predictor file fitted against `table`; a malformed file is a ConfigError, a predictor of another
         device or space, or fitted against another version of the table, a LatencyLookupError naming the refit."""
+        from ofakit.schema import check_keys, coerce
+
         path = Path(path)
-        data = read_json_file(path, "latency predictor")
+        data = read_json_file(path, "a latency predictor")
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise ConfigError(f"{path}: not an ofakit latency predictor (expected \"format\": {FORMAT!r})")
+        check_keys(data, ("format", "version", "meta", "model"), str(path), required=("meta", "model"))
         if data.get("version") != VERSION:
             raise ConfigError(f"{path}: predictor version {data.get('version')!r} is not supported (this ofakit "
                               f"reads version {VERSION})")
-        meta, model = data.get("meta"), data.get("model")
-        if not isinstance(meta, Mapping) or not isinstance(model, Mapping) or not isinstance(model.get("arrays"),
-                                                                                              Mapping):
-            raise ConfigError(f"{path}: 'meta' and 'model' (with 'kind' and 'arrays') must be objects")
+        meta = check_keys(data["meta"], tuple(data["meta"]) if isinstance(data["meta"], Mapping) else (),
+                          f"{path}: meta", required=("device", "space", "table"))
+        model = check_keys(data["model"], ("kind", "arrays"), f"{path}: model", required=("kind", "arrays"))
+        for key, hint in (("device", str), ("space", str), ("table", dict[str, Any]), ("fitted_archs", list[str])):
+            if key in meta:
+                coerce(meta[key], hint, f"{path}: meta: {key}")
+        kind = coerce(model["kind"], str, f"{path}: model: kind")
+        arrays = coerce(model["arrays"], dict[str, Any], f"{path}: model: arrays")
         device, space = table.meta.get("device"), table.meta.get("space")
-        if (meta.get("device"), meta.get("space")) != (device, space):
-            raise LatencyLookupError(f"{path} is the latency predictor of device {meta.get('device')!r} and space "
-                                     f"{meta.get('space')!r}, not {device!r} and {space!r}")
-        fitted = (meta.get("table") or {}).get("sha256")
-        if fitted != table_fingerprint(table)["sha256"]:
+        if (meta["device"], meta["space"]) != (device, space):
+            raise LatencyLookupError(f"{path} is the latency predictor of device {meta['device']!r} and space "
+                                     f"{meta['space']!r}, not {device!r} and {space!r}")
+        if meta["table"].get("sha256") != table_fingerprint(table)["sha256"]:
             raise LatencyLookupError(f"latency predictor {path} was fitted against another version of table "
                                      f"{table.name!r} ({table.path}); refit it: {how_to_fit(device, space)}")
         try:
-            arrays = {k: np.asarray(v, dtype=np.float64) for k, v in model["arrays"].items()}
+            arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
         except (TypeError, ValueError):
             raise ConfigError(f"{path}: the model's arrays must be (nested) lists of numbers") from None
-        return cls(table, str(model.get("kind")), arrays, meta, path=path)
+        if not all(np.isfinite(v).all() for v in arrays.values()):
+            raise ConfigError(f"{path}: the model's arrays hold a number that is not finite")
+        try:
+            predictor = cls(table, kind, arrays, meta, path=path)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        n = len(predictor.features.names)
+        need = ({"tree_feature": None, "tree_threshold": None, "tree_left": None, "tree_right": None,
+                 "tree_value": None, "init": (1,), "learning_rate": (1,)} if kind == "gbm" else
+                {"mean": (n,), "std": (n,), "coef": (n,), "intercept": (1,)})
+        wrong = [f"{k} {arrays[k].shape if k in arrays else 'missing'}" for k, shape in need.items()
+                 if k not in arrays or (shape is not None and arrays[k].shape != shape)]
+        if wrong:
+            raise ConfigError(f"{path}: a {kind} model of {n} features needs arrays "
+                              f"{', '.join(f'{k} {s or ()}' for k, s in need.items())}; got {', '.join(wrong)}")
+        return predictor
 
 
 def find_predictor(device: str, space: str, dirs: Iterable[Path] | None = None) -> Path | None:
@@ -253,8 +276,6 @@ def load_predictor(device: str, space: str, *, fallback: bool = False) -> Latenc
     Without a predictor (or with one fitted against another version of the table) this is a LatencyLookupError that
     names the fit command, or with `fallback` the LUT sum (with a warning for a stale predictor).
     """
-    from ofakit.latency.devices import get_device
-
     name = get_device(device).name
     table = find_table(name, space)
     path = find_predictor(name, space)
@@ -306,8 +327,6 @@ def fit_latency_predictor(table: LatencyTable, records: Sequence[LatencyRecord],
     if unknown:
         raise ConfigError(f"unknown latency predictor kind(s) {', '.join(map(repr, unknown))}; known: "
                           f"{', '.join(KINDS)}")
-    from ofakit.latency.validate import accuracy
-
     features = ArchFeatures(LutEstimator(table, space))
     archs = [r.arch for r in records]
     x = features(archs)
@@ -315,7 +334,7 @@ def fit_latency_predictor(table: LatencyTable, records: Sequence[LatencyRecord],
     kinds = [k for k in kinds if k != "gbm" or len(records) >= MIN_RECORDS_GBM]
     order = np.random.default_rng(seed).permutation(len(records))
     folds = min(folds, len(records))
-    cv: dict[str, dict[str, float]] = {"lut": accuracy(x[:, 0], y)}
+    cv: dict[str, dict[str, float]] = {"lut": error_metrics(x[:, 0], y)}
     for kind in kinds:
         if on_kind:
             on_kind(kind)
@@ -324,7 +343,7 @@ def fit_latency_predictor(table: LatencyTable, records: Sequence[LatencyRecord],
             test = order[f::folds]
             train = np.setdiff1d(order, test)
             out_of_fold[test] = _predict(kind, _fit_model(kind, x[train], y[train], seed), x[test])
-        cv[kind] = accuracy(out_of_fold, y)
+        cv[kind] = error_metrics(out_of_fold, y)
     best = min(kinds, key=lambda k: cv[k]["mape_pct"])
     device, space_name = table.meta["device"], table.meta["space"]
     info = {

@@ -43,10 +43,10 @@ def arch_cost(genome: Genome, cost: Callable[[Sequence[ArchConfig]], np.ndarray]
 
 
 def _space_limit(name: str, genome: Genome, which: int, maximum: float) -> Limit:
-    """MACs (0) or params (1) of rows: a BlockSum gather for MBConv spaces, else per decoded arch."""
+    """MACs (0) or params (1) of rows: the space's block sum where it has one, else per decoded arch."""
     space = genome.space
-    if isinstance(space, MBConvSpace):
-        total = BlockSum(space, lambda _, layer: float(space.layer_costs(layer)[which]))
+    total = space.block_sum(lambda _, layer: float(space.layer_costs(layer)[which]))
+    if total is not None:
         return Limit(name, maximum, lambda rows: total.of_rows(genome, rows), additive=Additive(total))
     per_arch = space.macs if which == 0 else space.params
     return Limit(name, maximum,

@@ -40,7 +40,7 @@ class SpecializeConfig:
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult, dict[str, Any]]:
     """Run the search; returns the result and the JSON-ready report."""
-    from ofakit.latency.estimate import estimator_for
+    from ofakit.predict.estimators import estimator_for
     from ofakit.latency.devices import get_device
 
     started = time.perf_counter()

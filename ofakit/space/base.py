@@ -4,14 +4,14 @@ from __future__ import annotations
 import random
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ofakit.arch import ArchConfig
-from ofakit.errors import ArchError
+from ofakit.errors import ArchError, CapabilityError
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -160,10 +160,58 @@ class SearchSpace(ABC):
             listed = ", ".join(str(v) for v in allowed)
             raise ArchError(f"{what} {value} at {where} is not allowed in space {space!r} (choices: {listed})")
 
+    # -- optional capabilities: a space family that has one overrides the method ------------------------------
+    def _lacks(self, capability: str, needed_by: str) -> CapabilityError:
+        return CapabilityError(f"space {self.name!r} ({self.family} family) has no {capability}, which {needed_by} "
+                               f"needs")
+
+    @staticmethod
+    def depth_at_most(depth: int, allowed: Sequence[int]) -> int:
+        """The rule every uniform subnet follows per stage: `depth` if allowed, else the largest allowed depth below
+        it, else the smallest allowed."""
+        below = [d for d in allowed if d <= depth]
+        return max(below) if below else min(allowed)
+
+    def uniform(self, *, resolution: int, depth: int, **choices: Any) -> ArchConfig:
+        """The subnet with one value of each choice everywhere (`choices`: the family's fields, e.g. kernel, expand,
+        width) and every stage at `depth`, or at the largest depth it allows that is not above, else its smallest."""
+        raise self._lacks("uniform subnets", "this command")
+
+    def uniform_grid(self, resolutions: Sequence[int] = ()) -> list[ArchConfig]:
+        """Every uniform subnet (`uniform`) at each of `resolutions` (default: the space's): the coarse grid of
+        coarse-to-fine search and the corners a predictor must see."""
+        raise self._lacks("uniform subnets", "coarse-to-fine search and --uniform records")
+
+    def restricted_sample(self, rng: random.Random, *, resolution: int,
+                          opened: Mapping[str, Sequence[Any]]) -> ArchConfig:
+        """A random arch at `resolution` drawing each field only from the values `opened` names for it (field ->
+        allowed values, e.g. {"kernel_sizes": (7,)}; a field not named draws from all of its choices): how a
+        progressive-shrinking stage samples. A stage whose depths are all closed keeps its largest depth."""
+        raise self._lacks("restricted sampling", "progressive shrinking")
+
+    def block_sum(self, per_layer: Callable[[int, LayerShape], float]) -> Any:
+        """The vectorized per-layer sum of this space (`ofakit.space.additive.BlockSum`), or None where sums over
+        layers go arch by arch."""
+        return None
+
+    def covering_archs(self, resolution: int) -> list[ArchConfig]:
+        """Subnets that together hold every distinct layer shape of the space at `resolution` (what a layer-by-layer
+        latency table profiles)."""
+        raise self._lacks("layer enumeration", "layer-by-layer profiling (ofakit profile, table conversion)")
+
+    def reference_arch(self) -> ArchConfig:
+        """The fixed model a latency table times in every round to follow the machine's drift."""
+        return self.smallest()
+
+    def key(self, arch: ArchConfig) -> tuple:
+        """What identifies the network `arch` builds (skipped slots left out): two archs with the same key are the
+        same network, whatever values their skipped slots carry."""
+        return (arch.space, *self.active_key(arch))
+
     # -- facts from the arch alone --------------------------------------------------------------------------
     @abstractmethod
     def active_key(self, arch: ArchConfig) -> tuple:
-        """The values that define the network, skipped slots left out (ArchConfig equality uses it)."""
+        """The values that define the network, skipped slots left out (see `key`)."""
 
     @abstractmethod
     def encode(self, archs: Sequence[ArchConfig]) -> np.ndarray:

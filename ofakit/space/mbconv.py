@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,12 +138,51 @@ class MBConvSpace(SearchSpace):
         return self._make(min(self.resolutions), [min(ds) for ds in self.stage_depths],
                           [min(s.kernel_choices)] * self.num_slots, [min(s.expand_choices)] * self.num_slots)
 
-    def uniform(self, *, kernel: int, expand: float, depth: int, resolution: int) -> ArchConfig:
-        """Every block with the same kernel and expand ratio, every stage with the same depth (capped per stage)."""
-        depths = [min(depth, max(ds)) if depth not in ds else depth for ds in self.stage_depths]
+    def uniform(self, *, resolution: int, depth: int, kernel: int, expand: float) -> ArchConfig:
+        """Every block with the same kernel and expand ratio, every stage at `depth` (see `depth_at_most`)."""
+        depths = [self.depth_at_most(depth, ds) for ds in self.stage_depths]
         arch = self._make(resolution, depths, [kernel] * self.num_slots, [expand] * self.num_slots)
         self.validate(arch)
         return arch
+
+    def uniform_grid(self, resolutions: Sequence[int] = ()) -> list[ArchConfig]:
+        s = self.spec
+        return list(dict.fromkeys(self.uniform(kernel=k, expand=e, depth=d, resolution=r)
+                                  for r in resolutions or self.resolutions for d in s.depth_choices
+                                  for k in s.kernel_choices for e in s.expand_choices))
+
+    def restricted_sample(self, rng: random.Random, *, resolution: int,
+                          opened: Mapping[str, Sequence[Any]]) -> ArchConfig:
+        s = self.spec
+        kernels = tuple(opened.get("kernel_sizes", s.kernel_choices))
+        expands = tuple(opened.get("expand_ratios", s.expand_choices))
+        depth_open = tuple(opened.get("depths", s.depth_choices))
+        depths = [rng.choice([d for d in ds if d in depth_open] or [max(ds)]) for ds in self.stage_depths]
+        return ArchConfig(self.name, resolution, tuple(depths), tuple(rng.choice(kernels) for _ in range(self.num_slots)),
+                          tuple(rng.choice(expands) for _ in range(self.num_slots)))
+
+    def block_sum(self, per_layer: Callable[[int, LayerShape], float]) -> Any:
+        from ofakit.space.additive import BlockSum  # additive.py builds on this module
+
+        return BlockSum(self, per_layer)
+
+    def covering_archs(self, resolution: int) -> list[ArchConfig]:
+        """A block's shape depends only on its slot, kernel, expand ratio and the resolution (depth only decides
+        which blocks run), so the full-depth subnets with one kernel and one expand ratio everywhere hold every block
+        shape, and with them the stem, first block and head."""
+        s = self.spec
+        return [self.full_depth(kernel=k, expand=e, resolution=resolution)
+                for k in s.kernel_choices for e in s.expand_choices]
+
+    def reference_arch(self) -> ArchConfig:
+        """The middle kernel, expand ratio, depth and resolution of the space."""
+        s = self.spec
+
+        def mid(values: Sequence[Any]) -> Any:
+            return sorted(values)[len(values) // 2]
+
+        return self.uniform(kernel=mid(s.kernel_choices), expand=mid(s.expand_choices), depth=mid(s.depth_choices),
+                            resolution=mid(self.resolutions))
 
     def full_depth(self, *, kernel: int, expand: float, resolution: int) -> ArchConfig:
         """Every slot active, with one kernel and expand ratio (any resolution, not checked against the range)."""

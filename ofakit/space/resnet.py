@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,31 @@ class ResNetSpace(SearchSpace):
 
     def smallest(self) -> ArchConfig:
         return self._extreme(min)
+
+    def uniform(self, *, resolution: int, depth: int, expand: float, width: float) -> ArchConfig:
+        """One expand ratio and width everywhere; the stem block and every stage at `depth` (see `depth_at_most`)."""
+        stages = (self.stem_depths, *([self.spec.depth_choices] * len(self.spec.base_depths)))
+        arch = self._make(resolution, [self.depth_at_most(depth, ds) for ds in stages], [expand] * self.num_slots,
+                          [width] * self.num_width_groups)
+        self.validate(arch)
+        return arch
+
+    def uniform_grid(self, resolutions: Sequence[int] = ()) -> list[ArchConfig]:
+        s = self.spec
+        return list(dict.fromkeys(self.uniform(resolution=r, depth=d, expand=e, width=w)
+                                  for r in resolutions or self.resolutions for d in s.depth_choices
+                                  for e in s.expand_choices for w in s.width_choices))
+
+    def restricted_sample(self, rng: random.Random, *, resolution: int,
+                          opened: Mapping[str, Sequence[Any]]) -> ArchConfig:
+        s = self.spec
+        expands = tuple(opened.get("expand_ratios", s.expand_choices))
+        depth_open = tuple(opened.get("depths", s.depth_choices))
+        widths = tuple(opened.get("width_mults", s.width_choices))
+        stem = [d for d in self.stem_depths if d in depth_open] or [max(self.stem_depths)]
+        return self._make(resolution, (rng.choice(stem), *(rng.choice(depth_open) for _ in s.base_depths)),
+                          [rng.choice(expands) for _ in range(self.num_slots)],
+                          [rng.choice(widths) for _ in range(self.num_width_groups)])
 
     def genes(self) -> tuple[Gene, ...]:
         s = self.spec

@@ -16,7 +16,6 @@ from typing import Any
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError
 from ofakit.space import SearchSpace
-from ofakit.space.mbconv import MBConvSpace
 from ofakit.train.config import StageConfig
 
 
@@ -41,23 +40,12 @@ def _open(allowed: Sequence[Any] | None, choices: Sequence[Any], what: str, stag
 
 def restricted_sample(space: SearchSpace, stage: StageConfig, rng: random.Random, resolution: int) -> ArchConfig:
     """A random arch using only the choices the stage has opened (the rest of the space stays closed)."""
-    if isinstance(space, MBConvSpace):
-        s = space.spec
-        kernels = _open(stage.kernel, s.kernel_choices, "kernel", stage.name)
-        expands = _open(stage.expand, s.expand_choices, "expand", stage.name)
-        depth_open = _open(stage.depth, s.depth_choices, "depth", stage.name)
-        depths = [rng.choice([d for d in ds if d in depth_open] or [max(ds)]) for ds in space.stage_depths]
-        return ArchConfig(space.name, resolution, tuple(depths),
-                          tuple(rng.choice(kernels) for _ in range(space.num_slots)),
-                          tuple(rng.choice(expands) for _ in range(space.num_slots)))
-    s = space.spec
-    expands = _open(stage.expand, s.expand_choices, "expand", stage.name)
-    depth_open = _open(stage.depth, s.depth_choices, "depth", stage.name)
-    widths = _open(stage.width, s.width_choices, "width", stage.name)
-    stem = [d for d in space.stem_depths if d in depth_open] or [max(space.stem_depths)]
-    return ArchConfig(space.name, resolution, (rng.choice(stem), *(rng.choice(depth_open) for _ in s.base_depths)),
-                      expand_ratios=tuple(rng.choice(expands) for _ in range(space.num_slots)),
-                      width_mults=tuple(rng.choice(widths) for _ in range(space.num_width_groups)))
+    choices = space.choices()
+    fields = (("kernel_sizes", "kernel_size", "kernel", stage.kernel), ("expand_ratios", "expand_ratio", "expand",
+              stage.expand), ("depths", "depth", "depth", stage.depth), ("width_mults", "width_mult", "width", stage.width))
+    opened = {field: _open(allowed, choices[name], what, stage.name)
+              for field, name, what, allowed in fields if name in choices and allowed is not None}
+    return space.restricted_sample(rng, resolution=resolution, opened=opened)
 
 
 def plan_step(space: SearchSpace, stage: StageConfig, *, seed: int, step: int) -> StepPlan:

@@ -90,7 +90,7 @@ def test_arch_info_device_without_a_table(cli, tmp_path):
     (["profile", "--device", "note10", "--space", "ofa-mbv3-w1.2"],
      ["device 'note10' uses backend 'tflite', which ofakit cannot run"]),
     (["profile", "--device", "cpu-ort", "--space", "tiny", "--reps", "0"], ["--reps must be >= 1"]),
-    (["profile", "--device", "cpu-ort", "--space", "ofa-resnet50"], ["MBConv spaces only"]),
+    (["profile", "--device", "cpu-ort", "--space", "ofa-resnet50"], ["has no layer enumeration"]),
 ])
 def test_profile_mistakes_are_one_line(cli, tmp_path, argv, fragments):
     cli(*argv, "--out", tmp_path / "t.json", "--no-progress").assert_user_error(*fragments)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ofakit.errors import ConfigError
+from ofakit.errors import CapabilityError, ConfigError
 from ofakit.latency.devices import get_device
 from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.layers import distinct_layers, plan, reference_arch
@@ -117,8 +117,9 @@ def test_resuming_another_spaces_table_is_refused(tiny_table):
         profile(get_device("cpu-ort"), get_space("ofa-mbv3-cifar"), tiny_table.path, FAST)
 
 
-def test_non_mbconv_spaces_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"profiling enumerates layers of MBConv spaces only; space 'ofa-resnet50'"):
+def test_spaces_without_layer_enumeration_are_refused(tmp_path):
+    with pytest.raises(CapabilityError, match=r"space 'ofa-resnet50' \(resnet family\) has no layer enumeration, "
+                                              r"which layer-by-layer profiling"):
         profile(get_device("cpu-ort"), get_space("ofa-resnet50"), tmp_path / "t.json", FAST)
 
 

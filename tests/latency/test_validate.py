@@ -8,13 +8,14 @@ import pytest
 
 from ofakit.errors import ConfigError
 from ofakit.latency.devices import get_device
-from ofakit.latency.validate import ValidateConfig, accuracy, flops_linear, spearman, validate
+from ofakit.latency.validate import ValidateConfig, flops_linear, validate
+from ofakit.metrics import error_metrics, spearman
 from ofakit.space import get_space
 
 
 def test_accuracy_metrics():
     measured = np.array([1.0, 2.0, 3.0, 4.0])
-    m = accuracy(np.array([1.05, 2.5, 2.9, 4.0]), measured)
+    m = error_metrics(np.array([1.05, 2.5, 2.9, 4.0]), measured)
     assert m["within_10pct"] == 0.75
     assert m["mape_pct"] == pytest.approx(100 * (0.05 + 0.25 + 0.1 / 3 + 0) / 4)
     assert m["spearman"] == pytest.approx(1.0)
@@ -68,9 +69,9 @@ def test_validate_scores_a_learned_predictor_on_subnets_it_was_not_fitted_on(tin
     import random
 
     from ofakit.latency.estimate import LutEstimator
-    from ofakit.latency.validate import sample_archs
+    from ofakit.latency.measure import sample_archs
     from ofakit.predict.latency import fit_latency_predictor
-    from ofakit.predict.records import LatencyRecord
+    from ofakit.latency.measure import LatencyRecord
 
     space = get_space("tiny")
     fitted = sample_archs(space, (16,), 10, random.Random(0))

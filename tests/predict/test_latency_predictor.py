@@ -11,9 +11,10 @@ import pytest
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.table import Entry, LatencyTable, find_table
-from ofakit.latency.validate import MeasuredGroup, ValidateConfig, accuracy, sample_archs
+from ofakit.latency.measure import MeasuredGroup, ValidateConfig, sample_archs
 from ofakit.predict.latency import KINDS, ArchFeatures, LatencyPredictor, fit_latency_predictor, load_predictor
-from ofakit.predict.records import LatencyRecord, measure_latency_records, read_latency_records
+from ofakit.latency.measure import LatencyRecord, measure_latency_records, read_latency_records
+from ofakit.metrics import error_metrics
 from ofakit.space import get_space
 
 SPACE = "ofa-mbv3-cifar"
@@ -80,8 +81,8 @@ def test_fit_learns_what_does_not_add_up(table):
     pred = fit_latency_predictor(table, records(table, 60), seed=0)
     held_out = sample_archs(get_space(SPACE), table.resolutions, 200, random.Random(99))
     true = truth(table, held_out)
-    ours = accuracy(pred.estimate_batch(held_out), true)
-    lut = accuracy(LutEstimator(table).estimate_batch(held_out), true)
+    ours = error_metrics(pred.estimate_batch(held_out), true)
+    lut = error_metrics(LutEstimator(table).estimate_batch(held_out), true)
     assert ours["mape_pct"] < 0.5 * lut["mape_pct"] and ours["within_10pct"] > 0.9 > lut["within_10pct"]
     meta = pred.meta
     assert meta["drift_normalized"] and meta["records"] == 60 and meta["kind"] == pred.kind
@@ -109,7 +110,7 @@ def test_an_affine_truth_is_learned_by_the_linear_kind(table):
     assert cv["linear"]["mape_pct"] < 0.5 and cv["linear"]["within_10pct"] == 1.0
     assert cv["linear"]["mape_pct"] < 0.5 * min(cv[k]["mape_pct"] for k in ("scale", "ridge"))
     held_out = sample_archs(space, table.resolutions, 200, random.Random(12))
-    assert accuracy(pred.estimate_batch(held_out), affine(held_out))["mape_pct"] < 0.5
+    assert error_metrics(pred.estimate_batch(held_out), affine(held_out))["mape_pct"] < 0.5
     x = pred.features(held_out)
     np.testing.assert_array_equal(pred.estimate_batch(held_out), np.maximum(
         (x - pred.arrays["mean"]) / pred.arrays["std"] @ pred.arrays["coef"] + pred.arrays["intercept"][0],
@@ -186,7 +187,7 @@ def test_validation_subnets_skip_the_fitted_ones(table):
 
 
 def test_measuring_resumes_where_a_killed_run_stopped(table, tmp_path, monkeypatch):
-    from ofakit.latency import validate
+    from ofakit.latency import measure
     from ofakit.latency.devices import get_device
 
     measured: list = []
@@ -200,7 +201,7 @@ def test_measuring_resumes_where_a_killed_run_stopped(table, tmp_path, monkeypat
             ms = list(truth(table, chunk))
             yield MeasuredGroup(chunk, (ms, ms), (0.6, 0.6))
 
-    monkeypatch.setattr(validate, "measure_groups", fake_groups)
+    monkeypatch.setattr(measure, "measure_groups", fake_groups)
     space = get_space(SPACE)
     archs = sample_archs(space, table.resolutions, 25, random.Random(0))
     path = tmp_path / "r.jsonl"

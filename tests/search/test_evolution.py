@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ofakit.search.coarse_to_fine import coarse_grid, coarse_to_fine
+from ofakit.search.coarse_to_fine import coarse_to_fine
 from ofakit.search.constraints import (InfeasibleError, Limit, arch_cost, macs_limit, params_limit, parse_count,
                                       parse_latency_ms)
 from ofakit.search.evolution import EvolutionConfig, aging_evolution, evolve, random_search
@@ -87,7 +87,7 @@ def test_just_feasible_limit_finds_the_smallest():
 def test_coarse_grid_is_uniform_and_valid():
     for name in ("ofa-mbv3-w1.0", "ofa-resnet50", "proxyless-mobile"):
         space = get_space(name)
-        grid = coarse_grid(space)
+        grid = space.uniform_grid()
         assert len(set(grid)) == len(grid)
         for arch in grid[:50]:
             space.validate(arch)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ofakit.errors import ConfigError
-from ofakit.latency.estimate import estimator_for
+from ofakit.predict.estimators import estimator_for
 from ofakit.search import fused
 from ofakit.search.constraints import Limit, arch_cost, latency_limit, macs_limit, params_limit
 from ofakit.search.evolution import EvolutionConfig, evolve

@@ -1,0 +1,188 @@
+"""Measuring subnets end to end on a device: random subnets, interleaved timing in groups that also hold the latency
+table's reference model, two passes per group (their disagreement is the noise floor), and latency records appended
+to a JSONL file so that a killed measurement resumes where it stopped.
+
+`ofakit latency validate` scores estimators on such measurements (`ofakit.latency.validate`); `ofakit latency fit`
+fits a learned predictor on the records (`ofakit.predict.latency`).
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError
+from ofakit.io import append_jsonl, read_jsonl
+from ofakit.latency.backends import Backend, Runner, backend_for
+from ofakit.latency.devices import DeviceSpec
+from ofakit.latency.table import LatencyTable
+from ofakit.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """How subnets are sampled and measured."""
+
+    samples: int = 30  # random subnets
+    resolutions: tuple[int, ...] = ()  # drawn from these (empty: every resolution the table covers)
+    seed: int = 0  # seeds the subnets
+    group: int = 25  # subnets loaded and interleaved at once (memory: one runtime session each)
+    warmup: int = 2  # untimed rounds per pass
+    reps: int = 8  # timed rounds per pass (each visit: one untimed call, then `calls` timed ones)
+    calls: int = 3  # timed calls per visit
+
+
+def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, rng: random.Random, *,
+                 exclude: Callable[[ArchConfig], bool] | None = None) -> list[ArchConfig]:
+    """`n` distinct random subnets with resolutions drawn from `resolutions`, none for which `exclude` is true."""
+    out: dict[ArchConfig, None] = {}
+    while len(out) < n:
+        a = space.sample(rng)
+        a = ArchConfig.from_dict({**a.to_dict(), "resolution": rng.choice(list(resolutions))})
+        if exclude is None or not exclude(a):
+            out.setdefault(a, None)
+    return list(out)
+
+
+def interleaved(runners: Sequence[Runner], *, warmup: int, reps: int, calls: int = 3) -> list[list[float]]:
+    """ms per call of each runner over `reps` rounds (after `warmup`), each round visiting every runner once, in
+    forward order on even rounds and backward on odd ones.
+
+    A visit makes one untimed call (the model's weights come back into the caches, as they are when a layer is
+    profiled back to back) and then `calls` timed ones, so that interleaving spreads drift without timing cold caches.
+    """
+    times: list[list[float]] = [[] for _ in runners]
+    for rnd in range(warmup + reps):
+        order = range(len(runners)) if rnd % 2 == 0 else reversed(range(len(runners)))
+        for i in order:
+            runners[i].time(1)
+            t = runners[i].time(calls)
+            if rnd >= warmup:
+                times[i].extend(t)
+    return times
+
+
+def statistic(times: Sequence[float], name: str) -> float:
+    """The statistic a table's entries hold, of end-to-end times (so both sides of the comparison agree)."""
+    if name == "p10":
+        ordered = sorted(times)
+        return ordered[int(0.1 * (len(ordered) - 1))]
+    return statistics.median(times) if name == "median" else statistics.fmean(times)
+
+
+@dataclass
+class MeasuredGroup:
+    """One group of subnets measured end to end: each pass's statistic per subnet, and the reference model's level."""
+
+    archs: list[ArchConfig]
+    passes: tuple[list[float], list[float]]
+    reference_ms: tuple[float, float] | None  # the reference's p10 in each pass (None: the table has no reference)
+
+    @property
+    def measured(self) -> list[float]:
+        """Per subnet, the mean of its two passes."""
+        return [(a + b) / 2 for a, b in zip(*self.passes)]
+
+    @property
+    def reference_level(self) -> float | None:
+        return None if self.reference_ms is None else statistics.median(self.reference_ms)
+
+
+def check_resolutions(table: LatencyTable, resolutions: Sequence[int]) -> tuple[int, ...]:
+    """`resolutions`, or every resolution of the table when empty; a resolution the table lacks is a ConfigError."""
+    resolutions = tuple(resolutions) or tuple(table.resolutions)
+    missing = [r for r in resolutions if r not in table.entries]
+    if missing:
+        raise ConfigError(f"latency table {table.name!r} has no entries at resolution(s) "
+                          f"{', '.join(map(str, missing))} (it has: {', '.join(map(str, table.resolutions))})")
+    return resolutions
+
+
+def measure_groups(device: DeviceSpec, space: SearchSpace, table: LatencyTable, archs: Sequence[ArchConfig],
+                   cfg: ValidateConfig = ValidateConfig()) -> Iterator[MeasuredGroup]:
+    """Measure `archs` end to end in groups of `cfg.group`, each interleaved with the table's reference model and
+    timed in two passes; yields each group once measured (so a caller can store it before the next one starts)."""
+    from ofakit.latency.profile import reference_runner
+    from ofakit.supernet import build_supernet, extract_subnet
+
+    backend: Backend = backend_for(device)
+    ref = table.meta.get("reference") or {}
+    ref_arch = ArchConfig.from_dict(ref["arch"]) if ref.get("arch") else None
+    supernet = build_supernet(space).eval()
+    for start in range(0, len(archs), cfg.group):
+        chunk = list(archs[start:start + cfg.group])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runners = [backend.load(extract_subnet(supernet, a).eval(), (backend.settings.batch, 3, a.resolution,
+                                                                         a.resolution)) for a in chunk]
+            if ref_arch is not None:
+                runners.append(reference_runner(backend, space, ref_arch))
+        passes: tuple[list[float], list[float]] = ([], [])
+        refs: list[float] = []
+        for p in range(2):
+            times = interleaved(runners, warmup=cfg.warmup, reps=cfg.reps, calls=cfg.calls)
+            if ref_arch is not None:  # the reference level as in profiling: a low percentile
+                ref_times = sorted(times.pop())
+                refs.append(ref_times[int(0.1 * (len(ref_times) - 1))])
+            passes[p].extend(statistic(t, table.statistic) for t in times)
+        del runners
+        yield MeasuredGroup(chunk, passes, (refs[0], refs[1]) if refs else None)
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """One subnet measured end to end: the table's statistic (mean of two passes), and the table's reference model
+    measured in the same group (None when the table has no reference), which tells the machine's drift."""
+
+    arch: ArchConfig
+    measured_ms: float
+    reference_ms: float | None = None
+
+    def to_dict(self, device: str) -> dict[str, Any]:
+        return {"device": device, "arch": self.arch.to_dict(), "measured_ms": self.measured_ms,
+                "reference_ms": self.reference_ms}
+
+
+def read_latency_records(path: Path, device: str, space: str) -> dict[ArchConfig, LatencyRecord]:
+    """Records stored so far (a torn last line from a kill is ignored); a record of another device or space means
+    the file belongs to another fit, which is a ConfigError."""
+    out: dict[ArchConfig, LatencyRecord] = {}
+    for i, data in enumerate(read_jsonl(path), 1):
+        try:
+            arch = ArchConfig.from_dict(data["arch"])
+            ref = data.get("reference_ms")
+            record = LatencyRecord(arch, float(data["measured_ms"]), None if ref is None else float(ref))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if data.get("device") != device or arch.space != space:
+            raise ConfigError(f"{path}: record {i} is of device {data.get('device')!r} and space {arch.space!r}, "
+                              f"not {device!r} and {space!r}; pass another --records file")
+        out[arch] = record
+    return out
+
+
+def measure_latency_records(device: DeviceSpec, space: SearchSpace, table: LatencyTable, archs: Sequence[ArchConfig],
+                            path: Path, cfg: ValidateConfig, *,
+                            on_group: Callable[[int, int, int], None] | None = None) -> list[LatencyRecord]:
+    """Records of `archs`: those already in `path`, and the others measured now, appended group by group.
+
+    Args:
+        on_group: called after each group with (records done, records wanted, records measured by this call).
+    """
+    done = read_latency_records(path, device.name, space.name)
+    todo = [a for a in archs if a not in done]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured = 0
+    for group in measure_groups(device, space, table, todo, cfg):
+        for arch, ms in zip(group.archs, group.measured):
+            done[arch] = LatencyRecord(arch, ms, group.reference_level)
+            append_jsonl(path, done[arch].to_dict(device.name))
+        measured += len(group.archs)
+        if on_group:
+            on_group(len(archs) - len(todo) + measured, len(archs), measured)
+    return list(done.values())
