@@ -1,0 +1,468 @@
+"""Op-aware per-layer latency model of one device, fitted on its latency table, that answers for any layer made of the
+same operations: other widths (`ofa-mbv3-w1.0` from the `ofa-mbv3-w1.2` table) and other input resolutions.
+
+A table answers only for the layer shapes it holds. What a layer costs on a phone is close to linear in the work of
+its operations (Cai et al., "Once-for-All", ICLR 2020, section 3.4, for the tables; Zhang et al., "nn-Meter",
+MobiSys 2021, for per-kernel models), so each layer is described by a few counts (`FEATURES`): a per-layer cost,
+MACs split by op type (stem conv, pointwise convs, depthwise convs per kernel size, fully connected layers on a 1x1
+map, squeeze-excite), and element counts (activations, the extra of h-swish, squeeze-excite, residual adds,
+pooling). The model is non-negative and linear in them, fitted on the table's entries of every resolution at once by
+non-negative least squares on rows scaled by 1/latency (the relative error, the error that is judged):
+
+    layer_ms = sum_f coef[f] * feature_f(layer),   coef >= 0
+
+Exact entries still win: an estimate sums, per layer, the table's entry at the arch's resolution, else the entry of
+the same layer measured at other resolutions (mean), else the model. A feature no entry of the table exercises (a
+table without h-swish or squeeze-excite) has no coefficient; the metadata lists it as `unidentified`.
+
+Stored as JSON, never pickled: `latency_tables/<device>.opmodel.json` holds the coefficients, the fingerprint of the
+table it was fitted on, the spaces and input resolutions it serves, and its error on held-out entries. Prediction is
+NumPy only; scipy (installed with scikit-learn) is imported to fit.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofakit import __version__
+from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError, LatencyLookupError
+from ofakit.io import read_json_file, save_text_file
+from ofakit.latency.table import (LatencyTable, find_table, how_to_profile, layer_key, parse_layer_key,
+                                  table_dirs)
+from ofakit.space import LayerShape, SearchSpace, get_space
+from ofakit.space.additive import Additive, BlockSum
+from ofakit.space.genome import Genome
+from ofakit.space.mbconv import MBConvSpace, se_channels
+
+FORMAT = "ofakit-op-model"
+VERSION = 1
+SUFFIX = ".opmodel.json"
+DEPTHWISE_KERNELS = (3, 5, 7)
+FEATURES = ("layers", "stem_macs", "pointwise_macs", *(f"depthwise{k}_macs" for k in DEPTHWISE_KERNELS), "fc_macs",
+            "se_macs", "se_blocks", "se_elements", "act_elements", "hswish_elements", "residual_elements",
+            "pool_elements")
+_AT = {name: i for i, name in enumerate(FEATURES)}
+HELD_OUT_FOLDS = 5
+
+
+# -- features ---------------------------------------------------------------------------------------------------
+def layer_features(layer: LayerShape) -> np.ndarray:
+    """The counts of one layer, in the order of FEATURES (float64).
+
+    Raises LatencyLookupError for an op the model does not describe (a ResNet bottleneck) or a depthwise kernel
+    size outside DEPTHWISE_KERNELS.
+    """
+    (hi, wi, ci), (ho, wo, co) = layer.input, layer.output
+    f = np.zeros(len(FEATURES))
+
+    def act(elements: int) -> None:
+        f[_AT["act_elements"]] += elements
+        if layer.act == "hswish":
+            f[_AT["hswish_elements"]] += elements
+
+    f[_AT["layers"]] = 1
+    if layer.op == "stem":
+        f[_AT["stem_macs"]] = ho * wo * ci * co * layer.kernel ** 2
+        act(ho * wo * co)
+    elif layer.op == "mbconv":
+        mid = layer.mid
+        if layer.kernel not in DEPTHWISE_KERNELS:
+            raise LatencyLookupError(f"the op model describes depthwise kernels {DEPTHWISE_KERNELS}, not "
+                                     f"{layer.kernel} (layer {layer_key(layer)!r})")
+        if mid != ci:  # the expand 1x1 conv (absent where the block does not expand)
+            f[_AT["pointwise_macs"]] += hi * wi * ci * mid
+            act(hi * wi * mid)
+        f[_AT[f"depthwise{layer.kernel}_macs"]] = ho * wo * mid * layer.kernel ** 2
+        act(ho * wo * mid)
+        f[_AT["pointwise_macs"]] += ho * wo * mid * co
+        if layer.se:
+            f[_AT["se_macs"]] = 2 * mid * se_channels(mid)
+            f[_AT["se_blocks"]] = 1
+            f[_AT["se_elements"]] = ho * wo * mid
+        if layer.skip:
+            f[_AT["residual_elements"]] = ho * wo * co
+    elif layer.op in ("final_expand", "feature_mix"):
+        if hi * wi > 1:  # a 1x1 conv over a map
+            f[_AT["pointwise_macs"]] = hi * wi * ci * co
+            act(ho * wo * co)
+        else:  # over a pooled vector: a matrix-vector product, like the classifier
+            f[_AT["fc_macs"]] = ci * co
+    elif layer.op == "pool":
+        f[_AT["pool_elements"]] = hi * wi * ci
+    elif layer.op == "classifier":
+        f[_AT["fc_macs"]] = ci * co
+    else:
+        raise LatencyLookupError(f"the op model describes MobileNet layers (stem, mbconv, final_expand, feature_mix, "
+                                 f"pool, classifier), not {layer.op!r}")
+    return f
+
+
+def table_digest(table: LatencyTable) -> str:
+    """SHA-256 of what a fit reads from `table` (its statistic of every entry, call overhead), not of its layout."""
+    values = {str(r): {k: table.get(r, k).value(table.statistic) for k in sorted(table.entries[r])}
+              for r in table.resolutions}
+    return hashlib.sha256(json.dumps([table.call_overhead_ms, values], sort_keys=True).encode()).hexdigest()
+
+
+def _training_rows(table: LatencyTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, ms net of the call overhead, and resolution of each entry the table timed on its own.
+
+    An entry of zero ms never timed (count 0) was timed together with the layer that feeds it (MIT's Pixel 1 table
+    times pooling and classifier as one entry): its counts are added to that layer's row.
+    """
+    overhead = table.call_overhead_ms
+    xs, ys, rs = [], [], []
+    for r in table.resolutions:
+        section = table.entries[r]
+        merged: dict[tuple[int, int, int], np.ndarray] = {}
+        for key, entry in section.items():
+            if entry.count == 0 and entry.value(table.statistic) == 0:
+                layer = parse_layer_key(key)
+                merged[layer.input] = merged.get(layer.input, 0) + layer_features(layer)
+        for key, entry in section.items():
+            ms = entry.value(table.statistic) - overhead
+            if ms <= 0:
+                continue
+            layer = parse_layer_key(key)
+            xs.append(layer_features(layer) + merged.get(layer.output, 0))
+            ys.append(ms)
+            rs.append(r)
+    if not ys:
+        raise ConfigError(f"latency table {table.name!r} has no timed entry to fit an op model on")
+    return np.array(xs), np.array(ys), np.array(rs)
+
+
+def _nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimizing sum((x @ c / y - 1)^2); features that are zero in every row get 0."""
+    from scipy.optimize import nnls
+
+    unit = x.max(axis=0)
+    used = unit > 0
+    coef = np.zeros(x.shape[1])
+    solution, _ = nnls(x[:, used] / unit[used] / y[:, None], np.ones(len(y)), maxiter=50 * x.shape[1])
+    coef[used] = solution / unit[used]
+    return coef
+
+
+def _errors(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    rel = np.abs(pred / y - 1) * 100
+    return {"mape_pct": round(float(rel.mean()), 3), "p90_pct": round(float(np.percentile(rel, 90)), 3),
+            "max_pct": round(float(rel.max()), 3)}
+
+
+def _held_out(x: np.ndarray, y: np.ndarray, res: np.ndarray, seed: int) -> dict[str, Any]:
+    """Error on entries left out of the fit: whole resolutions left out in turn where the table has several (every
+    HELD_OUT_FOLDS-th resolution per fold), else HELD_OUT_FOLDS random folds of entries."""
+    resolutions = np.unique(res)
+    if len(resolutions) >= HELD_OUT_FOLDS:
+        fold = np.searchsorted(resolutions, res) % HELD_OUT_FOLDS
+        scheme = f"{HELD_OUT_FOLDS} folds of whole resolutions (every {HELD_OUT_FOLDS}th resolution left out)"
+    else:
+        fold = np.random.default_rng(seed).permutation(len(y)) % HELD_OUT_FOLDS
+        scheme = f"{HELD_OUT_FOLDS} random folds of entries"
+    pred = np.empty(len(y))
+    for k in range(HELD_OUT_FOLDS):
+        test = fold == k
+        pred[test] = x[test] @ _nnls_relative(x[~test], y[~test])
+    return {"scheme": scheme, **_errors(pred, y)}
+
+
+# -- the model --------------------------------------------------------------------------------------------------
+class OpModel:
+    """Per-layer latency of one device from a table's entries and the fitted coefficients.
+
+    Args:
+        coef: ms per unit of each of FEATURES.
+        meta: device, table (space, file, digest, resolutions), spaces and resolution range served, fit and
+            held-out errors, unidentified features, attribution, ...
+        table: the table it was fitted on (its entries win where they exist); None predicts every layer.
+        path: the file it was read from or written to.
+    """
+
+    def __init__(self, coef: Sequence[float], meta: Mapping[str, Any], *, table: LatencyTable | None = None,
+                 path: Path | None = None) -> None:
+        self.coef = np.asarray(coef, dtype=np.float64)
+        if self.coef.shape != (len(FEATURES),) or not np.all(np.isfinite(self.coef)) or (self.coef < 0).any():
+            raise ConfigError(f"an op model needs {len(FEATURES)} non-negative coefficients ({', '.join(FEATURES)})")
+        self.meta = dict(meta)
+        self.table = table
+        self.path = path
+        self._elsewhere: dict[str, float] = {}  # key -> mean entry over the table's resolutions
+        if table is not None:
+            seen: dict[str, list[float]] = {}
+            for r in table.resolutions:
+                for key in table.entries[r]:
+                    seen.setdefault(key, []).append(table.ms(r, key))
+            self._elsewhere = {k: float(np.mean(v)) for k, v in seen.items()}
+
+    @property
+    def device(self) -> str:
+        return str(self.meta.get("device", "?"))
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.table.call_overhead_ms if self.table is not None else 0.0
+
+    @property
+    def spaces(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("spaces", ()))
+
+    @property
+    def resolution_range(self) -> tuple[int, int]:
+        lo, hi = self.meta.get("resolution_range", (0, 0))
+        return int(lo), int(hi)
+
+    def predict(self, layer: LayerShape) -> float:
+        """The model's ms for `layer` (net of the call overhead), ignoring the table."""
+        return float(layer_features(layer) @ self.coef)
+
+    def layer_ms(self, resolution: int, layer: LayerShape) -> float:
+        """The layer's ms net of the call overhead: the table's entry at `resolution`, else the same layer measured
+        at other resolutions, else the model."""
+        if self.table is not None:
+            key = layer_key(layer)
+            if self.table.get(resolution, key) is not None:
+                return self.table.ms(resolution, key) - self.overhead_ms
+            if key in self._elsewhere:
+                return self._elsewhere[key] - self.overhead_ms
+        return self.predict(layer)
+
+    # -- JSON -----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "meta": self.meta,
+                "model": {"features": list(FEATURES), "coef": self.coef.tolist()}}
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically; returns the path."""
+        path = Path(path)
+        save_text_file(path, json.dumps(self.to_dict(), indent=1) + "\n", "op model")
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> OpModel:
+        """Read a model file (without its table: see `with_table`); a malformed file is a one-line ConfigError."""
+        path = Path(path)
+        data = read_model_file(path, "op model", FORMAT, VERSION)
+        meta, model = data.get("meta"), data.get("model")
+        if not isinstance(meta, Mapping) or not isinstance(model, Mapping):
+            raise ConfigError(f"{path}: 'meta' and 'model' must be objects")
+        if list(model.get("features", ())) != list(FEATURES):
+            raise ConfigError(f"{path}: the model's features are {model.get('features')!r}; this ofakit reads "
+                              f"{list(FEATURES)}: refit it")
+        coef = model.get("coef")
+        if not isinstance(coef, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                 for c in coef):
+            raise ConfigError(f"{path}: 'model.coef' must be a list of numbers")
+        if not isinstance((meta.get("table") or {}).get("space"), str):
+            raise ConfigError(f"{path}: meta.table.space must name the space of the table the model was fitted on")
+        try:
+            return cls(coef, meta, path=path)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def with_table(self, table: LatencyTable) -> OpModel:
+        """This model with the table it was fitted on, whose entries then win; another version of the table is a
+        LatencyLookupError naming the refit."""
+        if (self.meta.get("table") or {}).get("digest") != table_digest(table):
+            raise LatencyLookupError(f"op model {self.path} was fitted on another version of table {table.name!r} "
+                                     f"({table.path}); refit it: {how_to_fit(self.device, table.meta['space'])}")
+        return OpModel(self.coef, self.meta, table=table, path=self.path)
+
+
+def read_model_file(path: Path, what: str, fmt: str, version: int) -> Mapping[str, Any]:
+    """The JSON object of a model file whose "format" is `fmt` and "version" `version`; else one ConfigError line."""
+    data = read_json_file(path, what)
+    if not isinstance(data, Mapping) or data.get("format") != fmt:
+        raise ConfigError(f"{path}: not an ofakit {what} (expected \"format\": {fmt!r})")
+    if data.get("version") != version:
+        raise ConfigError(f"{path}: {what} version {data.get('version')!r} is not supported (this ofakit reads "
+                          f"version {version})")
+    return data
+
+
+def how_to_fit(device: str, space: str = "SPACE") -> str:
+    return f"python -m ofakit.predict.op_model --device {device} --space {space}"
+
+
+def fit_op_model(table: LatencyTable, *, spaces: Sequence[str] = (), resolution_range: tuple[int, int] | None = None,
+                 seed: int = 0, meta: Mapping[str, Any] | None = None) -> OpModel:
+    """Fit the op model of the table's device on its entries.
+
+    Args:
+        table: the device's per-layer table (every resolution is fitted at once).
+        spaces: the spaces the model serves (default: the table's).
+        resolution_range: the input resolutions it serves (default: the table's).
+        seed: seeds the held-out folds where they are random.
+        meta: extra metadata (e.g. the published nets it was checked against).
+    """
+    x, y, res = _training_rows(table)
+    coef = _nnls_relative(x, y)
+    identified = x.max(axis=0) > 0
+    info = {
+        "device": table.meta.get("device"),
+        "table": {"space": table.meta.get("space"), "file": table.path.name if table.path else None,
+                  "digest": table_digest(table), "resolutions": table.resolutions,
+                  "source": table.meta.get("source")},
+        "spaces": list(spaces or [table.meta.get("space")]),
+        "resolution_range": list(resolution_range or (min(table.resolutions), max(table.resolutions))),
+        "fit": {"entries": int(len(y)), "method": "non-negative least squares on rows scaled by 1/ms "
+                "(relative error), every resolution at once", **_errors(x @ coef, y)},
+        "held_out": _held_out(x, y, res, seed),
+        "unidentified": [f for f, ok in zip(FEATURES, identified) if not ok],
+        "attribution": table.meta.get("attribution", ""),
+        "license": table.meta.get("license", ""),
+        "date": datetime.date.today().isoformat(),
+        "ofakit_version": __version__,
+        **(meta or {}),
+    }
+    return OpModel(coef, info, table=table)
+
+
+# -- the estimator ----------------------------------------------------------------------------------------------
+class OpModelEstimator:
+    """The Estimator (`ofakit.latency.estimate`) of an op model for one MBConv space, optionally times a
+    calibration `factor` (a phone's published nets over the model's estimates, `ofakit.predict.phones`).
+
+    estimate(arch) = scale * factor * (sum over layers of model.layer_ms + call overhead); vectorized over archs
+    and genome rows through a block sum, so a search is as fast as with the LUT.
+
+    Args:
+        model: the op model.
+        space: the space to estimate; must be an MBConv space.
+        factor: calibration factor.
+        name: the estimator's name in reports ("op-model", "calibrated").
+        resolution_range: the input resolutions it answers for (default: the model's).
+        info: what reports say about where the numbers come from.
+        fitted: digests (`ofakit.predict.latency.arch_digest`) of subnets the estimate was fitted on.
+    """
+
+    def __init__(self, model: OpModel, space: SearchSpace, *, factor: float = 1.0, name: str = "op-model",
+                 resolution_range: tuple[int, int] | None = None, info: Mapping[str, Any] | None = None,
+                 fitted: Iterable[str] = ()) -> None:
+        if not isinstance(space, MBConvSpace):
+            raise ConfigError(f"an op model estimates MBConv spaces; space {space.name!r} is a {space.family} space")
+        self.model = model
+        self.space = space
+        self.factor = float(factor)
+        self.name = name
+        self.info = dict(info or {})
+        self.table = model.table
+        self.resolution_range = tuple(resolution_range or model.resolution_range)
+        self._fitted = frozenset(fitted)
+        self._sum = BlockSum(space, model.layer_ms)
+        self._overhead = model.overhead_ms
+
+    def _check(self, resolutions: Iterable[int]) -> None:
+        lo, hi = self.resolution_range
+        bad = sorted({int(r) for r in resolutions if not lo <= r <= hi})
+        if bad:
+            device = self.info.get("device", self.model.device)
+            raise LatencyLookupError(
+                f"the latency model of device {device!r} answers for input resolutions {lo}-{hi} (what was measured "
+                f"and checked); {bad[0]} is outside: measure subnets at that resolution on the device")
+
+    def estimate(self, arch: ArchConfig, *, scale: float = 1.0) -> float:
+        """Estimated latency of `arch` in ms."""
+        return float(self.estimate_batch([arch], scale=scale)[0])
+
+    def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms, float64, one per arch (any resolution in the model's range)."""
+        self._check(a.resolution for a in archs)
+        return scale * self.factor * (self._sum.of_archs(archs) + self._overhead)
+
+    def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms of genome rows (what a search holds), float64."""
+        self._check(genome.genes[int(genome.columns["resolution"][0])].choices)
+        return scale * self.factor * (self._sum.of_rows(genome, rows) + self._overhead)
+
+    def additive(self, scale: float = 1.0) -> Additive:
+        """`estimate_rows` as `scale * factor * (block sum + call overhead)`, for compiled searches."""
+        return Additive(self._sum, scale * self.factor, self._overhead)
+
+    def fitted_on(self, arch: ArchConfig) -> bool:
+        """Whether `arch` was one of the subnets the estimate was calibrated on (an op model: none)."""
+        if not self._fitted:
+            return False
+        from ofakit.predict.latency import arch_digest
+
+        return arch_digest(arch) in self._fitted
+
+
+# -- where models are ---------------------------------------------------------------------------------------------
+def find_model_file(device: str, suffix: str, dirs: Iterable[Path] | None = None) -> Path | None:
+    """`<device><suffix>` in the table folders (`ofakit.latency.table.table_dirs`), first match; None if none."""
+    for folder in table_dirs() if dirs is None else dirs:
+        path = Path(folder) / f"{device}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_op_model(device: str, dirs: Iterable[Path] | None = None) -> OpModel:
+    """The op model of `device` (canonical name) with the table it was fitted on; LatencyLookupError if none."""
+    dirs = table_dirs() if dirs is None else list(dirs)
+    path = find_model_file(device, SUFFIX, dirs)
+    if path is None:
+        raise LatencyLookupError(f"device {device!r} has no op model ({device}{SUFFIX} in "
+                                 f"{', '.join(map(str, dirs)) or 'no table folder'}); fit one on its table: "
+                                 f"{how_to_fit(device)}")
+    model = OpModel.load(path)
+    return model.with_table(find_table(device, model.meta["table"]["space"], dirs))
+
+
+def load_op_model(device: str, space: str) -> OpModelEstimator:
+    """The op-model estimator of `device` (name or alias) for `space`.
+
+    Raises LatencyLookupError when the device has no op model, or one that does not serve `space` (naming what it
+    serves and what to measure).
+    """
+    from ofakit.latency.devices import get_device
+
+    name = get_device(device).name
+    model = read_op_model(name)
+    if space not in model.spaces:
+        lo, hi = model.resolution_range
+        raise LatencyLookupError(
+            f"the op model of device {name!r} serves spaces {', '.join(model.spaces)} ({lo}-{hi} px), not "
+            f"{space!r}: nothing of it was measured on the device; {how_to_profile(name, space)}")
+    return OpModelEstimator(model, get_space(space), info=describe(model))
+
+
+def describe(model: OpModel) -> dict[str, Any]:
+    """What a report says about an op model: its table, served range, held-out error and attribution."""
+    m = model.meta
+    return {"kind": "op model from a table", "device": model.device, "table": (m.get("table") or {}).get("file"),
+            "resolution_range": list(model.resolution_range), "held_out": m.get("held_out"),
+            "attribution": m.get("attribution", ""), "license": m.get("license", "")}
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ofakit.predict.op_model --device D --space S`: fit the op model of D on its table of S."""
+    import argparse
+
+    from ofakit.latency.devices import get_device
+
+    parser = argparse.ArgumentParser(prog="python -m ofakit.predict.op_model", description=main.__doc__)
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--space", required=True, help="the space of the device's table")
+    parser.add_argument("--serves", action="append", default=[], help="a space it serves (default: --space)")
+    parser.add_argument("--out", help="file to write (default: <device>.opmodel.json next to the table)")
+    args = parser.parse_args(argv)
+    name = get_device(args.device).name
+    table = find_table(name, args.space)
+    model = fit_op_model(table, spaces=args.serves or [args.space])
+    print(model.save(args.out or table.path.parent / f"{name}{SUFFIX}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
