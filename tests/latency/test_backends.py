@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ofakit.errors import BackendUnavailableError, UnknownNameError
-from ofakit.latency.backends import BACKENDS, Timing, backend_for, measure
+from ofakit.latency.backends import BACKENDS, Runner, Timing, backend_for, measure
 from ofakit.latency.devices import BackendSettings, get_device
 from ofakit.space import get_space
 
@@ -50,9 +50,63 @@ def test_cpu_timing_of_every_layer_op(device):
     backend = backend_for(spec)
     for layer in _layers():
         t = measure(backend.load(layer_module(layer), input_shape(layer)), warmup=1, reps=3)
-        assert isinstance(t, Timing) and t.count == 3 and 0 < t.p10 <= t.median <= t.p90
+        assert isinstance(t, Timing) and t.count == 3 and t.p10 > 0
     env = backend.environment()
     assert env["runtime_version"] and env["host"] and env["threads"] == 1
+
+
+def test_timing_statistics_of_known_times():
+    """Ten calls of 1..10 ms in any order and one stall of 100 ms: the median and percentiles ignore the stall."""
+    t = Timing.of([5.0, 1.0, 9.0, 3.0, 100.0, 7.0, 2.0, 10.0, 4.0, 8.0, 6.0])
+    assert (t.count, t.median, t.p10, t.p90) == (11, 6.0, 2.0, 10.0)
+    assert t.mean == pytest.approx(155 / 11)  # the stall does move the mean and the spread:
+    assert t.std == pytest.approx(((385 + 100**2) / 11 - (155 / 11) ** 2) ** 0.5)  # population std, 27.3 ms
+    assert Timing.of([2.0, 1.0]) == Timing(median=1.5, mean=1.5, std=0.5, p10=1.0, p90=2.0, count=2)
+    assert Timing.of([3.0]) == Timing(median=3.0, mean=3.0, std=0.0, p10=3.0, p90=3.0, count=1)
+
+
+class _ScriptedRunner(Runner):
+    """Returns the given times call after call, and records how many runs each call asked for."""
+
+    def __init__(self, *calls: list[float]) -> None:
+        self.calls, self.asked = list(calls), []
+
+    def time(self, n: int) -> list[float]:
+        self.asked.append(n)
+        return self.calls.pop(0)[:n]
+
+
+def test_measure_leaves_the_warm_up_out():
+    runner = _ScriptedRunner([500.0] * 3, [4.0, 2.0, 3.0, 1.0, 5.0])
+    assert measure(runner, warmup=3, reps=5) == Timing.of([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert runner.asked == [3, 5]
+    runner = _ScriptedRunner([4.0, 2.0])
+    assert measure(runner, warmup=0, reps=2).median == 3.0 and runner.asked == [2]
+
+
+def _conv_stack(n: int, channels: int):
+    from torch import nn
+
+    return nn.Sequential(*[nn.Conv2d(channels, channels, 3, padding=1) for _ in range(n)])
+
+
+def _cost_ratio(backend, *, n: int, channels: int, size: int, reps: int) -> float:
+    """Median time of `n` stacked 3x3 convolutions over that of one: how much more work the timer sees."""
+    shape = (1, channels, size, size)
+    one = measure(backend.load(_conv_stack(1, channels), shape), warmup=2, reps=reps)
+    many = measure(backend.load(_conv_stack(n, channels), shape), warmup=2, reps=reps)
+    assert one.count == many.count == reps and one.p10 > 0
+    return many.median / one.median
+
+
+@pytest.mark.parametrize("device", ["cpu-ort", "h100-torch"])
+def test_cpu_timing_follows_the_work(device):
+    """Sixteen convolutions take several times as long as one (not the same time, not noise)."""
+    spec = get_device(device)
+    if spec.kind == "gpu":
+        spec = replace(spec, kind="cpu", backend=replace(spec.backend, threads=1))
+    pytest.importorskip("onnxruntime" if spec.backend.name == "onnxruntime" else "torch")
+    assert _cost_ratio(backend_for(spec), n=16, channels=16, size=32, reps=10) > 4
 
 
 def test_onnxruntime_session_uses_the_device_threads():
@@ -101,11 +155,7 @@ def test_torch_cuda_timing():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible to torch")
-    from ofakit.latency.build import input_shape, layer_module
-
-    layer = _layers()[3]
-    t = measure(backend_for(get_device("h100-torch")).load(layer_module(layer), input_shape(layer)), warmup=3, reps=5)
-    assert t.count == 5 and t.median > 0
+    assert _cost_ratio(backend_for(get_device("h100-torch")), n=16, channels=64, size=56, reps=20) > 3
 
 
 @pytest.mark.tensorrt
@@ -115,11 +165,7 @@ def test_tensorrt_engine_timing():
     reason = TensorRTBackend.unavailable()
     if reason:
         pytest.skip(f"TensorRT backend unavailable: {reason}")
-    from ofakit.latency.build import input_shape, layer_module
-
-    layer = _layers()[3]
-    t = measure(backend_for(get_device("h100-tensorrt")).load(layer_module(layer), input_shape(layer)), reps=5)
-    assert t.count == 5 and t.median > 0
+    assert _cost_ratio(backend_for(get_device("h100-tensorrt")), n=16, channels=64, size=56, reps=20) > 2
 
 
 def test_tensorrt_missing_is_a_clear_error():
@@ -140,11 +186,7 @@ def test_coreml_timing():
     reason = CoreMLBackend.unavailable()
     if reason:
         pytest.skip(f"Core ML backend unavailable: {reason}")
-    from ofakit.latency.build import input_shape, layer_module
-
-    layer = _layers()[3]
-    t = measure(backend_for(get_device("iphone-coreml")).load(layer_module(layer), input_shape(layer)), reps=5)
-    assert t.count == 5 and t.median > 0
+    assert _cost_ratio(backend_for(get_device("iphone-coreml")), n=16, channels=64, size=56, reps=20) > 2
 
 
 def test_coreml_timing_off_macos_is_a_clear_error():

@@ -141,10 +141,17 @@ def test_wrong_lengths(space, field):
             assert not space.is_valid(short_or_long)
 
 
-def test_malformed_archs_are_still_hashable(space):
-    for arch in (ArchConfig(space.name, 224, ()), ArchConfig(space.name, 224, (9,) * 8, (3,), (3,))):
-        assert arch == arch and len({arch, arch}) == 1
-        assert not space.is_valid(arch)
+@pytest.mark.parametrize("fields", [((),), ((9,) * 8, (3,), (3,))], ids=["no-depths", "wrong-lengths"])
+def test_malformed_archs_compare_hash_and_key_by_their_values(space, fields):
+    """An arch its space refuses can still be compared, hashed and keyed (a search de-duplicates, a message prints
+    it, before anything validates it): two copies built apart agree, and another value differs."""
+    a, b = ArchConfig(space.name, 160, *fields), ArchConfig(space.name, 160, *fields)
+    assert a is not b and a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert space.key(a) == space.key(b) and hash(space.key(a)) == hash(space.key(b))
+    other = dataclasses.replace(a, resolution=176)
+    assert other != a and space.key(other) != space.key(a)
+    assert a != space.largest() and space.key(a) != space.key(space.largest())
+    assert not space.is_valid(a)
 
 
 def test_kernel_9_message():
