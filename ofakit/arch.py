@@ -136,13 +136,8 @@ class ArchConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ArchConfig:
-        """Read an ArchConfig JSON file; a missing or malformed file raises a one-line ConfigError."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read arch file {str(path)!r}: {exc.strerror or exc}") from None
-        try:
-            return cls.from_json(text)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        """Read an ArchConfig JSON file ('-': stdin); a missing, unreadable, non-UTF-8 or malformed file, or one that
+        is not an ArchConfig, is one ConfigError line naming the file."""
+        from ofakit.io import read_json_file
+
+        return read_json_file(path, "an arch file", build=cls.from_dict)

@@ -38,13 +38,19 @@ def _layers():
     return sp.layers(sp.largest())
 
 
-@pytest.mark.parametrize("device", ["cpu-ort", "h100-torch"])
-def test_cpu_timing_of_every_layer_op(device):
-    """onnxruntime and torch (on the CPU: h100-torch as a cpu device) time every layer kind of the tiny space."""
+def _on_the_cpu(device: str):
+    """The device, a GPU one turned into a one-thread CPU device; skips where its runtime is missing."""
     spec = get_device(device)
     if spec.kind == "gpu":
         spec = replace(spec, kind="cpu", backend=replace(spec.backend, threads=1))
     pytest.importorskip("onnxruntime" if spec.backend.name == "onnxruntime" else "torch")
+    return spec
+
+
+@pytest.mark.parametrize("device", ["cpu-ort", "h100-torch"])
+def test_cpu_timing_of_every_layer_op(device):
+    """onnxruntime and torch (on the CPU: h100-torch as a cpu device) time every layer kind of the tiny space."""
+    spec = _on_the_cpu(device)
     from ofakit.latency.build import input_shape, layer_module
 
     backend = backend_for(spec)
@@ -102,10 +108,7 @@ def _cost_ratio(backend, *, n: int, channels: int, size: int, reps: int) -> floa
 @pytest.mark.parametrize("device", ["cpu-ort", "h100-torch"])
 def test_cpu_timing_follows_the_work(device):
     """Sixteen convolutions take several times as long as one (not the same time, not noise)."""
-    spec = get_device(device)
-    if spec.kind == "gpu":
-        spec = replace(spec, kind="cpu", backend=replace(spec.backend, threads=1))
-    pytest.importorskip("onnxruntime" if spec.backend.name == "onnxruntime" else "torch")
+    spec = _on_the_cpu(device)
     assert _cost_ratio(backend_for(spec), n=16, channels=16, size=32, reps=10) > 4
 
 
