@@ -1,6 +1,7 @@
 """`ofakit arch sample|info|from-ofa`: ArchConfig JSON in and out, MACs and params, MIT net.config conversion."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -10,8 +11,6 @@ import pytest
 from ofakit.arch import ArchConfig
 from ofakit.interop.ofa_config import ofa_config_from_arch
 from ofakit.space import SPACES, get_space
-
-SHARED_NETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ofa_specialized_nets.json"
 
 
 def _write(path: Path, data: object) -> Path:
@@ -128,63 +127,71 @@ def test_info_matching_space_is_accepted(cli, tmp_path):
 
 
 # -- arch from-ofa ----------------------------------------------------------------------------------------------
+# MIT's net.config of subnets drawn here (one per family, as MIT's two specialized-net families): the command's
+# reading of files, sizes and spaces is tested on them; that real MIT configs convert is tested on MIT's published
+# nets in tests/interop/test_ofa_config.py.
 @pytest.fixture(scope="module")
-def specialized() -> dict[str, dict]:
-    if not SHARED_NETS.is_file():
-        pytest.skip(f"OFA's specialized nets not found at {SHARED_NETS} (only in the ofakit dev workspace)")
-    return json.loads(SHARED_NETS.read_text())
+def nets() -> dict[str, tuple[ArchConfig, dict]]:
+    """name -> (the arch, {"net_config": MIT's net.config of it, "image_size": its resolution})."""
+    out = {}
+    for space, resolution, dropout, eps in (("ofa-mbv3-w1.0", 160, 0.1, 1e-5), ("ofa-proxyless-w1.3", 208, 0.0, 1e-3)):
+        arch = dataclasses.replace(get_space(space).sample(random.Random(7)), resolution=resolution)
+        config = ofa_config_from_arch(arch, dropout_rate=dropout, bn={"eps": eps, "momentum": 0.1})
+        out[space] = arch, {"net_config": config, "image_size": resolution}
+    return out
 
 
-# a MobileNetV3 net and a ProxylessNAS net, both at resolutions inside their spaces' search ranges
-NETS = ["note10_lat-8ms_top1-71.4_finetune-25", "cpu_lat-17ms_top1-75.7_finetune-25"]
+NETS = ["ofa-mbv3-w1.0", "ofa-proxyless-w1.3"]
 
 
-def _check_round_trip(result, entry: dict) -> ArchConfig:
+def _check_round_trip(result, arch: ArchConfig) -> ArchConfig:
     assert result.code == 0, result.err
-    arch = ArchConfig.from_json(result.out)
-    config = entry["net_config"]
-    assert arch.resolution == entry["image_size"]
-    assert arch.space.startswith("ofa-mbv3-w" if config["name"] == "MobileNetV3" else "ofa-proxyless-w")
-    get_space(arch.space).validate(arch)
-    assert ofa_config_from_arch(arch, dropout_rate=config["classifier"]["dropout_rate"], bn=config["bn"]) == config
-    return arch
+    back = ArchConfig.from_json(result.out)
+    assert back.space == arch.space and back.resolution == arch.resolution
+    space = get_space(arch.space)
+    space.validate(back)
+    assert space.key(back) == space.key(arch)  # the same network
+    return back
 
 
 @pytest.mark.parametrize("name", NETS)
-def test_from_ofa_net_config_with_resolution(cli, tmp_path, specialized, name):
-    entry = specialized[name]
+def test_from_ofa_net_config_with_resolution(cli, tmp_path, nets, name):
+    arch, entry = nets[name]
     path = _write(tmp_path / "net.config", entry["net_config"])
-    _check_round_trip(cli("arch", "from-ofa", path, "--resolution", entry["image_size"]), entry)
+    _check_round_trip(cli("arch", "from-ofa", path, "--resolution", entry["image_size"]), arch)
 
 
 @pytest.mark.parametrize("name", NETS)
-def test_from_ofa_net_config_and_image_size(cli, tmp_path, specialized, name):
-    entry = specialized[name]
-    path = _write(tmp_path / "spec.json", {"net_config": entry["net_config"], "image_size": entry["image_size"]})
-    _check_round_trip(cli("arch", "from-ofa", path), entry)
+def test_from_ofa_net_config_and_image_size(cli, tmp_path, nets, name):
+    arch, entry = nets[name]
+    _check_round_trip(cli("arch", "from-ofa", _write(tmp_path / "spec.json", entry)), arch)
 
 
 @pytest.mark.parametrize("listed", [False, True], ids=["int", "list"])
-def test_from_ofa_reads_run_config_next_to_net_config(cli, tmp_path, specialized, listed):
-    entry = specialized[NETS[0]]
+def test_from_ofa_reads_run_config_next_to_net_config(cli, tmp_path, nets, listed):
+    arch, entry = nets[NETS[0]]
     size = entry["image_size"]
     _write(tmp_path / "run.config", {"image_size": [128, 144, size] if listed else size, "dataset": "imagenet"})
     path = _write(tmp_path / "net.config", entry["net_config"])
-    _check_round_trip(cli("arch", "from-ofa", path), entry)
+    _check_round_trip(cli("arch", "from-ofa", path), arch)
 
 
-def test_from_ofa_out_and_explicit_space(cli, tmp_path, specialized):
-    entry = specialized[NETS[0]]
+def test_from_ofa_out_and_explicit_space(cli, tmp_path, nets):
+    arch, entry = nets[NETS[0]]
     path = _write(tmp_path / "net.config", entry["net_config"])
     out = tmp_path / "arch.json"
     result = cli("arch", "from-ofa", path, "--resolution", entry["image_size"], "--space", "ofa-mbv3-w1.0",
                  "--out", out)
     assert result.code == 0 and result.out == ""
-    assert ArchConfig.load(out).space == "ofa-mbv3-w1.0"
+    written = ArchConfig.load(out)
+    assert written.space == "ofa-mbv3-w1.0" and get_space(arch.space).key(written) == get_space(arch.space).key(arch)
+    cli("arch", "from-ofa", path, "--space", "ofa-mbv3-w1.2", "--out", tmp_path / "other.json").assert_user_error(
+        "net config has a 16-channel stem and a 16-channel first block; space 'ofa-mbv3-w1.2' has 24 and 24")
+    assert not (tmp_path / "other.json").exists()
 
 
-def test_from_ofa_without_size_uses_224_with_a_note(cli, tmp_path, specialized):
-    path = _write(tmp_path / "net.config", specialized[NETS[0]]["net_config"])
+def test_from_ofa_without_size_uses_224_with_a_note(cli, tmp_path, nets):
+    path = _write(tmp_path / "net.config", nets[NETS[0]][1]["net_config"])
     result = cli("arch", "from-ofa", path)
     assert result.code == 0
     assert ArchConfig.from_json(result.out).resolution == 224
@@ -192,15 +199,15 @@ def test_from_ofa_without_size_uses_224_with_a_note(cli, tmp_path, specialized):
 
 
 @pytest.mark.filterwarnings("ignore:resolution 236 is outside the search range")
-def test_from_ofa_off_range_size_warns(cli, tmp_path, specialized):
-    entry = specialized["flops-595M_top1-80.0_finetune-75"]  # published at 236, outside 128-224
-    result = cli("arch", "from-ofa", _write(tmp_path / "spec.json", entry))
-    _check_round_trip(result, entry)
+def test_from_ofa_off_range_size_warns(cli, tmp_path, nets):
+    arch, entry = nets[NETS[0]]  # MIT publishes nets at 236, outside the search range 128-224
+    result = cli("arch", "from-ofa", _write(tmp_path / "spec.json", {**entry, "image_size": 236}))
+    _check_round_trip(result, dataclasses.replace(arch, resolution=236))
     assert result.err.startswith("ofakit: warning: resolution 236")
 
 
-def test_from_ofa_size_of_the_wrong_type_is_an_error(cli, tmp_path, specialized):
-    path = _write(tmp_path / "spec.json", {"net_config": specialized[NETS[0]]["net_config"], "image_size": "big"})
+def test_from_ofa_size_of_the_wrong_type_is_an_error(cli, tmp_path, nets):
+    path = _write(tmp_path / "spec.json", {"net_config": nets[NETS[0]][1]["net_config"], "image_size": "big"})
     cli("arch", "from-ofa", path).assert_user_error("image size must be an integer", "'big'")
 
 
