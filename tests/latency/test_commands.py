@@ -96,13 +96,34 @@ def test_profile_mistakes_are_one_line(cli, tmp_path, argv, fragments):
     cli(*argv, "--out", tmp_path / "t.json", "--no-progress").assert_user_error(*fragments)
 
 
-def test_convert_mit(cli, tmp_path, shared_data):
+def test_convert_mit(cli, tmp_path):
+    """A table in the form of MIT's Pixel 1 table (ProxylessNAS keys, {count, mean, var}) with two entries no layer
+    of the space has, as MIT's has: every layer gets its entry, the unused two are noted."""
+    import yaml
+
+    from ofakit.latency.layers import distinct_layers
+    from ofakit.latency.mit import mit_key
+
+    layers = distinct_layers(get_space("proxyless-mobile"), 224)
+    pool = next(x for x in layers if x.op == "pool")
+    source = {mit_key(x, "proxyless", pool=pool): {"count": 50, "mean": 1.0 + i / 8, "var": 0.01}
+              for i, x in enumerate(layers) if x.op != "pool"}
+    for kernel in (9, 11):
+        source[f"expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:{kernel}-stride:1-idskip:0"] = {
+            "count": 50, "mean": 5.0, "var": 0.04}
+    (tmp_path / "mobile_trim.yaml").write_text(yaml.safe_dump(source))
     out = tmp_path / "p.json"
-    result = cli("latency", "convert-mit", shared_data / "latency" / "pixel1-proxylessnas" / "mobile_trim.yaml",
-                 "--device", "pixel", "--space", "proxyless-mobile", "--out", out)
+    result = cli("latency", "convert-mit", tmp_path / "mobile_trim.yaml", "--device", "pixel", "--space",
+                 "proxyless-mobile", "--out", out)
     assert result.code == 0, result.err
-    assert "2 source entries at 224 match no layer" in result.err and f"wrote {out} (71 entries" in result.err
-    assert json.loads(out.read_text())["meta"]["device"] == "pixel1"
+    assert "2 source entries at 224 match no layer" in result.err
+    assert f"wrote {out} ({len(layers)} entries" in result.err
+    table = json.loads(out.read_text())
+    assert table["meta"]["device"] == "pixel1" and table["meta"]["space"] == "proxyless-mobile"
+    entries = table["entries"]["224"]
+    assert sorted(e["mean"] for e in entries.values() if e["mean"] > 0) == sorted(
+        v["mean"] for k, v in source.items() if "kernel:9" not in k and "kernel:11" not in k)
+    assert all(e["std"] == pytest.approx(0.1) for e in entries.values() if e["mean"] > 0)
 
 
 def test_convert_mit_mistakes(cli, tmp_path):
