@@ -52,30 +52,50 @@ def test_every_specialized_net_round_trips(specialized):
     assert not failures, f"{len(failures)} net(s) do not round-trip: {failures}"
 
 
-@pytest.mark.parametrize(("prefix", "mmacs"), [("flops-389M_", 389), ("flops-482M_", 482), ("flops-595M_", 595)])
+# Three of them written out as ArchConfig dicts (checked against MIT's configs below), so that their MACs are
+# tested without ../shared: MIT publishes them as 389, 482 and 595 M MACs.
+PUBLISHED = {
+    "flops-389M_": (389, {"space": "ofa-mbv3-w1.2", "resolution": 224, "depths": [2, 3, 3, 4, 4],
+                          "kernel_sizes": [3, 3, 3, 3, 5, 5, 3, 3, 5, 5, 3, 3, 5, 5, 3, 3, 3, 3, 7, 3],
+                          "expand_ratios": [3, 3, 3, 3, 3, 6, 3, 3, 4, 4, 3, 3, 6, 4, 4, 4, 6, 6, 6, 3]}),
+    "flops-482M_": (482, {"space": "ofa-mbv3-w1.2", "resolution": 224, "depths": [3, 4, 4, 4, 4],
+                          "kernel_sizes": [5, 3, 3, 3, 5, 3, 5, 3, 5, 5, 3, 3, 5, 7, 3, 5, 7, 3, 3, 3],
+                          "expand_ratios": [3, 3, 3, 3, 4, 4, 4, 3, 4, 6, 3, 3, 6, 6, 6, 4, 6, 6, 6, 3]}),
+    "flops-595M_": (595, {"space": "ofa-mbv3-w1.2", "resolution": 236, "depths": [3, 4, 4, 4, 4],
+                          "kernel_sizes": [3, 5, 3, 3, 5, 5, 3, 5, 7, 5, 3, 5, 3, 5, 7, 3, 3, 3, 5, 3],
+                          "expand_ratios": [3, 4, 3, 3, 4, 4, 6, 3, 6, 6, 3, 4, 6, 6, 6, 4, 6, 6, 6, 3]}),
+}
+
+
 @off_range_ok
-def test_published_macs(specialized, prefix, mmacs):
-    entry = _net(specialized, prefix)
-    arch = arch_from_ofa_config(entry["net_config"], entry["image_size"])
+def test_published_archs_written_here_match_mit_configs(specialized):
+    for prefix, (_, data) in PUBLISHED.items():
+        entry = _net(specialized, prefix)
+        arch = arch_from_ofa_config(entry["net_config"], entry["image_size"])
+        assert arch.to_dict() == data, prefix
+
+
+@pytest.mark.parametrize("prefix", PUBLISHED)
+@off_range_ok
+def test_published_macs(prefix):
+    mmacs, data = PUBLISHED[prefix]
+    arch = ArchConfig.from_dict(data)
     assert round(get_space(arch.space).macs(arch) / 1e6) == mmacs
 
 
 @off_range_ok
-def test_published_macs_of_the_extracted_networks(specialized):
+def test_published_macs_of_the_extracted_networks():
     """FlopCounterMode on the extracted network agrees; on the meta device only shapes are computed, so it is quick."""
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
     from ofakit.supernet import build_supernet, extract_subnet
 
-    supernets = {}
     with torch.device("meta"):
-        for prefix, mmacs in (("flops-389M_", 389), ("flops-482M_", 482), ("flops-595M_", 595)):
-            entry = _net(specialized, prefix)
-            arch = arch_from_ofa_config(entry["net_config"], entry["image_size"])
-            if arch.space not in supernets:
-                supernets[arch.space] = build_supernet(arch.space)
-            net = extract_subnet(supernets[arch.space], arch).eval()
+        supernet = build_supernet("ofa-mbv3-w1.2")
+        for mmacs, data in PUBLISHED.values():
+            arch = ArchConfig.from_dict(data)
+            net = extract_subnet(supernet, arch).eval()
             counter = FlopCounterMode(display=False)
             with counter, torch.no_grad():
                 net(torch.zeros(1, 3, arch.resolution, arch.resolution))
