@@ -76,12 +76,8 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_json(path: Path) -> object:
-    return read_json_file(path)
-
-
 def run_info(args: argparse.Namespace) -> int:
-    arch = ArchConfig.from_dict(_read_json(args.arch))
+    arch = ArchConfig.load(args.arch)
     space = get_space(args.space or arch.space)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -121,7 +117,7 @@ def _latency(arch: ArchConfig, device: str, model: str, drift: bool) -> dict[str
 
         scale = drift_scale(name, arch.space)
     out: dict[str, object] = {"device": name, "latency_ms": round(est.estimate(arch, scale=scale), 4),
-                              "latency_estimator": est.name, "latency_table": str(est.table.path)}
+                              "latency_estimator": est.name, "latency_table": est.table and str(est.table.path)}
     if drift:
         out["latency_drift_scale"] = round(scale, 4)
     if getattr(est, "path", None) is not None:
@@ -132,7 +128,7 @@ def _latency(arch: ArchConfig, device: str, model: str, drift: bool) -> dict[str
 def run_from_ofa(args: argparse.Namespace) -> int:
     from ofakit.interop.ofa_config import arch_from_ofa_config
 
-    data = _read_json(args.net_config)
+    data = read_json_file(args.net_config, "a MIT net.config (JSON)")
     if not isinstance(data, dict):
         raise ConfigError(f"{args.net_config}: expected a JSON object")
     config = data.get("net_config", data)
@@ -141,7 +137,7 @@ def run_from_ofa(args: argparse.Namespace) -> int:
     resolution = args.resolution or data.get("image_size")
     run_config = args.net_config.parent / "run.config"
     if resolution is None and run_config.is_file():
-        run_data = _read_json(run_config)
+        run_data = read_json_file(run_config, "a MIT run.config (JSON)")
         resolution = run_data.get("image_size") if isinstance(run_data, dict) else None
     if isinstance(resolution, list) and resolution:  # MIT's run.config may list sizes; the last is the test size
         resolution = resolution[-1]

@@ -4,15 +4,21 @@
 - "lut": the sum of the device's table over the subnet's layers (`ofakit.latency.estimate.LutEstimator`);
 - "predictor": the learned predictor fitted for (device, space) on subnets measured end to end
   (`ofakit.predict.latency`, made by `ofakit latency fit`);
-- "auto": the predictor when one is fitted, else the LUT sum.
+- "op-model": the op model fitted on the device's table, for layers the table lacks (`ofakit.predict.op_model`);
+- "calibrated": an op model times a factor calibrated on the device's published nets (`ofakit.predict.phones`);
+- "auto": the predictor when one is fitted, else the LUT sum; for a device with no table of the space, its op
+  model or its calibration.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ofakit.errors import LatencyLookupError
 from ofakit.latency.estimate import Estimator, LutEstimator
-from ofakit.latency.table import find_table
+from ofakit.latency.table import available_tables, find_table
 from ofakit.predict.latency import load_predictor
+from ofakit.predict.op_model import load_op_model
+from ofakit.predict.phones import load_phone_model, table_free_estimator
 from ofakit.registry import Registry
 
 
@@ -25,13 +31,23 @@ def _predictor(device: str, space: str) -> Estimator:
 
 
 def _auto(device: str, space: str) -> Estimator:
-    return load_predictor(device, space, fallback=True)
+    try:
+        return load_predictor(device, space, fallback=True)
+    except LatencyLookupError:
+        from ofakit.latency.devices import get_device
+
+        model = None if space in available_tables(get_device(device).name) else table_free_estimator(device, space)
+        if model is None:
+            raise
+        return model
 
 
 ESTIMATORS: Registry[Callable[[str, str], Estimator]] = Registry("latency model")
 ESTIMATORS.add("lut", _lut)  # the sum of the table's layers
 ESTIMATORS.add("predictor", _predictor)  # the learned predictor fitted for (device, space): ofakit latency fit
-ESTIMATORS.add("auto", _auto)  # the predictor when one is fitted for (device, space), else the LUT sum
+ESTIMATORS.add("op-model", load_op_model)  # the op model fitted on the device's table: ofakit.predict.op_model
+ESTIMATORS.add("calibrated", load_phone_model)  # an op model times a factor fitted on the device's published nets
+ESTIMATORS.add("auto", _auto)  # predictor, else LUT sum; with no table of the space, the op model or calibration
 
 
 def estimator_for(device: str, space: str, *, model: str = "lut") -> Estimator:

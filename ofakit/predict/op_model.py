@@ -21,10 +21,12 @@ NumPy only; scipy (installed with scikit-learn) is imported to fit.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.io import read_json_file, save_text_file
+from ofakit.schema import build
 from ofakit.latency.table import (LatencyTable, find_table, how_to_profile, layer_key, parse_layer_key,
                                   table_dirs)
 from ofakit.space import LayerShape, SearchSpace, get_space
@@ -175,23 +178,56 @@ def _held_out(x: np.ndarray, y: np.ndarray, res: np.ndarray, seed: int) -> dict[
 
 
 # -- the model --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FittedTable:
+    """The table an op model was fitted on."""
+
+    space: str  # its space, found as <device>_<space>.json in the table folders
+    digest: str  # `table_digest` of it: another version of the table needs a refit
+    file: str | None = None
+    resolutions: tuple[int, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class OpModelMeta:
+    """Where an op model comes from, what it serves and how far off it is on entries left out of its fit."""
+
+    device: str
+    table: FittedTable
+    spaces: tuple[str, ...]  # the spaces it answers for
+    resolution_range: tuple[int, int]  # the input resolutions it answers for (measured or checked)
+    fit: dict[str, Any] = field(default_factory=dict)  # entries, method, in-sample errors
+    held_out: dict[str, Any] = field(default_factory=dict)  # scheme and errors on entries left out
+    unidentified: tuple[str, ...] = ()  # features no entry of the table exercises (coefficient 0)
+    published_nets: dict[str, Any] | None = None  # its estimates of the device's published nets, if any
+    attribution: str = ""
+    license: str = ""
+    date: str = ""
+    ofakit_version: str = ""
+
+    def __post_init__(self) -> None:
+        lo, hi = self.resolution_range
+        if not 0 < lo <= hi:
+            raise ConfigError(f"resolution_range must be [low, high] with 0 < low <= high, got [{lo}, {hi}]")
+
+
 class OpModel:
     """Per-layer latency of one device from a table's entries and the fitted coefficients.
 
     Args:
         coef: ms per unit of each of FEATURES.
-        meta: device, table (space, file, digest, resolutions), spaces and resolution range served, fit and
-            held-out errors, unidentified features, attribution, ...
+        meta: where it comes from, what it serves, its errors.
         table: the table it was fitted on (its entries win where they exist); None predicts every layer.
         path: the file it was read from or written to.
     """
 
-    def __init__(self, coef: Sequence[float], meta: Mapping[str, Any], *, table: LatencyTable | None = None,
+    def __init__(self, coef: Sequence[float], meta: OpModelMeta, *, table: LatencyTable | None = None,
                  path: Path | None = None) -> None:
         self.coef = np.asarray(coef, dtype=np.float64)
         if self.coef.shape != (len(FEATURES),) or not np.all(np.isfinite(self.coef)) or (self.coef < 0).any():
             raise ConfigError(f"an op model needs {len(FEATURES)} non-negative coefficients ({', '.join(FEATURES)})")
-        self.meta = dict(meta)
+        self.meta = meta
         self.table = table
         self.path = path
         self._elsewhere: dict[str, float] = {}  # key -> mean entry over the table's resolutions
@@ -204,20 +240,16 @@ class OpModel:
 
     @property
     def device(self) -> str:
-        return str(self.meta.get("device", "?"))
+        return self.meta.device
 
     @property
     def overhead_ms(self) -> float:
         return self.table.call_overhead_ms if self.table is not None else 0.0
 
     @property
-    def spaces(self) -> tuple[str, ...]:
-        return tuple(self.meta.get("spaces", ()))
-
-    @property
-    def resolution_range(self) -> tuple[int, int]:
-        lo, hi = self.meta.get("resolution_range", (0, 0))
-        return int(lo), int(hi)
+    def digest(self) -> str:
+        """What identifies the model: its coefficients and the digest of its table."""
+        return hashlib.sha256(json.dumps([self.coef.tolist(), self.meta.table.digest]).encode()).hexdigest()
 
     def predict(self, layer: LayerShape) -> float:
         """The model's ms for `layer` (net of the call overhead), ignoring the table."""
@@ -236,7 +268,7 @@ class OpModel:
 
     # -- JSON -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "meta": self.meta,
+        return {"format": FORMAT, "version": VERSION, "meta": dataclasses.asdict(self.meta),
                 "model": {"features": list(FEATURES), "coef": self.coef.tolist()}}
 
     def save(self, path: str | Path) -> Path:
@@ -251,9 +283,9 @@ class OpModel:
         """Read a model file (without its table: see `with_table`); a malformed file is a one-line ConfigError."""
         path = Path(path)
         data = read_model_file(path, "op model", FORMAT, VERSION)
-        meta, model = data.get("meta"), data.get("model")
-        if not isinstance(meta, Mapping) or not isinstance(model, Mapping):
-            raise ConfigError(f"{path}: 'meta' and 'model' must be objects")
+        meta, model = build(OpModelMeta, data.get("meta"), f"{path}: meta"), data.get("model")
+        if not isinstance(model, Mapping):
+            raise ConfigError(f"{path}: 'model' must be an object with 'features' and 'coef'")
         if list(model.get("features", ())) != list(FEATURES):
             raise ConfigError(f"{path}: the model's features are {model.get('features')!r}; this ofakit reads "
                               f"{list(FEATURES)}: refit it")
@@ -261,8 +293,6 @@ class OpModel:
         if not isinstance(coef, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
                                                  for c in coef):
             raise ConfigError(f"{path}: 'model.coef' must be a list of numbers")
-        if not isinstance((meta.get("table") or {}).get("space"), str):
-            raise ConfigError(f"{path}: meta.table.space must name the space of the table the model was fitted on")
         try:
             return cls(coef, meta, path=path)
         except ConfigError as exc:
@@ -271,7 +301,7 @@ class OpModel:
     def with_table(self, table: LatencyTable) -> OpModel:
         """This model with the table it was fitted on, whose entries then win; another version of the table is a
         LatencyLookupError naming the refit."""
-        if (self.meta.get("table") or {}).get("digest") != table_digest(table):
+        if self.meta.table.digest != table_digest(table):
             raise LatencyLookupError(f"op model {self.path} was fitted on another version of table {table.name!r} "
                                      f"({table.path}); refit it: {how_to_fit(self.device, table.meta['space'])}")
         return OpModel(self.coef, self.meta, table=table, path=self.path)
@@ -293,7 +323,7 @@ def how_to_fit(device: str, space: str = "SPACE") -> str:
 
 
 def fit_op_model(table: LatencyTable, *, spaces: Sequence[str] = (), resolution_range: tuple[int, int] | None = None,
-                 seed: int = 0, meta: Mapping[str, Any] | None = None) -> OpModel:
+                 seed: int = 0) -> OpModel:
     """Fit the op model of the table's device on its entries.
 
     Args:
@@ -301,29 +331,26 @@ def fit_op_model(table: LatencyTable, *, spaces: Sequence[str] = (), resolution_
         spaces: the spaces the model serves (default: the table's).
         resolution_range: the input resolutions it serves (default: the table's).
         seed: seeds the held-out folds where they are random.
-        meta: extra metadata (e.g. the published nets it was checked against).
     """
     x, y, res = _training_rows(table)
     coef = _nnls_relative(x, y)
-    identified = x.max(axis=0) > 0
-    info = {
-        "device": table.meta.get("device"),
-        "table": {"space": table.meta.get("space"), "file": table.path.name if table.path else None,
-                  "digest": table_digest(table), "resolutions": table.resolutions,
-                  "source": table.meta.get("source")},
-        "spaces": list(spaces or [table.meta.get("space")]),
-        "resolution_range": list(resolution_range or (min(table.resolutions), max(table.resolutions))),
-        "fit": {"entries": int(len(y)), "method": "non-negative least squares on rows scaled by 1/ms "
-                "(relative error), every resolution at once", **_errors(x @ coef, y)},
-        "held_out": _held_out(x, y, res, seed),
-        "unidentified": [f for f, ok in zip(FEATURES, identified) if not ok],
-        "attribution": table.meta.get("attribution", ""),
-        "license": table.meta.get("license", ""),
-        "date": datetime.date.today().isoformat(),
-        "ofakit_version": __version__,
-        **(meta or {}),
-    }
-    return OpModel(coef, info, table=table)
+    meta = OpModelMeta(
+        device=str(table.meta.get("device")),
+        table=FittedTable(space=str(table.meta.get("space")), digest=table_digest(table),
+                          file=table.path.name if table.path else None, resolutions=tuple(table.resolutions),
+                          source=str(table.meta.get("source", ""))),
+        spaces=tuple(spaces or [str(table.meta.get("space"))]),
+        resolution_range=tuple(resolution_range or (min(table.resolutions), max(table.resolutions))),
+        fit={"entries": int(len(y)), "method": "non-negative least squares on rows scaled by 1/ms (relative error), "
+             "every resolution at once", **_errors(x @ coef, y)},
+        held_out=_held_out(x, y, res, seed),
+        unidentified=tuple(f for f, ok in zip(FEATURES, x.max(axis=0) > 0) if not ok),
+        attribution=str(table.meta.get("attribution", "")),
+        license=str(table.meta.get("license", "")),
+        date=datetime.date.today().isoformat(),
+        ofakit_version=__version__,
+    )
+    return OpModel(coef, meta, table=table)
 
 
 # -- the estimator ----------------------------------------------------------------------------------------------
@@ -342,11 +369,13 @@ class OpModelEstimator:
         resolution_range: the input resolutions it answers for (default: the model's).
         info: what reports say about where the numbers come from.
         fitted: digests (`ofakit.predict.latency.arch_digest`) of subnets the estimate was fitted on.
+        table: the device's table for reports, if it has one (None: a model without a table of the device).
+        path: the model file (default: the op model's).
     """
 
     def __init__(self, model: OpModel, space: SearchSpace, *, factor: float = 1.0, name: str = "op-model",
                  resolution_range: tuple[int, int] | None = None, info: Mapping[str, Any] | None = None,
-                 fitted: Iterable[str] = ()) -> None:
+                 fitted: Iterable[str] = (), table: LatencyTable | None = None, path: Path | None = None) -> None:
         if not isinstance(space, MBConvSpace):
             raise ConfigError(f"an op model estimates MBConv spaces; space {space.name!r} is a {space.family} space")
         self.model = model
@@ -354,8 +383,9 @@ class OpModelEstimator:
         self.factor = float(factor)
         self.name = name
         self.info = dict(info or {})
-        self.table = model.table
-        self.resolution_range = tuple(resolution_range or model.resolution_range)
+        self.table = table
+        self.path = path or model.path
+        self.resolution_range = tuple(resolution_range or model.meta.resolution_range)
         self._fitted = frozenset(fitted)
         self._sum = BlockSum(space, model.layer_ms)
         self._overhead = model.overhead_ms
@@ -415,7 +445,7 @@ def read_op_model(device: str, dirs: Iterable[Path] | None = None) -> OpModel:
                                  f"{', '.join(map(str, dirs)) or 'no table folder'}); fit one on its table: "
                                  f"{how_to_fit(device)}")
     model = OpModel.load(path)
-    return model.with_table(find_table(device, model.meta["table"]["space"], dirs))
+    return model.with_table(find_table(device, model.meta.table.space, dirs))
 
 
 def load_op_model(device: str, space: str) -> OpModelEstimator:
@@ -428,21 +458,20 @@ def load_op_model(device: str, space: str) -> OpModelEstimator:
 
     name = get_device(device).name
     model = read_op_model(name)
-    if space not in model.spaces:
-        lo, hi = model.resolution_range
+    if space not in model.meta.spaces:
+        lo, hi = model.meta.resolution_range
         raise LatencyLookupError(
-            f"the op model of device {name!r} serves spaces {', '.join(model.spaces)} ({lo}-{hi} px), not "
+            f"the op model of device {name!r} serves spaces {', '.join(model.meta.spaces)} ({lo}-{hi} px), not "
             f"{space!r}: nothing of it was measured on the device; {how_to_profile(name, space)}")
-    return OpModelEstimator(model, get_space(space), info=describe(model))
+    return OpModelEstimator(model, get_space(space), info=describe(model), table=model.table)
 
 
 def describe(model: OpModel) -> dict[str, Any]:
     """What a report says about an op model: its table, served range, held-out error and attribution."""
     m = model.meta
-    return {"kind": "op model from a table", "device": model.device, "table": (m.get("table") or {}).get("file"),
-            "resolution_range": list(model.resolution_range), "held_out": m.get("held_out"),
-            "attribution": m.get("attribution", ""), "license": m.get("license", "")}
-
+    return {"kind": "op model from a table", "device": m.device, "table": m.table.file,
+            "resolution_range": list(m.resolution_range), "held_out": m.held_out, "attribution": m.attribution,
+            "license": m.license}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

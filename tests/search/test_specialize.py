@@ -113,10 +113,6 @@ def test_engine_numba_with_a_learned_latency_predictor_says_to_use_the_lut(tmp_p
     (["--device", "note10", "--latency", "1ms"], ["smallest reached", "raise the limit"]),
     (["--device", "note10", "--latency", "thirty"], ["cannot read latency 'thirty'"]),
     (["--device", "note10", "--macs", "3 hundred"], ["cannot read MACs"]),
-    (["--device", "pixel", "--latency", "30ms"], ["device 'pixel1' has latency tables only for proxyless-mobile",
-                                                  "supernet of space 'ofa-mbv3-w1.2'",
-                                                  "--set space=proxyless-mobile", "devices with a table for "
-                                                  "'ofa-mbv3-w1.2': note10", "ofakit cannot profile device 'pixel1'"]),
     (["--device", "note10", "--latency", "30ms", "--algorithm", "evolutoin"], ["Did you mean 'evolution'"]),
 ])
 def test_user_mistakes(tmp_path, capsys, argv, fragments):
