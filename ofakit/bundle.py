@@ -10,14 +10,14 @@ Later stages add predictor files next to them. Nothing in a bundle is ever unpic
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ofakit.errors import BundleError
-from ofakit.io import atomic_path, atomic_write_json
+from ofakit.errors import BundleError, ConfigError, UnknownNameError
+from ofakit.io import atomic_path, atomic_write_json, read_json_file
+from ofakit.schema import build
 from ofakit.space import get_space
 
 if TYPE_CHECKING:
@@ -46,38 +46,31 @@ class BundleInfo:
     format: int = FORMAT_VERSION
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> BundleInfo:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BundleError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        for key in ("space", "num_classes"):
-            if key not in data:
-                raise BundleError(f"{source}: missing key {key!r}")
-        for key, kind in (("space", str), ("num_classes", int), ("dataset", str), ("training", dict),
-                          ("metrics", dict), ("weights_dtype", str), ("format", int)):
-            if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
-                raise BundleError(f"{source}: {key!r} must be a {kind.__name__}, got {data[key]!r}")
-        if data["num_classes"] < 1:
-            raise BundleError(f"{source}: 'num_classes' must be positive, got {data['num_classes']}")
-        return cls(**data)
+    def from_dict(cls, data: Any, source: str) -> BundleInfo:
+        """What bundle.json holds, typed: unknown keys, missing keys and wrong types are a BundleError naming them."""
+        try:
+            info = build(cls, data, source)
+        except ConfigError as exc:
+            raise BundleError(str(exc)) from None
+        if info.num_classes < 1:
+            raise BundleError(f"{source}: 'num_classes' must be positive, got {info.num_classes}")
+        return info
 
 
 def read_bundle_info(path: str | Path) -> BundleInfo:
     """Read bundle.json without importing torch; checks that the space is known."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"{path} is a file; a bundle is a folder ({BUNDLE_JSON}, {WEIGHTS}, ...)")
     meta = path / BUNDLE_JSON
-    if not meta.is_file():
+    if not meta.exists():
         raise BundleError(f"{str(path)!r} is not a bundle: no {BUNDLE_JSON} in it "
                           "(make one with `ofakit train` or `ofakit import-ofa`)")
+    info = BundleInfo.from_dict(read_json_file(meta, "a bundle.json"), str(meta))
     try:
-        data = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta}: malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{meta}: expected a JSON object")
-    info = BundleInfo.from_dict(data, str(meta))
-    get_space(info.space)  # raises for an unknown space
+        get_space(info.space)
+    except UnknownNameError as exc:
+        raise BundleError(f"{meta}: {exc}") from None
     return info
 
 

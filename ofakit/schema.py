@@ -19,12 +19,13 @@ from ofakit.errors import ArchError, ConfigError, OfakitError
 T = TypeVar("T")
 
 
-def check_keys(data: Any, allowed: list[str] | tuple[str, ...], where: str, *,
+def check_keys(data: Any, allowed: list[str] | tuple[str, ...] | None, where: str, *,
                required: list[str] | tuple[str, ...] = ()) -> Mapping[str, Any]:
-    """`data` as a mapping whose keys are all in `allowed` and include `required`; else a ConfigError naming them."""
+    """`data` as a mapping whose keys are all in `allowed` (None: any key) and include `required`; else a
+    ConfigError naming them."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {_kind(data)}")
-    unknown = [k for k in data if k not in allowed]
+    unknown = [] if allowed is None else [k for k in data if k not in allowed]
     if unknown:
         msgs = []
         for key in unknown:

@@ -164,15 +164,21 @@ def test_malformed_json(text):
 def test_malformed_file_names_the_file(tmp_path):
     path = tmp_path / "arch.json"
     path.write_text('{"space": "tiny", "resolution": 32,')
-    with pytest.raises(ConfigError, match=r"arch\.json: malformed ArchConfig JSON"):
+    with pytest.raises(ConfigError, match=r"arch\.json: not an arch file \(not JSON: "):
+        ArchConfig.load(path)
+    path.write_bytes(b'{"space": "caf\xe9"}')
+    with pytest.raises(ConfigError, match=r"arch\.json: not an arch file \(not UTF-8 text\)"):
+        ArchConfig.load(path)
+    path.write_text('{"space": "tiny", "resolution": "32", "depths": [1]}')
+    with pytest.raises(ConfigError, match=r"arch\.json: 'resolution' must be a positive integer, got '32'"):
         ArchConfig.load(path)
 
 
 def test_unreadable_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"cannot read arch file '.*missing\.json'"):
+    with pytest.raises(ConfigError, match=r"cannot read an arch file '.*missing\.json': No such file"):
         ArchConfig.load(tmp_path / "missing.json")
-    with pytest.raises(ConfigError, match="cannot read arch file"):
-        ArchConfig.load(tmp_path)  # a folder
+    with pytest.raises(ConfigError, match="is a folder; expected an arch file"):
+        ArchConfig.load(tmp_path)
 
 
 def test_errors_are_one_line_ofakit_value_errors(tmp_path):

@@ -6,7 +6,6 @@ take `--bundle` default to it. Reading this module never imports torch.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ofakit.errors import BundleError
@@ -22,8 +21,9 @@ def shipped_bundles() -> dict[str, Path]:
 
 def bundles_for_space(space: str) -> list[str]:
     """Names of the shipped bundles that hold a supernet of `space`."""
-    return [name for name, path in shipped_bundles().items()
-            if json.loads((path / "bundle.json").read_text())["space"] == space]
+    from ofakit.bundle import read_bundle_info
+
+    return [name for name, path in shipped_bundles().items() if read_bundle_info(path).space == space]
 
 
 def resolve_bundle(value: str | Path | None) -> Path:

@@ -224,8 +224,7 @@ class LatencyPredictor:
         if data.get("version") != VERSION:
             raise ConfigError(f"{path}: predictor version {data.get('version')!r} is not supported (this ofakit "
                               f"reads version {VERSION})")
-        meta = check_keys(data["meta"], tuple(data["meta"]) if isinstance(data["meta"], Mapping) else (),
-                          f"{path}: meta", required=("device", "space", "table"))
+        meta = check_keys(data["meta"], None, f"{path}: meta", required=("device", "space", "table"))
         model = check_keys(data["model"], ("kind", "arrays"), f"{path}: model", required=("kind", "arrays"))
         for key, hint in (("device", str), ("space", str), ("table", dict[str, Any]), ("fitted_archs", list[str])):
             if key in meta:
@@ -257,7 +256,7 @@ class LatencyPredictor:
                  if k not in arrays or (shape is not None and arrays[k].shape != shape)]
         if wrong:
             raise ConfigError(f"{path}: a {kind} model of {n} features needs arrays "
-                              f"{', '.join(f'{k} {s or ()}' for k, s in need.items())}; got {', '.join(wrong)}")
+                              f"{', '.join(k + (f' {s}' if s else '') for k, s in need.items())}; got {', '.join(wrong)}")
         return predictor
 
 

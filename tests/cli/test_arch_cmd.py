@@ -235,7 +235,7 @@ def test_illegal_kernel_size(cli, tmp_path):
 
 
 def test_malformed_json(cli, tmp_path):
-    cli("arch", "info", _write(tmp_path / "bad.json", '{"space": ')).assert_user_error("bad.json", "malformed JSON")
+    cli("arch", "info", _write(tmp_path / "bad.json", '{"space": ')).assert_user_error("bad.json: not an arch file (not JSON: ")
 
 
 def test_missing_file(cli, tmp_path):

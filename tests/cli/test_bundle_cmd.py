@@ -81,21 +81,21 @@ def test_directory_without_bundle_json(cli, tmp_path):
 
 def test_bundle_json_with_an_unknown_key(cli, bundle):
     _edit_json(bundle / "bundle.json", acuracy=0.7)
-    cli("bundle", "info", bundle).assert_user_error("unknown key(s) acuracy", "known: ")
+    cli("bundle", "info", bundle).assert_user_error("unknown key(s) 'acuracy'", "allowed: ")
 
 
 def test_bundle_json_missing_a_key(cli, bundle):
     data = json.loads((bundle / "bundle.json").read_text())
     del data["num_classes"]
     (bundle / "bundle.json").write_text(json.dumps(data))
-    cli("bundle", "info", bundle).assert_user_error("missing key 'num_classes'")
+    cli("bundle", "info", bundle).assert_user_error("missing key(s) 'num_classes'")
 
 
 def test_bundle_json_malformed(cli, bundle):
     (bundle / "bundle.json").write_text("{")
-    cli("bundle", "info", bundle).assert_user_error("bundle.json", "malformed JSON")
+    cli("bundle", "info", bundle).assert_user_error("bundle.json", "not a bundle.json (not JSON: ")
     (bundle / "bundle.json").write_text("[]")
-    cli("bundle", "info", bundle).assert_user_error("expected a JSON object")
+    cli("bundle", "info", bundle).assert_user_error("bundle.json: expected a mapping, got a list")
 
 
 def test_bundle_json_unknown_space(cli, bundle):

@@ -120,7 +120,7 @@ def _blocked_out(tmp_path: Path) -> Path:
     ({"--batch": "0"}, ["--batch must be a positive integer or 'dynamic', got '0'"]),
     ({"--calibrate-bn": "no-such-data"}, ["data source 'no-such-data' does not exist"]),
     ({"--bundle": "no-such-bundle"}, ["no bundle at 'no-such-bundle'", "ofakit bundle list"]),
-    ({"--arch": "no-such-arch.json"}, ["cannot read arch file"]),
+    ({"--arch": "no-such-arch.json"}, ["cannot read an arch file"]),
 ], ids=["arch-of-other-space", "unknown-format", "missing-runtime", "unwritable", "wrong-ending", "precision",
         "int8-without-data", "batch-word", "batch-zero", "missing-data", "missing-bundle", "missing-arch"])
 def test_user_mistakes(cli, bundle, arch_file, out_dir, tmp_path, change, fragments):

@@ -97,7 +97,7 @@ def _train_run(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("change", "fragments"), [
     ({"--arch": _other_space_arch}, ["arch is for space 'ofa-mbv3-cifar'", "holds a supernet of space 'tiny'"]),
     ({"--bundle": "no-such-bundle"}, ["no bundle at 'no-such-bundle'"]),
-    ({"--arch": "no-such-arch.json"}, ["cannot read arch file"]),
+    ({"--arch": "no-such-arch.json"}, ["cannot read an arch file"]),
     ({"--epochs": "0"}, ["epochs must be a positive integer, got 0"]),
     ({"--lr": "-1"}, ["lr must be >= 0, got -1.0"]),
     ({"--set": "augmnt=false"}, ["unknown key(s) 'augmnt' (did you mean 'augment'?)"]),
