@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from ofakit.errors import ArchError, BundleError, ConfigError, UnknownNameError
-from ofakit.export import FORMATS, ExportConfig, ExportError, export_subnet, manifest_path
-from ofakit.export import pipeline
+from ofakit.export import FORMATS, ExportConfig, ExportError, export_subnet, manifest_path, pipeline
 from ofakit.space import get_space
 from ofakit.train.data import load_dataset
 
