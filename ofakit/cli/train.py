@@ -24,8 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ofakit.train.config import load_recipe
+    from ofakit.train.run_dir import check_run_dir
 
     cfg = load_recipe(args.recipe, args.overrides)
+    check_run_dir(args.out, cfg.digest(), cfg.to_dict())  # before torch is imported
     from ofakit.train.loop import train
 
     bundle = train(cfg, args.out, recipe_name=args.recipe.name, progress=not args.quiet)

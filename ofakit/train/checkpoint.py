@@ -12,57 +12,83 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ofakit.bundle import check_safetensors
 from ofakit.errors import BundleError
+from ofakit.io import read_json_file
+from ofakit.schema import build
 
 KEEP = 2
 
 
+@dataclass(frozen=True)
+class OptimizerRecord:
+    """The optimizer's state without its tensors (those are in optim.safetensors)."""
+
+    param_groups: list[dict[str, Any]]  # hyper-parameters and parameter indices of each group
+    state: dict[str, dict[str, Any]]  # non-tensor values per parameter index
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """state.json: where the run stands."""
+
+    step: int  # optimizer steps done
+    stage: str = ""  # the stage that step belongs to
+    digest: str = ""  # the recipe's digest
+    train_seconds: float = 0.0  # training time so far, over every resume
+    eval: dict[str, Any] = field(default_factory=dict)  # the last stage-end evaluation
+    optimizer: OptimizerRecord | None = None
+
+
 @dataclass
 class Checkpoint:
-    step: int
     model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any] | None
+    optimizer: dict[str, Any] | None  # torch's optimizer state dict
     rng_state: torch.Tensor
-    state: dict[str, Any]
+    state: CheckpointState
+
+    @property
+    def step(self) -> int:
+        return self.state.step
 
 
-def _optimizer_tensors(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _optimizer_tensors(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], OptimizerRecord]:
     tensors: dict[str, torch.Tensor] = {}
-    plain: dict[str, Any] = {"param_groups": opt_state["param_groups"], "state": {}}
+    plain: dict[str, dict[str, Any]] = {}
     for index, entry in opt_state["state"].items():
-        plain["state"][str(index)] = {}
+        plain[str(index)] = {}
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
             else:
-                plain["state"][str(index)][key] = value
-    return tensors, plain
+                plain[str(index)][key] = value
+    return tensors, OptimizerRecord(param_groups=opt_state["param_groups"], state=plain)
 
 
-def _optimizer_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain["state"].items()}
+def _optimizer_state(tensors: dict[str, torch.Tensor], plain: OptimizerRecord) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain.state.items()}
     for key, value in tensors.items():
         if key.startswith("state."):
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
-    return {"state": state, "param_groups": plain["param_groups"]}
+    return {"state": state, "param_groups": [dict(g) for g in plain.param_groups]}
 
 
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict[str, Any]) -> Path:
-    """Write checkpoint `step` atomically and delete all but the newest KEEP checkpoints."""
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    state: CheckpointState) -> Path:
+    """Write checkpoint `state.step` atomically (with the torch RNG state) and delete all but the newest KEEP."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
-    tmp = root / f".step-{step:08d}.tmp"
+    final = root / f"step-{state.step:08d}"
+    tmp = root / f".step-{state.step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
@@ -72,7 +98,9 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
         opt_tensors, plain_opt = _optimizer_tensors(optimizer.state_dict())
         tensors.update(opt_tensors)
     save_file(tensors, str(tmp / "optim.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": plain_opt}, indent=1))
+    record = {"stage": state.stage, "digest": state.digest, "train_seconds": state.train_seconds,
+              "eval": state.eval, "step": state.step, "optimizer": asdict(plain_opt) if plain_opt else None}
+    (tmp / "state.json").write_text(json.dumps(record, indent=1))
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -90,15 +118,21 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint written by `save_checkpoint`; anything else in its place is one BundleError or ConfigError line
+    naming the file."""
+    state = read_json_file(path / "state.json", "a checkpoint state file",
+                           build=lambda data: build(CheckpointState, data, "checkpoint state"))
     for name in ("model.safetensors", "optim.safetensors"):
         check_safetensors(path / name)
     try:
-        state = json.loads((path / "state.json").read_text())
         model = load_file(str(path / "model.safetensors"))
         extra = load_file(str(path / "optim.safetensors"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise BundleError(f"cannot read checkpoint {path}: {exc}") from None
-    plain = state.pop("optimizer", None)
-    optimizer = _optimizer_state(extra, plain) if plain is not None else None
-    return Checkpoint(step=state["step"], model=model, optimizer=optimizer, rng_state=extra["rng.torch"],
-                      state=state)
+    if "rng.torch" not in extra:
+        raise BundleError(f"checkpoint {path}: optim.safetensors holds no RNG state ('rng.torch')")
+    try:
+        optimizer = _optimizer_state(extra, state.optimizer) if state.optimizer is not None else None
+    except ValueError as exc:
+        raise BundleError(f"checkpoint {path}: malformed optimizer state ({exc})") from None
+    return Checkpoint(model=model, optimizer=optimizer, rng_state=extra["rng.torch"], state=state)

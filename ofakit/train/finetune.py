@@ -10,7 +10,6 @@ The result is RUN_DIR/bundle (bundle.json records `training.finetuned`) and RUN_
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from ofakit.bundle import read_bundle_info
 from ofakit.errors import ArchError, ConfigError
 from ofakit.io import atomic_write_text
 from ofakit.train.config import TrainConfig, apply_override, recipe_from_dict
+from ofakit.train.run_dir import check_out_dir, read_run_record
 
 RECIPE_NAME = "finetune"  # the recipe name a fine-tuning run records in RUN_DIR/run.json
 STAGE_NAME = "finetune"
@@ -92,13 +92,12 @@ def finetune_recipe(bundle: str | Path, arch: ArchConfig, data: str, cfg: Finetu
 
 def check_run_dir(run_dir: str | Path) -> None:
     """Refuse a directory that holds a run of another command (e.g. an `ofakit train` run)."""
-    meta = Path(run_dir) / "run.json"
-    if not meta.is_file():
+    run_dir = Path(run_dir)
+    check_out_dir(run_dir)
+    record = read_run_record(run_dir)
+    if record is None:
         return
-    try:
-        name = json.loads(meta.read_text()).get("recipe_name")
-    except (OSError, ValueError, AttributeError):
-        raise ConfigError(f"{meta} is unreadable; pass another --out") from None
+    name = record.recipe_name
     if name != RECIPE_NAME:
         raise ConfigError(f"{run_dir} holds a training run (recipe {name!r}), not a fine-tuning run; "
                           "pass another --out")

@@ -25,25 +25,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofakit.bundle import save_bundle
-from ofakit.errors import ConfigError, OfakitError
-from ofakit.io import atomic_write_json
+from ofakit.errors import BundleError, ConfigError
 from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet, extract_subnet
 from ofakit.supernet.sort import sort_channels
 from ofakit.supernet.static import fold_batchnorm
-from ofakit.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
 from ofakit.train.config import StageConfig, TrainConfig
 from ofakit.train.data import load_dataset, iterate_batches
 from ofakit.train.distill import soft_cross_entropy
 from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+from ofakit.train.run_dir import RunRecord, TrainingError, check_run_dir, write_run_record
 from ofakit.train.sampling import StepPlan, plan_step
 
 
 _KILL_AT_STEP = int(os.environ["OFAKIT_KILL_AT_STEP"]) if os.environ.get("OFAKIT_KILL_AT_STEP") else None
-
-
-class TrainingError(OfakitError):
-    """Training cannot go on (non-finite loss, a run directory that belongs to another run, ...)."""
 
 
 @dataclass(frozen=True)
@@ -137,34 +133,6 @@ def _param_groups(model: nn.Module, weight_decay: float, decay_all: bool) -> lis
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    """The existing run.json if this directory holds this recipe's run; refuse another run's directory."""
-    meta = run_dir / "run.json"
-    if meta.is_file():
-        data = json.loads(meta.read_text())
-        if data.get("digest") != cfg.digest():
-            changed = _changed_keys(data.get("recipe", {}), cfg.to_dict())
-            raise TrainingError(
-                f"{run_dir} holds a run of another recipe (digest {data.get('digest')}, this one {cfg.digest()}"
-                f"{'; it differs in ' + ', '.join(changed[:5]) if changed else ''}); "
-                "resume it with its own recipe and --set values, or pass another --out")
-        return data
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise TrainingError(f"{run_dir} is not empty and holds no ofakit run; pass an empty or new --out directory")
-    return None
-
-
-def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two recipe mappings (as stored in run.json)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [c for key in sorted(set(old) | set(new), key=str)
-                for c in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
-    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)) and len(old) == len(new) \
-            and any(isinstance(v, dict) for v in old):
-        return [c for i, (a, b) in enumerate(zip(old, new)) for c in _changed_keys(a, b, f"{prefix}{i}.")]
-    return [] if json.dumps(old) == json.dumps(new) else [prefix.rstrip(".")]
-
-
 def _init_state(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> dict[str, torch.Tensor]:
     """The weights of the `init` bundle, checked against the recipe's space and the data's classes."""
     from ofakit.bundle import load_bundle, read_bundle_info
@@ -217,7 +185,7 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
-    existing = _check_run_dir(run_dir, cfg) if rank == 0 else None
+    existing = check_run_dir(run_dir, cfg.digest(), cfg.to_dict()) if rank == 0 else None
     space = get_space(cfg.space)
     train_ds = load_dataset(cfg.data, "train", image_size=cfg.image_size)
     checkpoints = list_checkpoints(run_dir)
@@ -234,8 +202,8 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         if existing is None:
-            atomic_write_json(run_dir / "run.json", {"recipe": cfg.to_dict(), "recipe_name": recipe_name,
-                                                     "digest": cfg.digest(), "world_size": world})
+            write_run_record(run_dir, RunRecord(digest=cfg.digest(), recipe=cfg.to_dict(), recipe_name=recipe_name,
+                                                world_size=world))
     if world > 1:
         dist.barrier()
 
@@ -248,11 +216,14 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
         supernet.load_state_dict(init_state)
     if checkpoints:
         ckpt = load_checkpoint(checkpoints[-1])
-        supernet.load_state_dict(ckpt.model)
+        try:
+            supernet.load_state_dict(ckpt.model)
+        except RuntimeError as exc:
+            raise BundleError(f"checkpoint {checkpoints[-1]} does not fit this recipe's supernet: "
+                              f"{str(exc).splitlines()[0]}") from None
         torch.set_rng_state(ckpt.rng_state)
         step, optimizer_state = ckpt.step, ckpt.optimizer
-        train_seconds = ckpt.state.get("train_seconds", 0.0)
-        last_eval = ckpt.state.get("eval", {})
+        train_seconds, last_eval = ckpt.state.train_seconds, ckpt.state.eval
         if rank == 0 and progress:
             print(f"resuming {run_dir} at step {step} of {total_steps}")
 
@@ -347,9 +318,9 @@ def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = ""
                     _append_jsonl(metrics_log, {"step": step, "stage": plan.stage.name, "eval": last_eval})
                 if rank == 0:
                     elapsed = train_seconds + time.perf_counter() - started
-                    save_checkpoint(run_dir, step, supernet, optimizer,
-                                    {"stage": plan.stage.name, "digest": cfg.digest(), "train_seconds": elapsed,
-                                     "eval": last_eval})
+                    save_checkpoint(run_dir, supernet, optimizer,
+                                    CheckpointState(step=step, stage=plan.stage.name, digest=cfg.digest(),
+                                                    train_seconds=elapsed, eval=last_eval))
                 if world > 1:
                     dist.barrier()
     finally:

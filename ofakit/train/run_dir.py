@@ -1,0 +1,174 @@
+"""The run directory of `ofakit train`: what RUN_DIR/run.json records, and the checks made before any work starts
+(the directory can be written, holds this recipe's run or nothing, is not being trained by another process).
+
+    RUN_DIR/run.json         the recipe, its digest, the world size that started it, and every resume
+    RUN_DIR/train.lock       held (flock) by the process that trains, removed when it ends
+    RUN_DIR/checkpoints/     see `ofakit.train.checkpoint`
+    RUN_DIR/bundle/          written last: bundle.json there means the run is finished
+
+Reading this module never imports torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ofakit.errors import ConfigError, OfakitError
+from ofakit.io import atomic_write_json, read_json_file
+from ofakit.schema import build
+
+RUN_JSON = "run.json"
+LOCK = "train.lock"
+
+
+class TrainingError(OfakitError):
+    """Training cannot go on (non-finite loss, a run directory that belongs to another run, ...)."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """One restart of a run from its last checkpoint."""
+
+    world_size: int  # processes of the restarted run
+    step: int  # the checkpoint's step it went on from
+    time: str  # UTC, ISO 8601
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """RUN_DIR/run.json."""
+
+    digest: str  # TrainConfig.digest() of the recipe that started the run
+    recipe: dict[str, Any] = field(default_factory=dict)
+    recipe_name: str = ""
+    world_size: int = 1  # processes that started the run
+    resumes: tuple[Resume, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if not self.resumes:  # run.json as written before resumes were recorded
+            del data["resumes"]
+        return {key: data[key] for key in ("recipe", "recipe_name", "digest", "world_size", "resumes") if key in data}
+
+    def resumed(self, world_size: int, step: int) -> RunRecord:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return dataclasses.replace(self, resumes=(*self.resumes, Resume(world_size, step, now)))
+
+
+def read_run_record(run_dir: Path) -> RunRecord | None:
+    """RUN_DIR/run.json, or None when there is none; a malformed one is one ConfigError line naming it."""
+    path = run_dir / RUN_JSON
+    if not path.exists():
+        return None
+    return read_json_file(path, "an ofakit run record", build=lambda data: build(RunRecord, data, "run record"))
+
+
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
+    atomic_write_json(run_dir / RUN_JSON, record.to_dict())
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether the run wrote its bundle (bundle.json is the last file a run writes)."""
+    return (run_dir / "bundle" / "bundle.json").is_file()
+
+
+def check_out_dir(run_dir: Path) -> None:
+    """Refuse an --out that is a file, or that cannot be created or written, without creating anything."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; pass a run directory (new, empty, or an earlier run's)")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create run directory {run_dir}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write run directory {run_dir}: {existing} is not writable")
+
+
+def check_run_dir(run_dir: Path, digest: str, recipe: dict[str, Any]) -> RunRecord | None:
+    """The run record if `run_dir` holds this recipe's run, None if it is new or empty; refuse anything else."""
+    check_out_dir(run_dir)
+    record = read_run_record(run_dir)
+    if record is not None:
+        if record.digest != digest:
+            changed = changed_keys(record.recipe, recipe)
+            raise TrainingError(
+                f"{run_dir} holds a run of another recipe (digest {record.digest}, this one {digest}"
+                f"{'; it differs in ' + ', '.join(changed[:5]) if changed else ''}); "
+                "resume it with its own recipe and --set values, or pass another --out")
+        return record
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise TrainingError(f"{run_dir} is not empty and holds no ofakit run; pass an empty or new --out directory")
+    return None
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipe mappings (as stored in run.json)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [c for key in sorted(set(old) | set(new), key=str)
+                for c in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)) and len(old) == len(new) \
+            and any(isinstance(v, dict) for v in old):
+        return [c for i, (a, b) in enumerate(zip(old, new)) for c in changed_keys(a, b, f"{prefix}{i}.")]
+    return [] if json.dumps(old) == json.dumps(new) else [prefix.rstrip(".")]
+
+
+class RunLock:
+    """An exclusive lock on a run directory (flock on RUN_DIR/train.lock), held while one process trains it.
+
+    The kernel drops a flock when its process dies, kill -9 included, so a dead run never leaves a stale lock. The
+    file is removed on release; an acquirer that locked a file removed meanwhile tries again on the new one.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise TrainingError(f"{self.path.parent} is being trained by another live process ({holder}); "
+                                    "wait for it to end, or pass another --out") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed the file between our open and flock: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+__all__ = ["RunLock", "RunRecord", "Resume", "TrainingError", "changed_keys", "check_out_dir", "check_run_dir",
+           "is_finished", "read_run_record", "write_run_record"]
