@@ -201,18 +201,19 @@ def save_text_file(path: str | Path, text: str, what: str) -> None:
         raise ConfigError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from None
 
 
-def check_output_file(path: str | Path, what: str, *, overwrite: bool = True, flag: str = "--force") -> Path:
-    """Check, before any work starts, that `what` can be written at `path`: not a folder, no file in the way of its
-    folder, and (unless `overwrite`) no file there yet (`flag` is what allows replacing it). One ConfigError line
-    otherwise; nothing is created."""
+def check_output_file(path: str | Path, what: str, *, overwrite: bool = True, flag: str = "--force",
+                      folder: bool = False) -> Path:
+    """Check, before any work starts, that `what` can be written at `path`: no file in the way of its folder, not a
+    folder (unless the output is one, `folder`: a Core ML package), and unless `overwrite` nothing there yet (`flag`
+    is the option that allows replacing it). One ConfigError line otherwise; nothing is created."""
     from ofakit.errors import ConfigError
 
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder; expected the file to write {what} to")
     _check_parents(path, what)
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path} already exists; pass {flag} to replace it with {what}")
+    if path.is_dir() and not folder:
+        raise ConfigError(f"cannot write {what} to {str(path)!r}: it is a folder")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise ConfigError(f"{path} already exists; pass {flag} to replace it")
     return path
 
 
@@ -222,20 +223,19 @@ def check_output_dir(path: str | Path, what: str, *, files: tuple[str, ...] = ()
     from ofakit.errors import ConfigError
 
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{path} is a file; expected a folder for {what}")
     _check_parents(path, what)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"cannot write {what} to {str(path)!r}: it is a file, not a folder")
     for name in files:
         if (path / name).is_dir():
-            raise ConfigError(f"{path / name} is a folder; {what} writes a file there")
+            raise ConfigError(f"cannot write {what} to {str(path / name)!r}: it is a folder")
     return path
 
 
 def _check_parents(path: Path, what: str) -> None:
+    """The nearest existing parent of `path` must be a folder."""
     from ofakit.errors import ConfigError
 
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"cannot write {what} to {path}: {parent} is a file, not a folder")
-            return
+    blocker = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"cannot write {what} to {str(path)!r}: {str(blocker)!r} is not a directory")

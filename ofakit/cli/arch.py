@@ -10,7 +10,7 @@ from pathlib import Path
 from ofakit.arch import ArchConfig
 from ofakit.cli.output import print_json
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_write_text, read_json_file
+from ofakit.io import atomic_write_text, check_output_file, read_json_file
 from ofakit.space import get_space
 
 
@@ -62,6 +62,8 @@ def _emit(arch: ArchConfig, out: Path | None) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_output_file(args.out, "the arch")
     space = get_space(args.space)
     if args.which == "largest":
         arch = space.largest()
@@ -128,6 +130,8 @@ def _latency(arch: ArchConfig, device: str, model: str, drift: bool) -> dict[str
 def run_from_ofa(args: argparse.Namespace) -> int:
     from ofakit.interop.ofa_config import arch_from_ofa_config
 
+    if args.out is not None:
+        check_output_file(args.out, "the arch")
     data = read_json_file(args.net_config, "a MIT net.config (JSON)")
     if not isinstance(data, dict):
         raise ConfigError(f"{args.net_config}: expected a JSON object")

@@ -8,6 +8,7 @@ from pathlib import Path
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError
 from ofakit.export import FORMATS
+from ofakit.io import check_output_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ofakit.bundles import resolve_bundle
     from ofakit.export import ExportConfig, export_subnet
 
+    check_output_file(args.out, "the exported model", overwrite=args.force, folder=True)  # a Core ML package is one
     cfg = ExportConfig(format=args.format, precision=args.precision, batch=_batch(args.batch), force=args.force)
     FORMATS.get(cfg.format)  # an unknown format fails before the arch file is read
     arch = ArchConfig.load(args.arch)

@@ -35,14 +35,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ofakit.bundle import BUNDLE_JSON, save_bundle
+    from ofakit.bundle import BUNDLE_JSON, WEIGHTS, save_bundle
+    from ofakit.io import check_output_dir
+    from ofakit.predict.accuracy import PREDICTOR_ARRAYS, PREDICTOR_JSON
 
     if args.checkpoint is None and args.predictor is None:
         raise ConfigError("nothing to import: give --checkpoint FILE (a supernet), --predictor FILE (an accuracy "
                           "predictor), or both")
     get_space(args.space)  # fail fast on a bad name, before importing torch
-    if args.out.exists() and not args.out.is_dir():
-        raise BundleError(f"--out {str(args.out)!r} is a file; a bundle is a directory")
+    check_output_dir(args.out, "the bundle", files=(BUNDLE_JSON, WEIGHTS, PREDICTOR_JSON, PREDICTOR_ARRAYS))
     if args.checkpoint is not None:
         if (args.out / BUNDLE_JSON).exists() and not args.force:
             raise BundleError(f"{args.out} already holds a bundle; pass --force to overwrite it")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ofakit.cli.output import print_json, print_table
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_write_json, atomic_write_text
+from ofakit.io import atomic_write_json, atomic_write_text, check_output_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ofakit.bundles import resolve_bundle
 
+    if args.out is not None:  # before the search: a file in the way is one line, not an error after it
+        check_output_dir(args.out, "specialize's results", files=("arch.json", "report.json", "pareto.png"))
     args.bundle = resolve_bundle(args.bundle)
     if args.budget < 1:
         raise ConfigError(f"--budget must be positive, got {args.budget}")

@@ -110,25 +110,41 @@ def guess_ofa_space(state: dict[str, torch.Tensor]) -> str | None:
 
 
 def load_ofa_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a MIT checkpoint safely (weights_only); accepts a bare state dict or {"state_dict": ...}."""
+    """Read a MIT checkpoint safely (weights_only); accepts a bare state dict or {"state_dict": ...}.
+
+    Anything else (a folder, a text file, a truncated or corrupt file, a pickle of other objects) is one BundleError
+    line naming the file.
+    """
     import pickle
 
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise BundleError(f"checkpoint {str(path)!r} is a folder; expected a PyTorch checkpoint file (.pth)")
     if not path.is_file():
         raise BundleError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise BundleError(f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}") from None
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip, or its legacy pickle format
+        raise BundleError(f"{path} is not a PyTorch checkpoint (a torch.save file: a zip archive or a pickle)")
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise BundleError(f"refusing to load {path}: it holds more than tensors ({first}); "
                           "ofakit loads checkpoints with weights_only=True only") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise BundleError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # a truncated or corrupt file fails anywhere in torch's reader, with any error type
+        lines = str(exc).strip().splitlines()
+        raise BundleError(f"cannot read checkpoint {path}: {type(exc).__name__}"
+                          + (f": {lines[0]}" if lines else "")) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in obj.items()):
         raise BundleError(f"{path} is not a state dict of tensors (nor {{'state_dict': ...}})")
     return obj
 
