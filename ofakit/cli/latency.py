@@ -66,14 +66,6 @@ def _measure_arguments(p: argparse.ArgumentParser, *, samples: int, seed: str) -
                         "--reps and --calls, e.g. 30 and 5)")
 
 
-def _check_repetitions(args: argparse.Namespace) -> None:
-    from ofakit.errors import ConfigError
-
-    for name in ("reps", "calls"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
-
-
 def run_convert(args: argparse.Namespace) -> int:
     from ofakit.latency.devices import get_device
     from ofakit.latency.mit import convert, read_sources
@@ -94,42 +86,23 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    import random
-
     from ofakit.cli.output import print_table
-    from ofakit.errors import ConfigError
     from ofakit.latency.devices import get_device
     from ofakit.latency.table import find_table
-    from ofakit.latency.measure import ValidateConfig, check_resolutions, measure_latency_records, sample_archs
-    from ofakit.predict.latency import MIN_RECORDS, fit_latency_predictor, predictor_filename
+    from ofakit.predict.fit import LatencyFitConfig, fit_latency, latency_fit_paths
     from ofakit.space import get_space
 
     device = get_device(args.device)
     space = get_space(args.space)
     table = find_table(device.name, space.name)
-    if args.samples < MIN_RECORDS:
-        raise ConfigError(f"--samples must be at least {MIN_RECORDS}, got {args.samples}")
-    _check_repetitions(args)
-    resolutions = check_resolutions(table, args.resolutions or ())
-    out = args.out or Path("latency_tables") / predictor_filename(device.name, space.name)
-    records_path = args.records or out.with_name(out.name.removesuffix(".json") + ".records.jsonl")
-    archs = sample_archs(space, resolutions, args.samples, random.Random(args.seed))
-    if args.uniform:
-        from ofakit.predict.records import uniform_grid
-
-        archs = list(dict.fromkeys(archs + uniform_grid(space, resolutions)))
-    cfg = ValidateConfig(samples=args.samples, resolutions=resolutions, seed=args.seed, reps=args.reps,
-                         calls=args.calls, group=20)
-    records = measure_latency_records(device, space, table, archs, records_path, cfg, on_group=lambda done, n, _: print(
-        f"ofakit: fit: {done}/{n} subnets measured ({records_path})", file=sys.stderr))
-    predictor = fit_latency_predictor(table, records, space=space, seed=args.seed, meta={
-        "source": f"ofakit latency fit --device {device.name} --space {space.name} --samples {args.samples} "
-                  f"--seed {args.seed}" + " --uniform" * args.uniform, "records_file": records_path.name})
-    predictor.save(out)
-    cv = predictor.meta["cv"]
+    cfg = LatencyFitConfig(samples=args.samples, resolutions=tuple(args.resolutions or ()), seed=args.seed,
+                           reps=args.reps, calls=args.calls, uniform=args.uniform, out=args.out, records=args.records)
+    out, records = latency_fit_paths(device.name, space.name, cfg)
+    predictor = fit_latency(device, space, table, cfg, on_group=lambda done, n: print(
+        f"ofakit: fit: {done}/{n} subnets measured ({records})", file=sys.stderr))
     rows = [[name + (" (chosen)" if name == predictor.kind else ""), f"{m['within_10pct'] * 100:.0f} %",
-             f"{m['mape_pct']:.1f} %", f"{m['spearman']:.3f}"] for name, m in cv.items()]
-    print_table(f"{device.name} {space.name}: {len(records)} subnets, {predictor.meta['folds']}-fold CV",
+             f"{m['mape_pct']:.1f} %", f"{m['spearman']:.3f}"] for name, m in predictor.meta["cv"].items()]
+    print_table(f"{device.name} {space.name}: {predictor.meta['records']} subnets, {predictor.meta['folds']}-fold CV",
                 ["model", "within ±10 %", "MAPE", "Spearman"], rows)
     print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -137,10 +110,10 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from ofakit.cli.output import print_json, print_table
-    from ofakit.errors import ConfigError
     from ofakit.latency.devices import get_device
     from ofakit.predict.estimators import estimator_for
     from ofakit.latency.table import find_table
+    from ofakit.latency.measure import check_repetitions
     from ofakit.latency.validate import ValidateConfig, plot, validate
     from ofakit.predict.latency import LatencyPredictor
     from ofakit.space import get_space
@@ -148,7 +121,7 @@ def run_validate(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     space = get_space(args.space)
     table = find_table(device.name, space.name)
-    _check_repetitions(args)
+    check_repetitions(reps=args.reps, calls=args.calls)
     estimator = estimator_for(device.name, space.name, model=args.latency_model)
     predictor = estimator if isinstance(estimator, LatencyPredictor) else None
     cfg = ValidateConfig(samples=args.samples, resolutions=tuple(args.resolutions or ()), seed=args.seed,

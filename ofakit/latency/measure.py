@@ -93,6 +93,13 @@ class MeasuredGroup:
         return None if self.reference_ms is None else statistics.median(self.reference_ms)
 
 
+def check_repetitions(*, reps: int, calls: int) -> None:
+    """Timed rounds and calls per round of at least 1 (none would time nothing); a ConfigError otherwise."""
+    for name, value in (("reps", reps), ("calls", calls)):
+        if value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+
+
 def check_resolutions(table: LatencyTable, resolutions: Sequence[int]) -> tuple[int, ...]:
     """`resolutions`, or every resolution of the table when empty; a resolution the table lacks is a ConfigError."""
     resolutions = tuple(resolutions) or tuple(table.resolutions)
@@ -146,6 +153,12 @@ class LatencyRecord:
     def to_dict(self, device: str) -> dict[str, Any]:
         return {"device": device, "arch": self.arch.to_dict(), "measured_ms": self.measured_ms,
                 "reference_ms": self.reference_ms}
+
+
+def records_path_for(predictor: Path) -> Path:
+    """Where the latency records of the predictor stored at `predictor` are kept by default: beside it,
+    `<name>.records.jsonl` (e.g. cpu-ort_tiny.predictor.records.jsonl)."""
+    return predictor.with_name(predictor.name.removesuffix(".json") + ".records.jsonl")
 
 
 def read_latency_records(path: Path, device: str, space: str) -> dict[ArchConfig, LatencyRecord]:

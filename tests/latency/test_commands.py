@@ -129,7 +129,7 @@ def test_convert_mit(cli, tmp_path):
 def test_convert_mit_mistakes(cli, tmp_path):
     (tmp_path / "t.yaml").write_text("a: [b\n")
     cli("latency", "convert-mit", tmp_path / "t.yaml", "--device", "pixel", "--space", "proxyless-mobile",
-        "--out", tmp_path / "o.json").assert_user_error("t.yaml: malformed YAML")
+        "--out", tmp_path / "o.json").assert_user_error("t.yaml: not a MIT latency table (YAML) (not YAML")
     cli("latency", "convert-mit", tmp_path / "none.yaml", "--device", "pixel", "--space", "proxyless-mobile"
         ).assert_user_error("cannot read", "none.yaml")
 
