@@ -52,7 +52,8 @@ def held_out_subnets(table, seed: int = 0) -> dict[str, float]:
     the model fitted on the other resolutions."""
     from ofakit.latency.estimate import LutEstimator
     from ofakit.latency.table import LatencyTable
-    from ofakit.predict.op_model import OpModel, OpModelEstimator, fit_op_model
+    from ofakit.predict.op_estimator import OpModelEstimator
+    from ofakit.predict.op_model import OpModel, fit_op_model
     from ofakit.space import get_space
 
     space = get_space("ofa-mbv3-w1.2")
@@ -77,7 +78,8 @@ def held_out_subnets(table, seed: int = 0) -> dict[str, float]:
 def main() -> int:
     from ofakit.errors import LatencyLookupError
     from ofakit.latency.estimate import LutEstimator
-    from ofakit.predict.op_model import OpModelEstimator, fit_op_model
+    from ofakit.predict.op_estimator import OpModelEstimator
+    from ofakit.predict.op_model import fit_op_model
     from ofakit.predict.phones import published_nets
     from ofakit.space import get_space
 

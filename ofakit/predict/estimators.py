@@ -4,7 +4,7 @@
 - "lut": the sum of the device's table over the subnet's layers (`ofakit.latency.estimate.LutEstimator`);
 - "predictor": the learned predictor fitted for (device, space) on subnets measured end to end
   (`ofakit.predict.latency`, made by `ofakit latency fit`);
-- "op-model": the op model fitted on the device's table, for layers the table lacks (`ofakit.predict.op_model`);
+- "op-model": the op model fitted on the device's table, for layers the table lacks (`ofakit.predict.op_estimator`);
 - "calibrated": an op model times a factor calibrated on the device's published nets (`ofakit.predict.phones`);
 - "auto": the predictor when one is fitted, else the LUT sum; for a device with no table of the space, its op
   model or its calibration.
@@ -17,7 +17,7 @@ from ofakit.errors import LatencyLookupError
 from ofakit.latency.estimate import Estimator, LutEstimator
 from ofakit.latency.table import available_tables, find_table
 from ofakit.predict.latency import load_predictor
-from ofakit.predict.op_model import load_op_model
+from ofakit.predict.op_estimator import load_op_model
 from ofakit.predict.phones import load_phone_model, table_free_estimator
 from ofakit.registry import Registry
 

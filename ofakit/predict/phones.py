@@ -36,8 +36,9 @@ from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.io import read_json_file, read_jsonl, save_text_file
 from ofakit.latency.table import LatencyTable, table_dirs
-from ofakit.predict.op_model import (OpModel, OpModelEstimator, describe, find_model_file, fit_op_model,
-                                     read_model_file, read_op_model)
+from ofakit.predict.op_estimator import OpModelEstimator, describe, find_model_file, load_op_model, read_op_model
+from ofakit.predict.op_model import SUFFIX as OP_MODEL_SUFFIX
+from ofakit.predict.op_model import OpModel, fit_op_model, read_model_file
 from ofakit.schema import build
 from ofakit.space import get_space
 
@@ -299,7 +300,7 @@ def has_table_free_model(device: str, space: str) -> bool:
     says what to measure for it)."""
     if read_calibration(device) is not None:
         return True
-    if find_model_file(device, ".opmodel.json") is None:
+    if find_model_file(device, OP_MODEL_SUFFIX) is None:
         return False
     return space in read_op_model(device).meta.spaces
 
@@ -311,9 +312,7 @@ def table_free_estimator(device: str, space: str) -> OpModelEstimator | None:
     from ofakit.latency.devices import get_device
 
     spec = get_device(device)
-    if find_model_file(spec.name, ".opmodel.json") is not None and space in read_op_model(spec.name).meta.spaces:
-        from ofakit.predict.op_model import load_op_model
-
+    if find_model_file(spec.name, OP_MODEL_SUFFIX) is not None and space in read_op_model(spec.name).meta.spaces:
         return load_op_model(spec.name, space)
     if read_calibration(spec.name) is None and spec.backend.name != "tflite":
         return None
@@ -346,7 +345,7 @@ def build_shipped(nets_path: str | Path, out: str | Path, devices: Sequence[str]
     bases: dict[str, OpModel] = {}
     for device, (space, serves) in BASE_MODELS.items():
         model = fit_base(device, find_table(device, space), nets.get(device, []), serves)
-        model.path = out / f"{device}.opmodel.json"
+        model.path = out / f"{device}{OP_MODEL_SUFFIX}"
         bases[device] = model
         if not devices or device in devices:
             written.append(model.save(model.path))

@@ -11,7 +11,7 @@ import pytest
 
 from ofakit.errors import LatencyLookupError
 from ofakit.predict.estimators import estimator_for
-from ofakit.predict.op_model import read_op_model
+from ofakit.predict.op_estimator import read_op_model
 from ofakit.predict.phones import (BASES, base_estimates, build_shipped, calibration_factor, leave_one_out, main,
                                    one_net_transfer, published_nets, read_calibration)
 from ofakit.space import get_space
