@@ -2,15 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ofakit.cli.output import print_table
-
-if TYPE_CHECKING:
-    from ofakit.predict.accuracy import AccuracyPredictor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,64 +27,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from ofakit.bundle import load_bundle
-    from ofakit.errors import ConfigError
-    from ofakit.predict.accuracy import fit_accuracy_predictor
-    from ofakit.predict.records import RECORDS, append_record, read_records, spread_over_macs, uniform_grid
-    from ofakit.train.data import load_dataset
-    from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+    from ofakit.predict.fit import AccuracyFitConfig, fit_accuracy
 
-    if args.samples < 10:
-        raise ConfigError(f"--samples must be at least 10, got {args.samples}")
-    supernet, info = load_bundle(args.bundle)
-    space = supernet.space
-    train, val = load_dataset(args.data, "train"), load_dataset(args.data, "val")
-    if train.num_classes != info.num_classes:
-        raise ConfigError(f"data {args.data!r} has {train.num_classes} classes, the bundle {info.num_classes}")
-    archs = spread_over_macs(space, args.samples, random.Random(args.seed))
-    if args.uniform:
-        archs = list(dict.fromkeys(archs + uniform_grid(space)))
-    path = args.bundle / RECORDS
-    cfg = EvalConfig(max_batches=args.val_batches, recalibration_batches=args.calibration_batches, seed=args.seed)
-    images = len(val) if cfg.max_batches is None else min(len(val), cfg.max_batches * cfg.batch_size)
-    evaluation = {"data": Path(str(args.data)).name, "val_images": images,
-                  "calibration_images": cfg.recalibration_batches * cfg.recalibration_batch_size, "seed": cfg.seed}
-    done = read_records(path, evaluation)
-    todo = [a for a in archs if a not in done]
-    with Progress() as bar:
-        task = bar.add_task("evaluating subnets", total=len(archs), completed=len(archs) - len(todo))
-        for arch in todo:
-            top1 = evaluate_subnet(supernet, arch, train, val, cfg)
-            append_record(path, arch, top1, evaluation)
-            done[arch] = top1
-            bar.advance(task)
-    records = [(a, done[a]) for a in archs]
-    predictor = fit_accuracy_predictor(space, [a for a, _ in records], [t for _, t in records], seed=args.seed)
-    predictor.meta["data"] = args.data
-    predictor.meta["evaluation"] = evaluation
-    predictor.save(args.bundle)
-    _record_in_bundle(args.bundle, predictor)
-    held = predictor.meta["heldout"]
+    cfg = AccuracyFitConfig(data=args.data, samples=args.samples, val_batches=args.val_batches,
+                            calibration_batches=args.calibration_batches, seed=args.seed, uniform=args.uniform)
+    bar, task = Progress(), []  # the bar starts with the first evaluation, after the inputs are checked
+
+    def progress(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task("evaluating subnets", total=total))
+        bar.update(task[0], completed=done)
+
+    try:
+        predictor = fit_accuracy(args.bundle, cfg, progress=progress)
+    finally:
+        bar.stop()
+    meta = predictor.meta
+    held = meta["heldout"]
     print_table("accuracy predictor", ["", "value"], [
-        ["chosen", predictor.kind], ["samples", str(len(records))],
-        ["cv Kendall tau", ", ".join(f"{k} {v:.3f}" for k, v in predictor.meta["cv_kendall_tau"].items())],
+        ["chosen", predictor.kind], ["samples", str(meta["samples"])],
+        ["cv Kendall tau", ", ".join(f"{k} {v:.3f}" for k, v in meta["cv_kendall_tau"].items())],
         ["held-out Kendall tau", f"{held['kendall_tau']:.3f}"], ["held-out Spearman", f"{held['spearman']:.3f}"],
         ["held-out RMSE", f"{100 * held['rmse']:.2f} points"]])
     print(f"predictor stored in {args.bundle}", file=sys.stderr)
     return 0
-
-
-def _record_in_bundle(bundle: Path, predictor: AccuracyPredictor) -> None:
-    """Keep bundle.json's provenance in step: metrics.predictor describes the predictor now stored beside it."""
-    import json
-
-    from ofakit.bundle import BUNDLE_JSON
-    from ofakit.io import atomic_write_json
-
-    path = bundle / BUNDLE_JSON
-    data = json.loads(path.read_text())
-    meta = predictor.meta
-    data.setdefault("metrics", {})["predictor"] = {
-        "kind": predictor.kind, "samples": meta.get("samples"), "heldout": meta.get("heldout"),
-        "cv_kendall_tau": meta.get("cv_kendall_tau"), "evaluation": meta.get("evaluation")}
-    atomic_write_json(path, data)
