@@ -14,6 +14,7 @@ import numpy as np
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.latency.table import LatencyTable, find_table, how_to_profile, table_dirs
+from ofakit.predict.latency import arch_digest
 from ofakit.predict.op_model import SUFFIX, OpModel, how_to_fit
 from ofakit.space import SearchSpace, get_space
 from ofakit.space.additive import Additive, BlockSum
@@ -86,11 +87,7 @@ class OpModelEstimator:
 
     def fitted_on(self, arch: ArchConfig) -> bool:
         """Whether `arch` was one of the subnets the estimate was calibrated on (an op model: none)."""
-        if not self._fitted:
-            return False
-        from ofakit.predict.latency import arch_digest
-
-        return arch_digest(arch) in self._fitted
+        return bool(self._fitted) and arch_digest(arch) in self._fitted
 
 
 # -- where models are ---------------------------------------------------------------------------------------------
@@ -136,6 +133,6 @@ def load_op_model(device: str, space: str) -> OpModelEstimator:
 def describe(model: OpModel) -> dict[str, Any]:
     """What a report says about an op model: its table, served range, held-out error and attribution."""
     m = model.meta
-    return {"kind": "op model from a table", "device": m.device, "table": m.table.file,
-            "resolution_range": list(m.resolution_range), "held_out": m.held_out, "attribution": m.attribution,
-            "license": m.license}
+    return {"kind": "op model from a table", "device": m.device, "file": model.path.name if model.path else None,
+            "spaces": list(m.spaces), "table": m.table.file, "resolution_range": list(m.resolution_range),
+            "held_out": m.held_out, "attribution": m.attribution, "license": m.license}

@@ -24,7 +24,7 @@ import datetime
 import json
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
 from ofakit.io import read_json_file, read_jsonl, save_text_file
 from ofakit.latency.table import LatencyTable, table_dirs
+from ofakit.predict.latency import arch_digest
 from ofakit.predict.op_estimator import OpModelEstimator, describe, find_model_file, load_op_model, read_op_model
 from ofakit.predict.op_model import SUFFIX as OP_MODEL_SUFFIX
 from ofakit.predict.op_model import OpModel, fit_op_model, read_model_file
@@ -146,18 +147,12 @@ def measured_nets(path: str | Path) -> list[ReferenceNet]:
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0:
             raise ConfigError(f"measured_ms must be a positive number of ms, got {ms!r}")
         arch = ArchConfig.from_dict(data["arch"])
-        return ReferenceNet(f"{arch.space}@{arch.resolution} #{arch_digest_of(arch)}", arch, float(ms), "measured")
+        return ReferenceNet(f"{arch.space}@{arch.resolution} #{arch_digest(arch)}", arch, float(ms), "measured")
 
     nets = read_jsonl(path, "measured subnets", one)
     if not nets:
         raise ConfigError(f"{path}: no measured subnet (JSONL lines of {{\"arch\": {{...}}, \"measured_ms\": ...}})")
     return nets
-
-
-def arch_digest_of(arch: ArchConfig) -> str:
-    from ofakit.predict.latency import arch_digest
-
-    return arch_digest(arch)
 
 
 def base_estimates(base: OpModel, archs: Sequence[ArchConfig]) -> np.ndarray:
@@ -214,7 +209,7 @@ def fit_phone_model(device: str, nets: Sequence[ReferenceNet], base: OpModel, *,
         spaces=spaces,
         resolution_range=_range(spaces, [n.arch.resolution for n in nets]),
         factor=calibration_factor(figures, est),
-        nets=tuple(dataclasses.replace(n, base_ms=round(float(b), 4), digest=arch_digest_of(n.arch))
+        nets=tuple(dataclasses.replace(n, base_ms=round(float(b), 4), digest=arch_digest(n.arch))
                    for n, b in zip(nets, est)),
         held_out=({"scheme": "leave one net out (calibrated on the others)", "errors_pct": loo.round(2).tolist(),
                    "max_pct": round(float(np.abs(loo).max()), 2)} if len(loo) else {"scheme": "none: one net only"}),
@@ -249,21 +244,21 @@ def _no_reference(device: str, space: str) -> str:
             f"end-to-end figure of it. To estimate space {space!r} on it, {what_to_measure(device, space)}")
 
 
-def read_calibration(device: str, space: str | None = None,
-                     dirs: Iterable[Path] | None = None) -> tuple[Calibration, Path] | None:
-    """The calibration of `device` (canonical name) and its path: the first `<device>.calibrated.json` in the table
-    folders that serves `space` (else the first found), or None when there is none."""
-    found = None
+def calibrations(device: str, dirs: Iterable[Path] | None = None) -> Iterator[tuple[Calibration, Path]]:
+    """Every `<device>.calibrated.json` of `device` (canonical name) in the table folders, in the order searched."""
     for folder in table_dirs() if dirs is None else dirs:
         path = find_model_file(device, SUFFIX, [folder])
-        if path is None:
-            continue
-        data = read_model_file(path, "calibrated latency model", FORMAT, VERSION)
-        calibration = build(Calibration, data.get("meta"), f"{path}: meta")
-        if space is None or space in calibration.spaces:
-            return calibration, path
-        found = found or (calibration, path)
-    return found
+        if path is not None:
+            data = read_model_file(path, "calibrated latency model", FORMAT, VERSION)
+            yield build(Calibration, data.get("meta"), f"{path}: meta"), path
+
+
+def read_calibration(device: str, space: str | None = None,
+                     dirs: Iterable[Path] | None = None) -> tuple[Calibration, Path] | None:
+    """The calibration of `device` (canonical name) and its path: the first one in the table folders that serves
+    `space` (else the first found), or None when there is none."""
+    found = list(calibrations(device, dirs))
+    return next((c for c in found if space is None or space in c[0].spaces), found[0] if found else None)
 
 
 def load_phone_model(device: str, space: str) -> OpModelEstimator:
@@ -288,11 +283,31 @@ def load_phone_model(device: str, space: str) -> OpModelEstimator:
     if cal.base.digest != base.digest:
         raise LatencyLookupError(f"{path} was calibrated over another version of the op model of {base.device!r} "
                                  f"({base.path}); recalibrate it (python -m ofakit.predict.phones)")
-    info = {"kind": "calibrated transfer", "device": name, "file": path.name, "base": describe(base),
-            "factor": cal.factor, "nets": len(cal.nets), "held_out": cal.held_out, "source": cal.source,
-            "notes": list(cal.notes)}
     return OpModelEstimator(base, get_space(space), factor=cal.factor, name="calibrated", resolution_range=(lo, hi),
-                            info=info, fitted=[n.digest for n in cal.nets], path=path)
+                            info=describe_calibration(cal, path, base), fitted=[n.digest for n in cal.nets],
+                            path=path)
+
+
+def describe_calibration(cal: Calibration, path: Path, base: OpModel) -> dict[str, Any]:
+    """What a report says about a calibration: its base, how many nets, the error on nets left out, the source."""
+    return {"kind": "calibrated transfer", "device": cal.device, "file": path.name, "spaces": list(cal.spaces),
+            "resolution_range": list(cal.resolution_range), "base": describe(base), "factor": cal.factor,
+            "nets": len(cal.nets), "held_out": cal.held_out, "source": cal.source, "attribution": cal.attribution,
+            "license": cal.license, "notes": list(cal.notes)}
+
+
+def table_free_models(device: str) -> list[dict[str, Any]]:
+    """How `device` (name or alias) is estimated where it has no table of a space: its op model and calibrations,
+    each described as `describe` / `describe_calibration` do (for `ofakit devices`)."""
+    from ofakit.latency.devices import get_device
+
+    name = get_device(device).name
+    out = []
+    if find_model_file(name, OP_MODEL_SUFFIX) is not None:
+        out.append(describe(read_op_model(name)))
+    for cal, path in calibrations(name):
+        out.append(describe_calibration(cal, path, read_op_model(cal.base.device)))
+    return out
 
 
 def has_table_free_model(device: str, space: str) -> bool:

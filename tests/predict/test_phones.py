@@ -13,7 +13,7 @@ from ofakit.errors import LatencyLookupError
 from ofakit.predict.estimators import estimator_for
 from ofakit.predict.op_estimator import read_op_model
 from ofakit.predict.phones import (BASES, base_estimates, build_shipped, calibration_factor, leave_one_out, main,
-                                   one_net_transfer, published_nets, read_calibration)
+                                   one_net_transfer, published_nets, read_calibration, table_free_models)
 from ofakit.space import get_space
 from tests.search.test_specialize import make_bundle
 
@@ -130,3 +130,15 @@ def test_published_nets_and_rebuilt_files_match_the_shipped_ones(shared_data, tm
         rebuilt, _ = read_calibration(device, dirs=[tmp_path])
         shipped, _ = read_calibration(device)
         assert rebuilt.factor == pytest.approx(shipped.factor, rel=1e-9) and rebuilt.base == shipped.base
+
+
+def test_devices_say_how_they_are_estimated_without_a_table():
+    note10, = table_free_models("note10")
+    assert note10["kind"] == "op model from a table" and note10["table"] == "note10_ofa-mbv3-w1.2.json"
+    assert note10["spaces"] == ["ofa-mbv3-w1.2", "ofa-mbv3-w1.0"] and note10["held_out"]["mape_pct"] < 5
+    kinds = {m["kind"]: m for m in table_free_models("pixel")}
+    assert set(kinds) == {"op model from a table", "calibrated transfer"}
+    cal = kinds["calibrated transfer"]
+    assert cal["nets"] == 7 and cal["base"]["table"] == "pixel1_proxyless-mobile.json"
+    assert cal["held_out"]["max_pct"] <= 5 and "once-for-all" in cal["attribution"]
+    assert table_free_models("cpu-ort") == []
