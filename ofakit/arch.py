@@ -1,15 +1,16 @@
 """ArchConfig: the one value that names a subnet, passed through every stage of ofakit.
 
 Frozen and made of tuples, it is hashable: a cache key, a set member for de-duplication, a stable JSON record.
-Slots of blocks that depth skips still carry a value (so MIT's configs and user files round-trip unchanged), but
-equality and hashing ignore them: two archs are equal when they build the same network.
+Equality and hashing are those of the value itself. Slots of blocks that depth skips still carry a value (so MIT's
+configs and user files round-trip unchanged), so two archs that differ only there are different values of the same
+network: `SearchSpace.key(arch)` says which network an arch builds, and the search and the latency records compare
+by it.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class ArchConfig:
     """One subnet of a search space.
 
@@ -79,24 +80,6 @@ class ArchConfig:
                             ("width_mults", width_mults)):
             object.__setattr__(arch, name, value)
         return arch
-
-    # -- identity ---------------------------------------------------------------------------------------------
-    @cached_property
-    def active_key(self) -> tuple:
-        """The values that define the network (skipped slots left out); equality and hashing use this."""
-        from ofakit.space import SPACES, get_space  # lazy: spaces import this module
-
-        if self.space in SPACES:
-            return (self.space, *get_space(self.space).active_key(self))
-        return (self.space, self.resolution, self.depths, self.kernel_sizes, self.expand_ratios, self.width_mults)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ArchConfig):
-            return NotImplemented
-        return self.active_key == other.active_key
-
-    def __hash__(self) -> int:
-        return hash(self.active_key)
 
     # -- serialisation ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

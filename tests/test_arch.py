@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from pathlib import Path
 
 import pytest
 
+import ofakit.arch
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, ConfigError, OfakitError
 from ofakit.space import SPACES, get_space
@@ -77,17 +79,18 @@ def test_hashable_and_deduplicated_in_sets():
     assert {a: "x"}[b] == "x"
 
 
-def test_equality_ignores_skipped_slots_of_the_hand_written_arch():
+def test_equality_is_the_values_and_the_space_key_ignores_skipped_slots():
     a = ArchConfig.from_dict(MBV3)
+    space = get_space(a.space)
     skipped = _with(_with(a, "kernel_sizes", 3, 7), "expand_ratios", 2, 6)  # stage 0 runs slots 0 and 1 only
-    assert skipped.to_dict() != a.to_dict()
-    assert skipped == a and hash(skipped) == hash(a) and len({a, skipped}) == 1
-    assert _with(a, "kernel_sizes", 1, 3) != a  # slot 1 is active
-    assert dataclasses.replace(a, depths=(3, 3, 4, 2, 3)) != a  # now slot 2 runs
+    assert skipped != a and len({a, skipped}) == 2  # two values ...
+    assert space.key(skipped) == space.key(a)  # ... of one network
+    assert space.key(_with(a, "kernel_sizes", 1, 3)) != space.key(a)  # slot 1 is active
+    assert space.key(dataclasses.replace(a, depths=(3, 3, 4, 2, 3))) != space.key(a)  # now slot 2 runs
 
 
 @pytest.mark.parametrize("name", SPACE_NAMES)
-def test_equality_ignores_skipped_slots(name):
+def test_space_key_ignores_skipped_slots(name):
     space = get_space(name)
     arch = space.smallest()
     active = space.active_slots(arch)
@@ -95,17 +98,28 @@ def test_equality_ignores_skipped_slots(name):
     assert skipped, f"the smallest arch of {name!r} should skip some block slots"
     expands = space.choices()["expand_ratio"]
     changed = _with(arch, "expand_ratios", skipped[0], _other(expands, arch.expand_ratios[skipped[0]]))
-    assert changed == arch and hash(changed) == hash(arch)
+    assert changed != arch and space.key(changed) == space.key(arch)
     changed = _with(arch, "expand_ratios", active[0], _other(expands, arch.expand_ratios[active[0]]))
-    assert changed != arch
+    assert space.key(changed) != space.key(arch)
 
 
-def test_resnet_stem_depths_that_skip_the_stem_block_are_equal():
-    arch = get_space("ofa-resnet50").smallest()
+def test_resnet_stem_depths_that_skip_the_stem_block_have_one_key():
+    space = get_space("ofa-resnet50")
+    arch = space.smallest()
     assert arch.depths[0] == 0
     same = dataclasses.replace(arch, depths=(1, *arch.depths[1:]))
-    assert same == arch and hash(same) == hash(arch)
-    assert dataclasses.replace(arch, depths=(2, *arch.depths[1:])) != arch
+    assert same != arch and space.key(same) == space.key(arch)
+    assert space.key(dataclasses.replace(arch, depths=(2, *arch.depths[1:]))) != space.key(arch)
+
+
+def test_arch_imports_no_space_registry():
+    """Equality comes from the value: arch.py needs nothing of ofakit.space (no cycle between the two)."""
+    import ast
+
+    tree = ast.parse(Path(ofakit.arch.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith("ofakit.space")}
 
 
 def test_archs_of_different_spaces_are_never_equal():

@@ -39,14 +39,15 @@ class ValidateConfig:
 
 def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, rng: random.Random, *,
                  exclude: Callable[[ArchConfig], bool] | None = None) -> list[ArchConfig]:
-    """`n` distinct random subnets with resolutions drawn from `resolutions`, none for which `exclude` is true."""
-    out: dict[ArchConfig, None] = {}
+    """`n` random subnets that build distinct networks (`SearchSpace.key`), with resolutions drawn from
+    `resolutions`, none for which `exclude` is true."""
+    out: dict[tuple, ArchConfig] = {}
     while len(out) < n:
         a = space.sample(rng)
         a = ArchConfig.from_dict({**a.to_dict(), "resolution": rng.choice(list(resolutions))})
         if exclude is None or not exclude(a):
-            out.setdefault(a, None)
-    return list(out)
+            out.setdefault(space.key(a), a)
+    return list(out.values())
 
 
 def interleaved(runners: Sequence[Runner], *, warmup: int, reps: int, calls: int = 3) -> list[list[float]]:

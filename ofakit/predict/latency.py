@@ -66,7 +66,9 @@ def how_to_fit(device: str, space: str) -> str:
 
 def arch_digest(arch: ArchConfig) -> str:
     """A short stable name of the network an arch defines (skipped slots left out), to remember fitted subnets."""
-    return hashlib.sha1(repr(arch.active_key).encode()).hexdigest()[:12]
+    from ofakit.space import get_space
+
+    return hashlib.sha1(repr(get_space(arch.space).key(arch)).encode()).hexdigest()[:12]
 
 
 def table_fingerprint(table: LatencyTable) -> dict[str, Any]:

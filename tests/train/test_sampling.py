@@ -35,8 +35,8 @@ def test_progressive_stage_respects_open_choices():
 def test_sandwich_has_largest_smallest_and_random_distilled_in_place():
     space = get_space("tiny")
     plan = plan_step(space, StageConfig(name="s", sampler="sandwich", subnets_per_step=2), seed=0, step=1)
-    assert plan.archs[0].active_key[2:] == space.largest().active_key[2:]
-    assert plan.archs[1].active_key[2:] == space.smallest().active_key[2:]
+    assert space.key(plan.archs[0])[2:] == space.key(space.largest())[2:]
+    assert space.key(plan.archs[1])[2:] == space.key(space.smallest())[2:]
     assert plan.targets == ("label", "inplace", "inplace", "inplace")
 
 
