@@ -10,14 +10,26 @@ import numpy as np
 import pytest
 
 from ofakit.errors import LatencyLookupError
+from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.predict.estimators import estimator_for
 from ofakit.predict.op_estimator import read_op_model
 from ofakit.predict.phones import (BASES, base_estimates, build_shipped, calibration_factor, leave_one_out, main,
                                    one_net_transfer, published_nets, read_calibration, table_free_models)
 from ofakit.space import get_space
-from tests.search.test_specialize import make_bundle
 
 SPACES = ("ofa-mbv3-w1.0", "ofa-mbv3-w1.2")
+
+
+def make_bundle(path, space):
+    """What specialize reads of a bundle: bundle.json and an accuracy predictor (random MLP; no weights)."""
+    path.mkdir(parents=True)
+    sp = get_space(space)
+    (path / "bundle.json").write_text(json.dumps({"space": space, "num_classes": sp.num_classes}))
+    rng, n = np.random.default_rng(1), len(sp.feature_names)
+    arrays = {"w0": rng.normal(0, 0.1, (16, n)), "b0": np.zeros(16), "w1": rng.normal(0, 0.1, (1, 16)),
+              "b1": np.zeros(1), "offset": np.array([0.7])}
+    AccuracyPredictor(space, "mlp", arrays, meta={"layers": 2}).save(path)
+    return path
 
 
 def test_factor_is_the_geometric_mean_and_held_out_errors_leave_the_net_out():
