@@ -149,6 +149,8 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> tuple[Supernet, Bun
     path = Path(path)
     info = read_bundle_info(path)
     weights = path / WEIGHTS
+    if weights.is_dir():
+        raise BundleError(f"{weights} is a folder; expected the supernet's weights (a safetensors file)")
     if not weights.is_file():
         raise BundleError(f"bundle {str(path)!r} has no {WEIGHTS}")
     check_safetensors(weights)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ofakit.arch import ArchConfig
 from ofakit.cli.output import print_json
-from ofakit.errors import ConfigError
+from ofakit.errors import ConfigError, OfakitError
 from ofakit.io import atomic_write_text, check_output_file, read_json_file
 from ofakit.space import get_space
 
@@ -152,7 +152,10 @@ def run_from_ofa(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.net_config}: image size must be an integer, got {resolution!r}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        arch = arch_from_ofa_config(config, resolution, args.space)
+        try:
+            arch = arch_from_ofa_config(config, resolution, args.space)
+        except OfakitError as exc:
+            raise ConfigError(f"{args.net_config}: {exc}") from None
     if guessed:  # only once the config converted, so a mistake in it still gives one line on stderr
         print("ofakit: note: no image size given or found; using 224 (pass --resolution)", file=sys.stderr)
     for w in caught:

@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         if (args.out / BUNDLE_JSON).exists() and not args.force:
             raise BundleError(f"{args.out} already holds a bundle; pass --force to overwrite it")
-        if not args.checkpoint.is_file():
-            raise BundleError(f"checkpoint {str(args.checkpoint)!r} does not exist")
+        _check_input(args.checkpoint, "checkpoint")
     predictor = _read_predictor(args) if args.predictor is not None else None  # checked before anything is written
 
     if args.checkpoint is not None:
@@ -83,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_input(path: Path, what: str) -> None:
+    """Before anything is written: the input is there, and a file."""
+    if path.is_dir():
+        raise BundleError(f"{what} {str(path)!r} is a folder; expected a PyTorch file (.pth)")
+    if not path.is_file():
+        raise BundleError(f"{what} {str(path)!r} does not exist")
+
+
 def _read_predictor(args: argparse.Namespace) -> AccuracyPredictor:
     """MIT's accuracy predictor converted for --space; refuses a bundle of another space or an existing predictor."""
     from ofakit.bundle import BUNDLE_JSON, read_bundle_info
@@ -97,6 +104,8 @@ def _read_predictor(args: argparse.Namespace) -> AccuracyPredictor:
                               "if the predictor is for it, or choose another --out")
     if (args.out / PREDICTOR_JSON).exists() and not args.force:
         raise BundleError(f"{args.out} already holds an accuracy predictor; pass --force to overwrite it")
-    if not args.predictor.is_file():
-        raise BundleError(f"predictor {str(args.predictor)!r} does not exist")
-    return import_ofa_predictor(args.predictor, space, resolutions=args.resolutions)
+    _check_input(args.predictor, "predictor")
+    try:
+        return import_ofa_predictor(args.predictor, space, resolutions=args.resolutions)
+    except BundleError as exc:  # every message names the file
+        raise BundleError(str(exc) if str(args.predictor) in str(exc) else f"{args.predictor}: {exc}") from None

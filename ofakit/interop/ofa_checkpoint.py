@@ -134,13 +134,14 @@ def load_ofa_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise BundleError(f"refusing to load {path}: it holds more than tensors ({first}); "
-                          "ofakit loads checkpoints with weights_only=True only") from None
+        found = re.search(r"WeightsUnpickler error: ([^\n]+?)(?: was not an allowed|\. Please|$)", str(exc), re.M)
+        raise BundleError(f"refusing to load {path}: it holds more than tensors "
+                          f"({found[1] if found else 'objects of other types'}); ofakit loads checkpoints with "
+                          "weights_only=True only") from None
     except Exception as exc:  # a truncated or corrupt file fails anywhere in torch's reader, with any error type
-        lines = str(exc).strip().splitlines()
-        raise BundleError(f"cannot read checkpoint {path}: {type(exc).__name__}"
-                          + (f": {lines[0]}" if lines else "")) from None
+        first = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else ""
+        raise BundleError(f"cannot read checkpoint {path}: truncated or corrupt ({type(exc).__name__}"
+                          + (f": {first})" if first else ")")) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -159,7 +160,10 @@ def import_ofa_supernet(path: str | Path, space: str, *, num_classes: int | None
         raise BundleError(f"MIT once-for-all publishes no supernet for space {sp.name!r}; "
                           f"import-ofa supports: {', '.join(MIT_SPACES)}")
     raw = load_ofa_checkpoint(path)
-    state = convert_ofa_state_dict(raw, sp)
+    try:
+        state = convert_ofa_state_dict(raw, sp)
+    except BundleError as exc:
+        raise BundleError(f"{path}: {exc}") from None
     classes = num_classes or _classes_in(state) or sp.num_classes
     supernet = build_supernet(sp, num_classes=classes)
     expected = supernet.state_dict()

@@ -306,6 +306,9 @@ def table_dirs() -> list[Path]:
     from ofakit.latency.devices import shipped_dir
 
     dirs = [Path(p) for p in os.environ.get(TABLES_PATH_ENV, "").split(os.pathsep) if p]
+    for d in dirs:
+        if d.exists() and not d.is_dir():
+            raise ConfigError(f"{d} (in ${TABLES_PATH_ENV}) is a file; expected a folder of latency tables")
     dirs += [Path("latency_tables"), shipped_dir("latency_tables")]
     unique: list[Path] = []
     for d in dirs:
