@@ -59,9 +59,14 @@ def atomic_write_npz(path: str | Path, *, compressed: bool = False, **arrays: An
 
 
 def append_jsonl(path: str | Path, record: Any) -> None:
-    """Append one JSON line and flush it, so that a killed run keeps every record written before."""
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    """Append one JSON line and flush it, so that a killed run keeps every record written before. A line torn by a
+    kill is ended first, so it stays one unreadable line instead of swallowing this record."""
+    with open(path, "a+b") as fh:  # appends go to the end whatever the position
+        torn = False
+        if fh.seek(0, os.SEEK_END):
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+        fh.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
         fh.flush()
 
 

@@ -132,6 +132,8 @@ def run_from_ofa(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_output_file(args.out, "the arch")
+    if args.space is not None:
+        get_space(args.space)  # a misspelt --space is named as such, not as a fault of the file
     data = read_json_file(args.net_config, "a MIT net.config (JSON)")
     if not isinstance(data, dict):
         raise ConfigError(f"{args.net_config}: expected a JSON object")
