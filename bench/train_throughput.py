@@ -159,7 +159,8 @@ class OfakitRunner:
     def __init__(self, cfg: BenchConfig, channels_last: bool) -> None:
         from ofakit.space import get_space
         from ofakit.supernet import build_supernet, extract_subnet
-        from ofakit.train.loop import StepModule, freeze_teacher
+        from ofakit.train.distill import freeze_teacher
+        from ofakit.train.loop import StepModule
 
         self.cfg = cfg
         self.memory = torch.channels_last if channels_last else torch.contiguous_format

@@ -1,9 +1,19 @@
-"""Knowledge distillation losses: soft targets from a teacher (OFA) or from the largest subnet in place (BigNAS)
-(Hinton et al., 2015; Yu et al., "BigNAS", ECCV 2020)."""
+"""Knowledge distillation: soft targets from a teacher (OFA) or from the largest subnet in place (BigNAS)
+(Hinton et al., 2015; Yu et al., "BigNAS", ECCV 2020), and the frozen teacher a run distils from."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ofakit.errors import ConfigError
+from ofakit.space import SearchSpace
+from ofakit.supernet import extract_subnet
+from ofakit.supernet.static import fold_batchnorm
+from ofakit.train.config import TrainConfig
+from ofakit.train.distributed import Processes
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -12,3 +22,40 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     t = temperature
     target = F.softmax(teacher_logits.detach().float() / t, dim=1)
     return -(target * F.log_softmax(student_logits.float() / t, dim=1)).sum(dim=1).mean() * (t * t)
+
+
+def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace, device: torch.device,
+                 memory: torch.memory_format, processes: Processes) -> nn.Module:
+    """The frozen teacher: a given bundle's largest subnet, or the full network as trained so far (stored in the
+    run directory the first time, so that a resumed run distils from the very same weights)."""
+    from safetensors.torch import load_file, save_file
+
+    from ofakit.bundle import load_bundle
+
+    if cfg.teacher:
+        source, _ = load_bundle(cfg.teacher)
+        if source.space.name != space.name:
+            raise ConfigError(f"teacher bundle {cfg.teacher} is for space {source.space.name!r}, not {space.name!r}")
+        teacher = extract_subnet(source, space.largest())
+    else:
+        teacher = extract_subnet(supernet, space.largest())
+        path = run_dir / "teacher.safetensors"
+        if path.is_file():
+            teacher.load_state_dict(load_file(str(path)))
+        elif processes.main:
+            from ofakit.io import atomic_path
+
+            with atomic_path(path) as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(tmp))
+        if processes.world > 1:
+            processes.barrier()
+            teacher.load_state_dict(load_file(str(path)))
+    return freeze_teacher(teacher, device, memory)
+
+
+def freeze_teacher(teacher: nn.Module, device: torch.device | str, memory: torch.memory_format) -> nn.Module:
+    """The teacher as training runs it: eval mode, batch norms folded into the convs, no gradients."""
+    teacher = fold_batchnorm(teacher.eval()).to(device=device, memory_format=memory)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher

@@ -1,13 +1,17 @@
 """Accuracy of subnets, measured the OFA way: extract, recalibrate BN on training images, evaluate on held-out ones."""
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ofakit.arch import ArchConfig
+from ofakit.space import SearchSpace
 from ofakit.supernet import extract_subnet
 from ofakit.supernet.calibrate import recalibrate_bn
+from ofakit.train.config import StageConfig
 from ofakit.train.data import ArrayDataset, iterate_batches
 
 
@@ -39,3 +43,22 @@ def evaluate_subnet(supernet: torch.nn.Module, arch: ArchConfig, train: ArrayDat
         correct += int((sub(x.to(memory_format=memory)).argmax(1) == y).sum())
         total += len(y)
     return correct / max(total, 1)
+
+
+def evaluate_stage(space: SearchSpace, supernet: torch.nn.Module, stage: StageConfig, train: ArrayDataset,
+                   val: ArrayDataset, cfg: EvalConfig, *, random_subnets: int, device: str = "cpu",
+                   channels_last: bool = False) -> dict[str, Any]:
+    """Top-1, MACs and arch of the subnets a stage ends with: its one subnet (a fixed stage), or the largest, the
+    smallest and `random_subnets` random ones (drawn from the seed and the stage's name)."""
+    rng = random.Random(f"{cfg.seed}:eval:{stage.name}")
+    if stage.arch is not None:
+        archs = {"subnet": stage.arch}
+    else:
+        archs = {"largest": space.largest(), "smallest": space.smallest()}
+        for i in range(random_subnets):
+            archs[f"random{i}"] = space.sample(rng)
+    results = {}
+    for name, arch in archs.items():
+        acc = evaluate_subnet(supernet, arch, train, val, cfg, device=device, channels_last=channels_last)
+        results[name] = {"top1": round(acc, 4), "macs": space.macs(arch), "arch": arch.to_dict()}
+    return results

@@ -10,7 +10,7 @@ The result is RUN_DIR/bundle (bundle.json records `training.finetuned`) and RUN_
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,10 @@ def check_run_dir(run_dir: str | Path) -> None:
                           "pass another --out")
 
 
-def finetune(recipe: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> FinetuneResult:
-    """Run (or resume) the fine-tuning `recipe` (from `finetune_recipe`) in `run_dir`."""
+def finetune(recipe: TrainConfig, run_dir: str | Path, *, progress: bool = True,
+             on_step: Callable[[int], None] | None = None) -> FinetuneResult:
+    """Run (or resume) the fine-tuning `recipe` (from `finetune_recipe`) in `run_dir`; `on_step` as in
+    `ofakit.train.loop.train`."""
     last = recipe.stages[-1]
     if recipe.init is None or last.arch is None:
         raise ConfigError("a fine-tuning recipe starts from a bundle (init) and ends with a 'fixed' stage; "
@@ -113,7 +115,7 @@ def finetune(recipe: TrainConfig, run_dir: str | Path, *, progress: bool = True)
     check_run_dir(run_dir)
     from ofakit.train.loop import run_training
 
-    bundle, _ = run_training(recipe, run_dir, recipe_name=RECIPE_NAME, progress=progress)
+    bundle, _ = run_training(recipe, run_dir, recipe_name=RECIPE_NAME, progress=progress, on_step=on_step)
     arch_path = run_dir / "arch.json"
     atomic_write_text(arch_path, last.arch.to_json(indent=2) + "\n")
     top1 = read_bundle_info(bundle).metrics.get("subnet", {}).get("top1")

@@ -138,10 +138,28 @@ def test_data_with_other_classes_is_refused(source, tmp_path):
     assert not (tmp_path / "ft").exists()
 
 
-def _cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env_extra or {})}
+def _cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "ofakit", "finetune", *args, "--quiet"], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+KILL_AT = """
+import os, sys
+from ofakit.arch import ArchConfig
+from ofakit.train.finetune import FinetuneConfig, finetune, finetune_recipe
+
+
+def kill(step):
+    if step == 3:
+        os.kill(os.getpid(), 9)
+
+
+source, arch, out, *overrides = sys.argv[1:]
+recipe = finetune_recipe(source, ArchConfig.load(arch), "digits",
+                         FinetuneConfig(epochs=1, batch_size=32, kd_weight=0.5), overrides)
+finetune(recipe, out, progress=False, on_step=kill)
+"""
 
 
 def test_kill_9_and_resume_gives_bitwise_equal_weights(source, tmp_path):
@@ -151,9 +169,13 @@ def test_kill_9_and_resume_gives_bitwise_equal_weights(source, tmp_path):
             "--kd-weight", "0.5", *[x for s in [*QUICK, "checkpoint_every=2", "stages.0.max_steps=6"]
                                     for x in ("--set", s)]]
     reference = _cli([*args, "--out", str(tmp_path / "ref")])
-    killed = _cli([*args, "--out", str(tmp_path / "run")], {"OFAKIT_KILL_AT_STEP": "3"})  # last checkpoint: 2
+    # the same run, killed (SIGKILL) right after step 3; its last checkpoint is step 2's
+    killed = subprocess.Popen([sys.executable, "-c", KILL_AT, str(source), str(arch), str(tmp_path / "run"),
+                               *QUICK, "checkpoint_every=2", "stages.0.max_steps=6"],
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
-    assert killed.wait(timeout=300) == -signal.SIGKILL
+    assert killed.wait(timeout=300) == -signal.SIGKILL, killed.stderr.read()
     assert not (tmp_path / "run" / "bundle").exists()
     resumed = _cli([*args, "--out", str(tmp_path / "run")])
     _, err = resumed.communicate(timeout=300)

@@ -71,11 +71,34 @@ def test_training_learns_on_digits(tmp_path):
     assert load_bundle(bundle)[1].metrics["largest"]["top1"] > 0.8
 
 
-def _cli(recipe_path: Path, out: Path, env_extra: dict | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env_extra or {})}
+def _cli(recipe_path: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "ofakit", "train", "--recipe", str(recipe_path), "--out",
                              str(out), "--quiet"], env=env, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+KILL_AT = """
+import os, sys
+from ofakit.train.config import load_recipe
+from ofakit.train.loop import train
+
+
+def kill(step):
+    if step == int(sys.argv[3]):
+        os.kill(os.getpid(), 9)
+
+
+train(load_recipe(sys.argv[1]), sys.argv[2], recipe_name=os.path.basename(sys.argv[1]), progress=False,
+      on_step=kill)
+"""
+
+
+def _killed_at(step: int, recipe_path: Path, out: Path) -> subprocess.Popen:
+    """A training run in a child process that kills itself (SIGKILL) right after optimizer step `step`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", KILL_AT, str(recipe_path), str(out), str(step)], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -89,8 +112,8 @@ def test_kill_9_and_resume_gives_bitwise_equal_weights(tmp_path):
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     # killed between checkpoints (step 5 of 10, last checkpoint at 4), inside the teacher-distilled stage
-    killed = _cli(recipe, tmp_path / "run", {"OFAKIT_KILL_AT_STEP": "5"})
-    assert killed.wait(timeout=300) == -signal.SIGKILL
+    killed = _killed_at(5, recipe, tmp_path / "run")
+    assert killed.wait(timeout=300) == -signal.SIGKILL, killed.stderr.read()
     assert not (tmp_path / "run" / "bundle").exists()
     resumed = _cli(recipe, tmp_path / "run")
     out, err = resumed.communicate(timeout=300)
