@@ -1,0 +1,102 @@
+"""Checkpoints: what is saved comes back (weights, momentum, RNG, state), only the newest two are kept, a write cut
+short is never taken for a checkpoint, and a damaged one is one error line naming it."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from ofakit.errors import BundleError, ConfigError
+from ofakit.train.checkpoint import KEEP, CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
+
+
+def _model_and_optimizer(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(2, 3, 6, 6))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    return model, optimizer
+
+
+def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> None:
+    for _ in range(steps):
+        loss = model(torch.randn(4, 3, 6, 6)).square().mean()  # draws from the global RNG, like augmentation
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def test_a_checkpoint_resumes_to_the_very_same_weights(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    _train(model, optimizer, 3)
+    state = CheckpointState(step=3, stage="full", digest="abc", train_seconds=1.5, eval={"largest": {"top1": 0.5}})
+    path = save_checkpoint(tmp_path, model, optimizer, state)
+    _train(model, optimizer, 2)  # the uninterrupted run goes on
+
+    ckpt = load_checkpoint(path)
+    assert ckpt.step == 3 and ckpt.state.stage == "full" and ckpt.state.digest == "abc"
+    assert ckpt.state.train_seconds == 1.5 and ckpt.state.eval == {"largest": {"top1": 0.5}}
+    resumed, resumed_opt = _model_and_optimizer(seed=1)  # other starting weights: all must come from the file
+    resumed.load_state_dict(ckpt.model)
+    resumed_opt.load_state_dict(ckpt.optimizer)
+    torch.set_rng_state(ckpt.rng_state)
+    _train(resumed, resumed_opt, 2)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_the_state_file_format(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    _train(model, optimizer, 1)
+    path = save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=7, stage="s", digest="d"))
+    assert path == tmp_path / "checkpoints" / "step-00000007"
+    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "optim.safetensors", "state.json"]
+    data = json.loads((path / "state.json").read_text())
+    assert list(data) == ["stage", "digest", "train_seconds", "eval", "step", "optimizer"]
+    assert list(data["optimizer"]) == ["param_groups", "state"]
+    assert data["optimizer"]["param_groups"][0]["momentum"] == 0.9
+    assert data["optimizer"]["state"] == {str(i): {} for i in range(len(list(model.parameters())))}
+    assert load_checkpoint(save_checkpoint(tmp_path, model, None, CheckpointState(step=8))).optimizer is None
+
+
+def test_only_the_newest_are_kept_and_cut_writes_are_ignored(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    for step in (1, 2, 3, 10):
+        save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=step))
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003", "step-00000010"][-KEEP:]
+    root = tmp_path / "checkpoints"
+    (root / ".step-00000011.tmp").mkdir()  # a write killed before its rename
+    (root / "step-00000012").mkdir()  # no state.json: not complete
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003", "step-00000010"]
+    save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=11))
+    assert not (root / ".step-00000011.tmp").exists()
+    assert list_checkpoints(tmp_path)[-1].name == "step-00000011"
+    assert list_checkpoints(tmp_path / "nothing-here") == []
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    _train(model, optimizer, 1)
+    return save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=1))
+
+
+@pytest.mark.parametrize(("damage", "error", "message"), [
+    (lambda p: (p / "model.safetensors").write_bytes(pickle.dumps({"w": 1})), BundleError,
+     "is a pickle / torch.save file, not safetensors"),
+    (lambda p: (p / "optim.safetensors").write_bytes((p / "optim.safetensors").read_bytes()[:40]), BundleError,
+     "cannot read checkpoint"),
+    (lambda p: (p / "model.safetensors").unlink(), BundleError, "cannot read"),
+    (lambda p: (p / "state.json").write_text("{"), ConfigError, "state.json: not a checkpoint state file"),
+    (lambda p: (p / "state.json").write_text('{"step": 1, "stage": 2}'), ConfigError,
+     "checkpoint state: stage: expected a string, got 2"),
+    (lambda p: (p / "state.json").write_text('{"step": 1, "optimizer": {"param_groups": [], "state": {"x": {}}}}'),
+     BundleError, "malformed optimizer state"),
+], ids=["pickle", "truncated", "missing-weights", "state-not-json", "state-wrong-type", "optimizer-index"])
+def test_a_damaged_checkpoint_is_one_error_naming_it(checkpoint, damage, error, message):
+    damage(checkpoint)
+    with pytest.raises(error, match=message):
+        load_checkpoint(checkpoint)
