@@ -183,11 +183,13 @@ def test_cheap_commands_run(page, tmp_path, monkeypatch, cli, doc_devices):
 
 
 def test_readme_is_a_front_door():
-    """At most 8 KB, no dated figures or unmet goals; its links resolve."""
+    """At most 8 KB, no dated figures or unmet goals, and a link to every page of docs/."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(text.encode()) <= 8192, len(text.encode())
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), "dated figures belong in bench/RESULTS.md"
     assert "not met" not in text
+    for page in PAGES[1:]:
+        assert f"](docs/{page.name})" in text, f"README does not link docs/{page.name}"
 
 
 @pytest.mark.parametrize("page", [*PAGES, REPO / "bench" / "RESULTS.md"], ids=lambda p: p.name)
