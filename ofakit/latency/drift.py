@@ -1,0 +1,139 @@
+"""How far this machine is from the one a latency table was measured on, and the correction estimates get for it.
+
+A table of a local device is a measurement of one machine at one time: on another machine, or the same one under
+another load, every entry is off by about the same factor. Each table made by `ofakit profile` holds a reference model
+timed while the table was made; timing it again now (about a second) gives the factor, and estimates are multiplied
+by it (drift normalization). `drift_for` decides, per device and space, whether the correction is measured:
+
+- mode "auto" (the default of `specialize`, `arch info` and `latency estimate`): measured for a device that runs here
+  (reached locally, its runtime installed) whose table has a reference; otherwise no correction, and the report says
+  why;
+- mode "on" (`--drift`): measured, or a one-line error saying why it cannot be;
+- mode "off" (`--no-drift`): no correction: estimates are the table's, deterministic.
+
+When the machine runs more than `WARN_FACTOR` times faster or slower than the table's, or its CPU model differs, the
+report says so and names the `ofakit profile` command that measures this machine's own table.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ofakit.errors import ConfigError
+from ofakit.latency.devices import DeviceSpec, get_device
+from ofakit.latency.table import LatencyTable, find_table
+
+DRIFT_MODES = ("auto", "on", "off")
+WARN_FACTOR = 1.5  # a machine this much faster or slower than the table's gets a re-profile hint
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The correction applied to a table's estimates, and why.
+
+    Args:
+        scale: multiplies every estimate (1.0: none).
+        how: "measured" (the reference timed now), "off" (asked for none) or "none" (cannot be measured here).
+        why: one line that says what was done, for the report.
+        table_ms: the reference model in the table (ms), when it has one.
+        now_ms: the reference model timed now (ms), when measured.
+        hint: when this machine is far from the table's: what differs and the command that profiles it.
+    """
+
+    scale: float
+    how: str
+    why: str
+    table_ms: float | None = None
+    now_ms: float | None = None
+    hint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scale": round(self.scale, 4), "how": self.how, "why": self.why}
+        if self.table_ms is not None:
+            out["reference_table_ms"] = round(self.table_ms, 4)
+        if self.now_ms is not None:
+            out["reference_now_ms"] = round(self.now_ms, 4)
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+def _why_not_here(device: DeviceSpec) -> str | None:
+    """Why the reference cannot be timed here (None when it can): remote or table-only devices, missing runtimes."""
+    from ofakit.latency.backends import BACKENDS
+
+    if device.backend.name not in BACKENDS and not (device.reach.benchmark or device.reach.python):
+        return f"device {device.name!r} is not profiled by ofakit (backend {device.backend.name!r})"
+    if device.reach.via != "local":
+        return f"device {device.name!r} is reached over {device.reach.via}; pass --drift to time its reference there"
+    reason = BACKENDS.get(device.backend.name).unavailable()
+    return None if reason is None else f"backend {device.backend.name!r} cannot run here: {reason}"
+
+
+def _reference(table: LatencyTable) -> float | None:
+    ref = table.meta.get("reference") or {}
+    return float(ref["ms"]) if ref.get("ms") and ref.get("arch") else None
+
+
+def drift_for(device: str, space: str, *, mode: str = "auto",
+              measure: Callable[[LatencyTable, DeviceSpec], float] | None = None) -> Drift:
+    """The drift correction of `device`'s (name or alias) table for `space` under `mode` (one of DRIFT_MODES).
+
+    Args:
+        measure: times the table's reference model now and returns (reference now) / (reference in the table);
+            default: `ofakit.latency.profile.reference_scale` with the device's backend (imports torch).
+    """
+    if mode not in DRIFT_MODES:
+        raise ConfigError(f"unknown drift mode {mode!r}; known: {', '.join(DRIFT_MODES)}")
+    spec = get_device(device)
+    if mode == "off":
+        return Drift(1.0, "off", "no drift correction (--no-drift): the table's own numbers")
+    reason = _why_not_here(spec) if mode == "auto" else None
+    if reason is not None:  # checked before the table: an estimate-only device may have none
+        return Drift(1.0, "none", f"no drift correction: {reason}")
+    table = find_table(spec.name, space)
+    ref_ms = _reference(table)
+    if ref_ms is None:
+        reason = (f"table {table.name!r} has no reference measurement (converted tables do not), so this machine's "
+                  "drift cannot be measured")
+        if mode == "on":
+            raise ConfigError(f"--drift: {reason}; profile the device: ofakit profile --device {spec.name} "
+                              f"--space {space}")
+        return Drift(1.0, "none", f"no drift correction: {reason}")
+    if measure is None:
+        measure = _measure_reference
+    scale = float(measure(table, spec))
+    now = scale * ref_ms
+    why = (f"the {spec.name} table ({table.meta.get('date', 'undated')}, {table.meta.get('host', 'unknown host')}) "
+           f"scaled x{scale:.3f}: its reference model runs {now:.3f} ms here now, {ref_ms:.3f} ms in the table")
+    return Drift(scale, "measured", why, table_ms=ref_ms, now_ms=now, hint=_hint(table, spec, space, scale))
+
+
+def _hint(table: LatencyTable, device: DeviceSpec, space: str, scale: float) -> str | None:
+    """What makes this machine far from the table's, and the command that profiles it; None when close."""
+    from ofakit.latency.backends.base import host_cpu
+
+    differences = []
+    if scale > WARN_FACTOR or scale < 1 / WARN_FACTOR:
+        faster = 1 / scale if scale < 1 else scale
+        differences.append(f"this machine runs {faster:.1f}x {'faster' if scale < 1 else 'slower'} than the "
+                           "table's")
+    host, here = table.meta.get("host"), host_cpu()
+    if host and host not in here and here not in host:
+        differences.append(f"its CPU is {here!r}, the table's {host!r}")
+    if not differences:
+        return None
+    return (f"{'; '.join(differences)}: per-layer numbers are another machine's; profile this one: "
+            f"ofakit profile --device {device.name} --space {space}")
+
+
+def _measure_reference(table: LatencyTable, device: DeviceSpec) -> float:
+    from ofakit.latency.backends import backend_for
+    from ofakit.latency.profile import reference_scale
+    from ofakit.space import get_space
+
+    return reference_scale(table, backend_for(device), get_space(table.meta["space"]))
+
+
+__all__ = ["DRIFT_MODES", "Drift", "WARN_FACTOR", "drift_for"]

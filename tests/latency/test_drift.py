@@ -1,0 +1,90 @@
+"""Drift correction: a table of a local device is another machine's until its reference model is timed here."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+
+from ofakit.errors import ConfigError
+from ofakit.latency.drift import WARN_FACTOR, drift_for
+from ofakit.latency.estimate import LutEstimator
+from ofakit.latency.measure import sample_archs
+from ofakit.latency.table import TABLES_PATH_ENV, find_table
+from ofakit.space import get_space
+
+SPACE = "ofa-mbv3-cifar"
+
+
+def _copy_table(tmp_path, monkeypatch, edit) -> None:
+    """A table folder searched first, holding the shipped cpu-ort table of SPACE as changed by `edit(data)`."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    src = find_table("cpu-ort", SPACE).path
+    data = json.loads(src.read_text())
+    edit(data)
+    (folder / src.name).write_text(json.dumps(data))
+    monkeypatch.setenv(TABLES_PATH_ENV, str(folder))
+
+
+def _times(data, factor: float) -> None:
+    """As if every number of the table had been measured on a machine `factor` times slower."""
+    for section in data["entries"].values():
+        for entry in section.values():
+            for k in ("mean", "std", "median", "p10", "ref_ms"):
+                if entry.get(k) is not None:
+                    entry[k] *= factor
+    data["meta"]["reference"]["ms"] *= factor
+    data["meta"]["call_overhead_ms"] *= factor
+
+
+def test_off_is_the_tables_own_numbers():
+    d = drift_for("cpu-ort", SPACE, mode="off", measure=lambda *_: pytest.fail("must not measure"))
+    assert (d.scale, d.how) == (1.0, "off") and "--no-drift" in d.why
+
+
+def test_auto_measures_a_local_device_and_scales_by_the_reference():
+    d = drift_for("cpu-ort", SPACE, measure=lambda table, device: 0.5)
+    table = find_table("cpu-ort", SPACE)
+    assert d.how == "measured" and d.scale == 0.5
+    assert d.table_ms == pytest.approx(table.reference_ms) and d.now_ms == pytest.approx(0.5 * table.reference_ms)
+    assert "scaled x0.500" in d.why and "ms here now" in d.why
+    assert "2.0x faster" in d.hint and f"ofakit profile --device cpu-ort --space {SPACE}" in d.hint
+    close = drift_for("cpu-ort", SPACE, measure=lambda *_: 1.0 + (WARN_FACTOR - 1) / 2)
+    assert close.hint is None or "CPU is" in close.hint  # only a different CPU model would be named
+
+
+def test_devices_that_do_not_run_here_get_no_correction_and_say_why():
+    d = drift_for("pixel7-adb", "ofa-mbv3-w1.0", measure=lambda *_: pytest.fail("must not measure"))
+    assert (d.scale, d.how) == (1.0, "none") and "reached over adb" in d.why and "--drift" in d.why
+    d = drift_for("note10", "ofa-mbv3-w1.2", measure=lambda *_: pytest.fail("must not measure"))
+    assert d.how == "none" and "not profiled by ofakit (backend 'tflite')" in d.why
+
+
+def test_a_table_without_a_reference_cannot_be_corrected(tmp_path, monkeypatch):
+    _copy_table(tmp_path, monkeypatch, lambda data: data["meta"].pop("reference"))
+    d = drift_for("cpu-ort", SPACE, measure=lambda *_: pytest.fail("must not measure"))
+    assert d.how == "none" and "has no reference measurement" in d.why
+    with pytest.raises(ConfigError, match=r"--drift: table .* has no reference measurement .*; profile the device: "
+                                          rf"ofakit profile --device cpu-ort --space {SPACE}"):
+        drift_for("cpu-ort", SPACE, mode="on")
+    with pytest.raises(ConfigError, match="unknown drift mode 'sometimes'; known: auto, on, off"):
+        drift_for("cpu-ort", SPACE, mode="sometimes")
+
+
+def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp_path, monkeypatch):
+    """Real timing: the drift measured against a table whose numbers are all 3x too high undoes the factor."""
+    archs = sample_archs(get_space(SPACE), (32,), 5, random.Random(0))
+    right = drift_for("cpu-ort", SPACE)
+    expected = LutEstimator(find_table("cpu-ort", SPACE)).estimate_batch(archs, scale=right.scale)
+    _copy_table(tmp_path, monkeypatch, lambda data: _times(data, 3.0))
+    slow = find_table("cpu-ort", SPACE)
+    assert slow.path.parent == tmp_path / "tables"
+    d = drift_for("cpu-ort", SPACE)
+    raw = LutEstimator(slow).estimate_batch(archs)
+    corrected = LutEstimator(slow).estimate_batch(archs, scale=d.scale)
+    assert (raw / expected).min() > 2.0  # uncorrected: the other machine's numbers
+    assert ((corrected / expected) > 0.6).all() and ((corrected / expected) < 1.6).all()  # two timings' noise
+    assert d.how == "measured" and f"x{d.scale:.3f}" in d.why
+    assert "faster than the table's" in d.hint and "ofakit profile --device cpu-ort" in d.hint
