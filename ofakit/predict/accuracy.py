@@ -172,8 +172,9 @@ def _check_arrays(info: PredictorInfo, arrays: dict[str, np.ndarray], where: str
     for i in range(n):
         w, b = arrays[f"w{i}"], arrays.get(f"b{i}")
         if w.ndim != 2 or (width is not None and w.shape[1] != width) or (b is not None and b.shape != w.shape[:1]):
+            given = "features" if i == 0 else "outputs of the layer before"
             raise BundleError(f"{where}: layer {i} has weights {w.shape} and bias {None if b is None else b.shape}, "
-                              f"which do not take the {width} {'features' if i == 0 else 'outputs of the layer before'}")
+                              f"which do not take the {width} {given}")
         width = w.shape[0]
     if width != 1:
         raise BundleError(f"{where}: the last layer has {width} outputs; a predictor has one")

@@ -257,8 +257,8 @@ class LatencyPredictor:
         wrong = [f"{k} {arrays[k].shape if k in arrays else 'missing'}" for k, shape in need.items()
                  if k not in arrays or (shape is not None and arrays[k].shape != shape)]
         if wrong:
-            raise ConfigError(f"{path}: a {kind} model of {n} features needs arrays "
-                              f"{', '.join(k + (f' {s}' if s else '') for k, s in need.items())}; got {', '.join(wrong)}")
+            needed = ", ".join(k + (f" {s}" if s else "") for k, s in need.items())
+            raise ConfigError(f"{path}: a {kind} model of {n} features needs arrays {needed}; got {', '.join(wrong)}")
         return predictor
 
 
