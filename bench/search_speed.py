@@ -13,10 +13,6 @@ table loading excluded on both sides). Both winners are re-scored with ofakit's 
     python -m bench.search_speed --seeds 3 --mit-python PATH
     python -m bench.search_speed --seeds 3 --threads 2    # BLAS / torch threads of both sides
 
-ofakit runs with both search engines: NumPy (the default) and, when Numba is installed, the compiled breeding
-(`engine="numba"`; loaded once before the timed runs, and that one-off time reported as `numba_load_s`). The two
-must pick the same winner (`engines_agree`).
-
 Prints one JSON line on stdout, progress on stderr. MIT's worker mode (`--mit-worker`) imports only MIT's code.
 """
 from __future__ import annotations
@@ -150,7 +146,6 @@ def main(argv: list[str] | None = None) -> None:
     from ofakit.predict.ofa_predictor import predictor_space
     from ofakit.search.constraints import latency_limit
     from ofakit.search.evolution import EvolutionConfig, evolve
-    from ofakit.search.fused import numba_available
     from ofakit.space import get_space
     from ofakit.space.genome import Genome
 
@@ -179,38 +174,27 @@ def main(argv: list[str] | None = None) -> None:
                 spent[key] += time.perf_counter() - t
         return call
 
-    def ofakit_search(seed: int, engine: str, generations: int = args.generations) -> dict:
+    def ofakit_search(seed: int) -> dict:
         spent.update(predictor_s=0.0, latency_s=0.0)
         started = time.perf_counter()
         genome = Genome(search_space)  # set-up counted in ofakit's time: the row layout and the predictor's map
         score = pred.for_rows(genome)
         limit = latency_limit(f"latency_ms@{DEVICE}", args.limit_ms, estimator, genome)
         setup = time.perf_counter() - started
-        if engine == "numpy":  # the compiled engine reads the limit's tables, so only NumPy's latency is timed
-            limit = dataclasses.replace(limit, cost=timed(limit.cost, "latency_s"))
-        cfg = EvolutionConfig(population=args.population, generations=generations, engine=engine)
+        limit = dataclasses.replace(limit, cost=timed(limit.cost, "latency_s"))
+        cfg = EvolutionConfig(population=args.population, generations=args.generations)
         result = evolve(genome, timed(score, "predictor_s"), [limit], cfg, np.random.default_rng(seed))
         wall = time.perf_counter() - started
         split = {k: round(v, 3) for k, v in spent.items() if v or k == "predictor_s"}
         split["setup_s"] = round(setup, 3)
-        split["search_loop_s" if engine == "numpy" else "breeding_s"] = round(wall - sum(spent.values()) - setup, 3)
+        split["search_loop_s"] = round(wall - sum(spent.values()) - setup, 3)
         return {"wall_time_s": round(wall, 3), "time_split": split, "evaluations": result.evaluations,
                 "best": result.best.to_dict(), **{k: round(v, 6) for k, v in rescore(result.best).items()}}
 
-    engines = ["numpy"] + (["numba"] if numba_available() else [])
-    numba_load = None
-    if "numba" in engines:  # Numba's import and the kernel's load from its cache (or first compile): once a process
-        t = time.perf_counter()
-        ofakit_search(0, "numba", generations=2)
-        numba_load = round(time.perf_counter() - t, 3)
-        print(f"numba engine loaded in {numba_load:.2f} s (import, and the kernel from Numba's cache)",
-              file=sys.stderr)
     runs = []
     for seed in range(args.seeds):
-        ours = {}
-        for engine in engines:
-            ours[engine] = ofakit_search(seed, engine)
-            print(f"seed {seed}: ofakit ({engine}) {ours[engine]['wall_time_s']:.2f} s", file=sys.stderr)
+        ours = ofakit_search(seed)
+        print(f"seed {seed}: ofakit {ours['wall_time_s']:.2f} s", file=sys.stderr)
         mit = run_mit(args.mit_python, {"predictor": str(args.predictor), "yaml_dir": str(args.mit_yaml),
                                         "mit_lut": mit_lut, "limit_ms": args.limit_ms, "seed": seed,
                                         "population": args.population, "generations": args.generations,
@@ -218,11 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         b = mit["best"]
         mit_arch = ArchConfig(SPACE, b["r"], tuple(b["d"]), tuple(b["ks"]), tuple(b["e"]))
         theirs = rescore(mit_arch)
-        for engine, r in ours.items():
-            r["ratio"] = round(mit["wall_time_s"] / r["wall_time_s"], 2)
-        print(f"seed {seed}: MIT {mit['wall_time_s']:.2f} s; ratio "
-              + ", ".join(f"{e} {r['ratio']:.1f}x" for e, r in ours.items())
-              + f"; score ofakit {ours['numpy']['score']:.5f} MIT {theirs['score']:.5f}", file=sys.stderr)
+        ours["ratio"] = round(mit["wall_time_s"] / ours["wall_time_s"], 2)
+        print(f"seed {seed}: MIT {mit['wall_time_s']:.2f} s; ratio {ours['ratio']:.1f}x; score ofakit "
+              f"{ours['score']:.5f} MIT {theirs['score']:.5f}", file=sys.stderr)
         runs.append({
             "seed": seed, "ofakit": ours,
             "mit": {"wall_time_s": round(mit["wall_time_s"], 3), "latency_calls": mit["latency_calls"],
@@ -237,30 +219,20 @@ def main(argv: list[str] | None = None) -> None:
                    "predictor": args.predictor.name, "predictor_encoding": pred.encoding,
                    "resolutions": list(search_space.resolutions), "seeds": args.seeds, "threads": args.threads},
         "timing": "wall time of the search call (ofakit: with its set-up, the genome and the predictor's row "
-                  "map; not the one-off numba_load_s); ratio = MIT / ofakit; score and latency_ms = the winner "
-                  "re-scored with ofakit's imported predictor (float64, per arch) and LUT; ofakit time_split: "
-                  "setup, predictor (one-hot rows + float32 MLP), latency (LUT gathers, numpy engine), "
-                  "search_loop (numpy engine: mutation, crossover, keys, de-duplication, sorting) or breeding "
-                  "(numba engine: the compiled kernel, latency included)",
+                  "map); ratio = MIT / ofakit; score and latency_ms = the winner re-scored with ofakit's imported "
+                  "predictor (float64, per arch) and LUT; ofakit time_split: setup, predictor (one-hot rows + "
+                  "float32 MLP), latency (LUT gathers), search_loop (mutation, crossover, keys, de-duplication, "
+                  "sorting)",
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "mit_torch": mit["torch"], "mit_table": mit["table"],
-                    **({"numba": _numba_version()} if "numba" in engines else {})},
-        "numba_load_s": numba_load,
-        "ratio_median": {e: float(np.median([r["ofakit"][e]["ratio"] for r in runs])) for e in engines},
-        "ratio_min": {e: min(r["ofakit"][e]["ratio"] for r in runs) for e in engines},
-        "engines_agree": all(r["ofakit"][e]["best"] == r["ofakit"]["numpy"]["best"] for r in runs for e in engines),
-        "score_ofakit_minus_mit_median": round(float(np.median([r["ofakit"]["numpy"]["score"] - r["mit"]["score"]
+                    "numpy": np.__version__, "mit_torch": mit["torch"], "mit_table": mit["table"]},
+        "ratio_median": float(np.median([r["ofakit"]["ratio"] for r in runs])),
+        "ratio_min": min(r["ofakit"]["ratio"] for r in runs),
+        "score_ofakit_minus_mit_median": round(float(np.median([r["ofakit"]["score"] - r["mit"]["score"]
                                                                 for r in runs])), 6),
-        "ofakit_not_worse": sum(r["ofakit"]["numpy"]["score"] >= r["mit"]["score"] - 1e-9 for r in runs),
+        "ofakit_not_worse": sum(r["ofakit"]["score"] >= r["mit"]["score"] - 1e-9 for r in runs),
         "runs": runs,
     }
     print(json.dumps(out))
-
-
-def _numba_version() -> str:
-    import numba
-
-    return numba.__version__
 
 
 def _cpu() -> str:

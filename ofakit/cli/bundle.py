@@ -48,13 +48,13 @@ def run_list(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from ofakit.bundles import resolve_bundle
 
-    args.bundle = resolve_bundle(args.bundle)
-    info = read_bundle_info(args.bundle)
+    bundle = resolve_bundle(args.bundle)
+    info = read_bundle_info(bundle)
     data = asdict(info)
     if args.check:
         from ofakit.bundle import load_bundle
 
-        supernet, _ = load_bundle(args.bundle)
+        supernet, _ = load_bundle(bundle)
         data["checked"] = True
         data["parameters"] = sum(p.numel() for p in supernet.parameters())
     if args.json:

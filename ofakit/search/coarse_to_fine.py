@@ -9,8 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ofakit.search.constraints import Limit
-from ofakit.search.evolution import (EvolutionConfig, ScoreFn, SearchResult, _Evaluator, _infeasible, _result,
-                                     numpy_engine_only)
+from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, _Evaluator, _infeasible, _result
 from ofakit.space.genome import Genome
 
 
@@ -18,7 +17,6 @@ def coarse_to_fine(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg:
                    rng: np.random.Generator, keep: int = 5) -> SearchResult:
     """Score the coarse grid, then spend `cfg.generations` batches of `cfg.population` mutations around the best
     `keep` feasible networks found so far."""
-    numpy_engine_only(cfg.engine, "coarse-to-fine")
     started = time.perf_counter()
     ev = _Evaluator(genome, score, limits)
     ev.add_feasible(genome.encode(genome.space.uniform_grid()))

@@ -10,9 +10,8 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, OfakitError
-from ofakit.space.additive import Additive, BlockSum
+from ofakit.space.additive import Additive
 from ofakit.space.genome import Genome
-from ofakit.space.mbconv import MBConvSpace
 
 RowFn = Callable[[np.ndarray], np.ndarray]  # genome rows [n, genes] -> one value per row
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -31,7 +30,6 @@ class EvolutionConfig:
     mutation_share: float = 0.5  # share of the children made by mutation (the rest by crossover)
     mutation_prob: float = 0.1  # per-gene probability of a redraw in a mutation
     sample_tries: int = 200  # batches of proposals per generation (and for the first population) before giving up
-    engine: str = "numpy"  # or "numba": the generations' breeding compiled (ofakit.search.fused; same results)
 
 
 @dataclass
@@ -156,13 +154,6 @@ def _pick_parts(ev: _Evaluator, rows: np.ndarray, sizes: Sequence[int], want: np
     return np.split(stored, np.cumsum([len(c) for c in chosen])[:-1]), hits
 
 
-def numpy_engine_only(engine: str, algorithm: str) -> None:
-    """ConfigError unless `engine` is "numpy": only `evolve` has a compiled engine."""
-    if engine != "numpy":
-        raise ConfigError(f"engine {engine!r} runs the evolution algorithm only, not {algorithm!r}; "
-                          "drop --engine or use --algorithm evolution")
-
-
 def _infeasible(ev: _Evaluator) -> InfeasibleError:
     space = ev.genome.space
     ev.check(ev.genome.encode([space.smallest()]))  # counts in `lowest`
@@ -220,11 +211,6 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
     n_parents = max(2, int(round(cfg.parents * cfg.population)))
     quota = {"mutate": int(round(cfg.mutation_share * cfg.population))}
     quota["cross"] = max(0, cfg.population - quota["mutate"])
-    from ofakit.search import fused
-
-    compiled = fused.plan(genome, limits, cfg.engine)  # None: the NumPy loop below
-    if compiled is not None:
-        return _result(ev, started, _compiled_generations(ev, compiled, population, cfg, n_parents, quota, rng))
     rate = {"mutate": 1.0, "cross": 1.0}  # share of the last batch that was feasible and new
     history = []
     for _ in range(cfg.generations):
@@ -254,33 +240,9 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
                     children.append(got)
                     need[kind] -= len(got)
                     idle = 0
-        ev.score_new()  # a generation's new archs in one batch (the compiled engine does the same)
+        ev.score_new()  # a generation's new archs in one batch
         population = np.concatenate(children)
     return _result(ev, started, history)
-
-
-def _compiled_generations(ev: _Evaluator, plan: Any, population: np.ndarray, cfg: EvolutionConfig, n_parents: int,
-                          quota: dict[str, int], rng: np.random.Generator) -> list[float]:
-    """`evolve`'s generations with the breeding compiled (`ofakit.search.fused`) and the scoring here; the best
-    score per generation."""
-    from ofakit.search.fused import Breeder
-
-    n = ev.n
-    breeder = Breeder(plan, rng, ev.rows[:n], ev.keys[:n], ev.scores[:n],
-                      np.column_stack([ev.costs[lim.name][:n] for lim in ev.limits]), cfg.population, n_parents,
-                      (quota["mutate"], quota["cross"]), cfg.mutation_prob, cfg.sample_tries)
-    history = []
-    for _ in range(cfg.generations):
-        before = breeder.n
-        population = breeder.generation(population)
-        history.append(float(breeder.scores[population[0]]))  # the best parent
-        if breeder.n > before:
-            breeder.scores[before : breeder.n] = ev.score(breeder.rows[before : breeder.n])
-    ev.n = ev.scored = breeder.n
-    ev.index = {}  # the store's key index lived in the breeder
-    ev.rows, ev.keys, ev.scores = breeder.rows, breeder.keys, breeder.scores
-    ev.costs = {lim.name: breeder.costs[:, i] for i, lim in enumerate(ev.limits)}
-    return history
 
 
 def aging_evolution(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
@@ -290,7 +252,6 @@ def aging_evolution(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg
     Children are made and checked a population-sized batch at a time (one tournament per child), which keeps the
     calls to the predictors vectorized; `generations` counts batches.
     """
-    numpy_engine_only(cfg.engine, "aging")
     started = time.perf_counter()
     ev = _Evaluator(genome, score, limits)
     queue = _first_population(ev, cfg.population, rng, cfg.sample_tries)

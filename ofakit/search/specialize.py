@@ -12,16 +12,12 @@ import numpy as np
 from ofakit.bundle import read_bundle_info
 from ofakit.errors import ConfigError
 from ofakit.predict.accuracy import AccuracyPredictor
-from ofakit.search.coarse_to_fine import coarse_to_fine
+from ofakit.search.algorithms import ALGORITHMS
 from ofakit.search.constraints import Limit, latency_limit, macs_limit, params_limit
-from ofakit.search.evolution import (EvolutionConfig, SearchResult, aging_evolution, evolve, numpy_engine_only,
-                                     random_search)
+from ofakit.search.evolution import EvolutionConfig, SearchResult
 from ofakit.search.pareto import pareto_front
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
-
-ALGORITHMS = ("evolution", "aging", "coarse-to-fine", "random")
-
 
 @dataclass(frozen=True)
 class SpecializeConfig:
@@ -29,29 +25,30 @@ class SpecializeConfig:
     latency_ms: float | None = None
     macs: float | None = None
     params: float | None = None
-    algorithm: str = "evolution"
+    algorithm: str = "evolution"  # a name of ofakit.search.algorithms.ALGORITHMS
     budget: int = 5000  # archs scored (about population x generations)
     population: int = 100
     seed: int = 0
     latency_model: str = "lut"  # lut | predictor | auto (ofakit.latency.estimate.ESTIMATORS)
     latency_scale: float = 1.0  # multiplies every latency estimate: the machine's drift (ofakit.latency.profile)
-    engine: str = "numpy"  # or "numba": evolution's breeding compiled (ofakit.search.fused; same result, faster)
 
 
-def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult, dict[str, Any]]:
-    """Run the search; returns the result and the JSON-ready report."""
+def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = False,
+               verify: str | None = None) -> tuple[SearchResult, dict[str, Any]]:
+    """Run the search; returns the result and the JSON-ready report.
+
+    Args:
+        pareto: also report the front of predicted accuracy vs estimated latency (`pareto_report`) as "pareto".
+        verify: a data source: also report the chosen subnet's measured top-1 and, where the device runs here, its
+            measured latency (`ofakit.search.verify.verify_subnet`) as "verify" (imports torch).
+    """
     from ofakit.predict.estimators import estimator_for
     from ofakit.latency.devices import get_device
 
     started = time.perf_counter()
-    if cfg.algorithm not in ALGORITHMS:
-        import difflib
-
-        close = difflib.get_close_matches(cfg.algorithm, ALGORITHMS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown algorithm {cfg.algorithm!r}; choices: {', '.join(ALGORITHMS)}.{hint}")
-    if cfg.algorithm != "evolution":  # checked before any loading (aging and coarse-to-fine refuse it too)
-        numpy_engine_only(cfg.engine, cfg.algorithm)
+    search = ALGORITHMS.get(cfg.algorithm)  # before any loading
+    if cfg.budget < 1:
+        raise ConfigError(f"--budget must be positive, got {cfg.budget}")
     info = read_bundle_info(bundle)
     device = get_device(cfg.device)
     space = get_space(info.space)
@@ -78,15 +75,8 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
     score = predictor.for_rows(genome)
     rng = np.random.default_rng(cfg.seed)
     generations = max(1, cfg.budget // cfg.population)
-    ecfg = EvolutionConfig(population=cfg.population, generations=generations, engine=cfg.engine)
-    if cfg.algorithm == "evolution":
-        result = evolve(genome, score, limits, ecfg, rng)
-    elif cfg.algorithm == "aging":
-        result = aging_evolution(genome, score, limits, ecfg, rng)
-    elif cfg.algorithm == "coarse-to-fine":
-        result = coarse_to_fine(genome, score, limits, ecfg, rng)
-    else:
-        result = random_search(genome, score, limits, cfg.budget, rng)
+    ecfg = EvolutionConfig(population=cfg.population, generations=generations)
+    result = search(genome, score, limits, ecfg, cfg.budget, rng)
     best = result.best
     report = {
         "arch": best.to_dict(),
@@ -100,13 +90,41 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig) -> tuple[SearchResult,
         "bundle": str(bundle),
         "space": space.name,
         "limits": {lim.name: lim.maximum for lim in limits},
-        "algorithm": cfg.algorithm,
-        "engine": cfg.engine,
+        "algorithm": ALGORITHMS.canonical(cfg.algorithm),
         "seed": cfg.seed,
         "evaluations": result.evaluations,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    if pareto:
+        report["pareto"] = pareto_report(
+            result, lambda genome, rows: estimator.estimate_rows(genome, rows, scale=cfg.latency_scale))
+    if verify:
+        from ofakit.search.verify import verify_subnet
+
+        report["verify"] = verify_subnet(bundle, best, verify, report)
     return result, report
+
+
+def write_results(out: Path, report: dict[str, Any]) -> list[Path]:
+    """arch.json (the chosen subnet) and report.json in the folder `out`, and pareto.png where the report has a
+    front; returns the paths written."""
+    import json
+
+    from ofakit.io import atomic_write_json, atomic_write_text
+
+    atomic_write_text(out / "arch.json", json.dumps(report["arch"], indent=2) + "\n")
+    atomic_write_json(out / "report.json", report)
+    written = [out / "arch.json", out / "report.json"]
+    if "pareto" in report:
+        from ofakit.search.pareto import plot_fronts
+
+        front = report["pareto"]
+        written.append(plot_fronts(
+            out / "pareto.png", {"specialized (predicted)": (front["latency_ms"],
+                                                             [100 * a for a in front["predicted_accuracy"]])},
+            xlabel=f"estimated latency on {report['device']} (ms)", ylabel="predicted top-1 (%)",
+            title=f"{report['space']} on {report['device']}"))
+    return written
 
 
 def how_to_get_bundle(space: str) -> str:

@@ -28,8 +28,8 @@ class _Tables:
 
 @dataclass(frozen=True)
 class Additive:
-    """A cost that is `scale * (block_sum.of_rows(genome, rows) + offset)`, e.g. a LUT latency estimate: what a
-    compiled search evaluates from the block sum's arrays alone (`ofakit.search.fused`)."""
+    """A cost that is `scale * (block_sum.of_rows(genome, rows) + offset)`, e.g. a LUT latency estimate: a sum over
+    layers that a search can evaluate, or differentiate, from the block sum's arrays alone."""
 
     block_sum: BlockSum
     scale: float = 1.0

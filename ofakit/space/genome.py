@@ -41,7 +41,7 @@ class Genome:
         self._gate = np.array([self.genes[j].gate for j in self._gated], dtype=np.int64)
         self._threshold = np.array([self.genes[j].threshold for j in self._gated], dtype=np.float64)
         self._index = [{v: i for i, v in enumerate(g.choices)} for g in self.genes]
-        # key = canonical row . key_weights (mod 2^64); gate_code: see _active_table (both read by ofakit.search.fused)
+        # key = canonical row . key_weights (mod 2^64); gate_code: see _active_table
         self.key_weights = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
         self.gate_code = self._active_table()
 
@@ -153,7 +153,7 @@ class Genome:
 
     def mutate(self, rows: np.ndarray, rng: np.random.Generator, prob: float) -> np.ndarray:
         """Each gene of each row redrawn with probability `prob` (one uniform per gene, then one per redrawn gene,
-        in row order: `ofakit.search.fused` draws the same)."""
+        in row order)."""
         r, c = np.nonzero(rng.random(rows.shape) < prob)
         out = rows.copy()
         out[r, c] = (rng.random(len(r)) * self.sizes[c]).astype(np.int64)

@@ -11,7 +11,6 @@ import pytest
 
 from ofakit.cli.main import main
 from ofakit.predict.accuracy import AccuracyPredictor
-from ofakit.search import fused
 from ofakit.space import get_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,38 +81,13 @@ def test_latency_scale_tightens_the_limit_and_drift_is_measured(tmp_path, capsys
     assert report["latency_ms"] == pytest.approx(scale * lut.estimate(ArchConfig.from_dict(report["arch"])), abs=1e-3)
 
 
-@pytest.mark.skipif(not fused.numba_available(), reason="Numba is not installed (pip install 'ofakit[fast]')")
-def test_engine_numba_gives_the_same_subnet(tmp_path, capsys):
-    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2")
-    reports = {}
-    for engine in ("numpy", "numba"):
-        assert run("specialize", "--device", "note10", "--latency", "25ms", "--macs", "400M", "--bundle", bundle,
-                   "--budget", "3000", "--engine", engine, "--json") == 0
-        reports[engine] = json.loads(capsys.readouterr().out)
-    assert reports["numba"]["engine"] == "numba" and reports["numpy"]["engine"] == "numpy"
-    for key in ("arch", "predicted_accuracy", "latency_ms", "macs", "evaluations"):
-        assert reports["numba"][key] == reports["numpy"][key]
-
-
-def test_engine_numba_with_a_learned_latency_predictor_says_to_use_the_lut(tmp_path, capsys):
-    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-cifar")
-    assert run("specialize", "--device", "cpu-ort", "--latency", "0.8ms", "--latency-model", "predictor",
-               "--engine", "numba", "--bundle", bundle) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    for fragment in ("engine 'numba'", "latency_ms@cpu-ort is not a sum over layers", "--latency-model lut",
-                     "use engine 'numpy'"):
-        assert fragment in err
-
-
 @pytest.mark.parametrize("argv, fragments", [
     (["--device", "note1O", "--latency", "30ms"], ["unknown device 'note1O'", "Did you mean 'note10'"]),
-    (["--device", "note10", "--latency", "30ms", "--algorithm", "aging", "--engine", "numba"],
-     ["engine 'numba' runs the evolution algorithm only, not 'aging'"]),
     (["--device", "note10", "--latency", "1ms"], ["smallest reached", "raise the limit"]),
     (["--device", "note10", "--latency", "thirty"], ["cannot read latency 'thirty'"]),
     (["--device", "note10", "--macs", "3 hundred"], ["cannot read MACs"]),
-    (["--device", "note10", "--latency", "30ms", "--algorithm", "evolutoin"], ["Did you mean 'evolution'"]),
+    (["--device", "note10", "--latency", "30ms", "--algorithm", "evolutoin"],
+     ["unknown search algorithm 'evolutoin'", "Did you mean 'evolution'"]),
 ])
 def test_user_mistakes(tmp_path, capsys, argv, fragments):
     bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2")
