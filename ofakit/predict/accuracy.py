@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from ofakit.arch import ArchConfig
-from ofakit.errors import ArchError, BundleError
+from ofakit.errors import ArchError, BundleError, ConfigError
 from ofakit.io import atomic_path, atomic_write_json, read_json_file, read_user_bytes
-from ofakit.predict.trees import gbm_predict, gbm_to_arrays
+from ofakit.predict.trees import check_gbm_arrays, gbm_predict, gbm_to_arrays
 from ofakit.schema import build
 from ofakit.space import SearchSpace, get_space
 from ofakit.space.genome import Genome
@@ -150,22 +150,22 @@ class PredictorInfo:
 
 
 KINDS = ("mlp", "gbm")
-_GBM_ARRAYS = ("tree_feature", "tree_threshold", "tree_left", "tree_right", "tree_value", "init", "learning_rate")
 
 
 def _check_arrays(info: PredictorInfo, arrays: dict[str, np.ndarray], where: str) -> None:
     """The arrays `info.kind` reads are there, with shapes that chain (an MLP ends in one output)."""
-    if info.kind == "gbm":
-        missing = [k for k in _GBM_ARRAYS if k not in arrays]
-        if missing:
-            raise BundleError(f"{where}: a gbm predictor needs arrays {', '.join(missing)}")
-        return
-    n = info.meta.get("layers", sum(1 for k in arrays if k.startswith("w")))
     if info.encoding == "ofakit":  # MIT layouts are checked against the space when a search starts
         space = get_space(info.space)
         width = space.encode([space.smallest()]).shape[1]
     else:
         width = None
+    if info.kind == "gbm":
+        try:
+            check_gbm_arrays(arrays, features=width, where=where)
+        except ConfigError as exc:
+            raise BundleError(str(exc)) from None
+        return
+    n = info.meta.get("layers", sum(1 for k in arrays if k.startswith("w")))
     missing = [f"w{i}" for i in range(n) if f"w{i}" not in arrays]
     if n < 1 or missing:
         raise BundleError(f"{where}: an mlp predictor of {n} layers needs arrays {', '.join(missing) or 'w0'}")

@@ -41,7 +41,7 @@ from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.measure import LatencyRecord
 from ofakit.latency.table import PREDICTOR_SUFFIX, LatencyTable, find_table, table_dirs
 from ofakit.metrics import error_metrics
-from ofakit.predict.trees import gbm_predict, gbm_to_arrays
+from ofakit.predict.trees import check_gbm_arrays, gbm_predict, gbm_to_arrays
 from ofakit.space import SearchSpace
 from ofakit.space.genome import Genome
 
@@ -259,6 +259,8 @@ class LatencyPredictor:
         if wrong:
             needed = ", ".join(k + (f" {s}" if s else "") for k, s in need.items())
             raise ConfigError(f"{path}: a {kind} model of {n} features needs arrays {needed}; got {', '.join(wrong)}")
+        if kind == "gbm":
+            check_gbm_arrays(arrays, features=n, where=str(path))
         return predictor
 
 

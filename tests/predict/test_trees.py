@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ofakit.errors import OfakitError
-from ofakit.predict.trees import gbm_predict, gbm_to_arrays
+from ofakit.errors import ConfigError
+from ofakit.predict.trees import check_gbm_arrays, gbm_predict, gbm_to_arrays
 
 sklearn_ensemble = pytest.importorskip("sklearn.ensemble")
 
@@ -124,22 +124,73 @@ def test_an_empty_batch_and_single_leaf_trees():
 def _malformed(kind: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     model, held_out = _fitted()
     arrays = gbm_to_arrays(model)
+    split = arrays["tree_feature"] >= 0
     if kind == "missing-array":
         del arrays["tree_value"]
     elif kind == "ragged":
         arrays["tree_value"] = arrays["tree_value"][:5]
     elif kind == "child-out-of-range":
         arrays["tree_left"] = np.where(arrays["tree_left"] >= 0, arrays["tree_left"] + 1000, -1)
+    elif kind == "child-back-up":  # a split node's left child is the root: the walk would go round for ever
+        arrays["tree_left"] = np.where(split, 0, arrays["tree_left"])
     elif kind == "too-few-features":
         held_out = held_out[:, :2]
+    elif kind == "two-inits":
+        arrays["init"] = np.zeros(2)
     return arrays, held_out
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, IndexError), reason=(
-    "gbm_predict does not check its arrays: malformed ones (e.g. from a damaged predictor.safetensors) end in a raw "
-    "KeyError or IndexError, and a child index that points back up a tree loops forever"))
-@pytest.mark.parametrize("kind", ["missing-array", "ragged", "child-out-of-range", "too-few-features"])
-def test_malformed_arrays_are_a_one_line_error(kind):
+MALFORMED = {  # kind -> what gbm_predict's one line says, what check_gbm_arrays' one line says
+    "missing-array": ("missing arrays tree_value", "p.safetensors: gradient-boosted trees need arrays .*; missing "
+                                                    "tree_value"),
+    "ragged": ("must share one \\[trees, nodes\\] shape", "p.safetensors: arrays .* must share one "
+                                                           "\\[trees, nodes\\] shape; got .*tree_value \\(5, "),
+    "child-out-of-range": ("a child index points outside its tree", "p.safetensors: tree_left\\[0, 0\\] is 1001; a "
+                                                                    "child must come after its node \\(0\\)"),
+    "child-back-up": ("points back up its tree", "p.safetensors: tree_left\\[0, 0\\] is 0; a child must come after "
+                                                 "its node \\(0\\)"),
+    "too-few-features": ("read 6 features; got an array of shape \\(100, 2\\)", None),
+    "two-inits": ("init and learning_rate hold one number each", "p.safetensors: array init must hold one number"),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_malformed_arrays_are_a_one_line_error_never_a_hang(kind):
     arrays, x = _malformed(kind)
-    with pytest.raises(OfakitError):
+    with pytest.raises(ConfigError, match=MALFORMED[kind][0]):
         gbm_predict(arrays, x)
+
+
+@pytest.mark.parametrize("kind", [k for k, (_, loaded) in MALFORMED.items() if loaded])
+def test_malformed_arrays_are_refused_when_loaded(kind):
+    arrays, _ = _malformed(kind)
+    with pytest.raises(ConfigError, match=MALFORMED[kind][1]):
+        check_gbm_arrays(arrays, features=6, where="p.safetensors")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.update(tree_feature=np.where(a["tree_feature"] >= 0, 7, a["tree_feature"])),
+     "a split reads feature 7, but the model has 6 features"),
+    (lambda a: a.update(tree_threshold=np.where(a["tree_feature"] >= 0, np.nan, 0.0)),
+     "array tree_threshold holds a number that is not finite"),
+    (lambda a: a.update(tree_right=a["tree_right"] + 0.5), "arrays tree_right must hold whole numbers"),
+    (lambda a: a.update(tree_value=np.array([["x"]])), "array tree_value must hold numbers"),
+    (lambda a: a.update({k: a[k][:, :0] for k in ("tree_feature", "tree_threshold", "tree_left", "tree_right",
+                                                   "tree_value")}), "must share one \\[trees, nodes\\] shape"),
+])
+def test_the_loaders_check_refuses_what_would_misread(change, message):
+    model, _ = _fitted()
+    arrays = gbm_to_arrays(model)
+    change(arrays)
+    with pytest.raises(ConfigError, match=message):
+        check_gbm_arrays(arrays, features=6)
+
+
+def test_well_formed_arrays_pass_the_check_unchanged():
+    model, held_out = _fitted(subsample=0.8, max_depth=4)  # padded trees of different sizes
+    arrays = gbm_to_arrays(model)
+    structure = ("tree_feature", "tree_left", "tree_right")  # stored as integers by another writer
+    checked = check_gbm_arrays({k: v.astype(np.int32) if k in structure else v for k, v in arrays.items()},
+                               features=6)
+    assert all(checked[k].dtype == np.float64 for k in checked)
+    np.testing.assert_array_equal(gbm_predict(checked, held_out), gbm_predict(arrays, held_out))
