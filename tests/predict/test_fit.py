@@ -1,0 +1,96 @@
+"""The fitting pipelines as library calls: where `fit_latency` keeps its predictor and records, what it measures and
+reports, and the settings it refuses before measuring; `fit_accuracy` refuses too few samples before loading
+anything. (The commands end to end: tests/cli/test_latency_cmd.py and tests/predict/test_fit_cmd.py.)"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ofakit.errors import ConfigError
+from ofakit.latency.devices import get_device
+from ofakit.latency.measure import MeasuredGroup
+from ofakit.latency.table import find_table
+from ofakit.predict.fit import AccuracyFitConfig, LatencyFitConfig, fit_accuracy, fit_latency, latency_fit_paths
+from ofakit.space import get_space
+
+SPACE = "ofa-mbv3-cifar"
+
+
+def test_paths_default_to_the_tables_folder_with_records_beside_the_predictor(tmp_path):
+    assert latency_fit_paths("cpu-ort", SPACE, LatencyFitConfig()) == (
+        Path("latency_tables/cpu-ort_ofa-mbv3-cifar.predictor.json"),
+        Path("latency_tables/cpu-ort_ofa-mbv3-cifar.predictor.records.jsonl"))
+    out = tmp_path / "p.json"
+    assert latency_fit_paths("cpu-ort", SPACE, LatencyFitConfig(out=out)) == (out, tmp_path / "p.records.jsonl")
+    assert latency_fit_paths("cpu-ort", SPACE, LatencyFitConfig(out=out, records=tmp_path / "r.jsonl"))[1] == \
+        tmp_path / "r.jsonl"
+
+
+@pytest.fixture
+def measured(monkeypatch) -> list:
+    """measure_groups replaced: every subnet takes 1.2x its LUT sum; returns the subnets measured."""
+    from ofakit.latency import measure
+    from ofakit.latency.estimate import LutEstimator
+
+    seen: list = []
+
+    def fake(device, space, table, archs, cfg):
+        lut = LutEstimator(table, space)
+        for start in range(0, len(archs), cfg.group):
+            chunk = list(archs[start:start + cfg.group])
+            seen.extend(chunk)
+            ms = list(1.2 * lut.estimate_batch(chunk))
+            yield MeasuredGroup(chunk, (ms, ms), (table.reference_ms,) * 2)
+
+    monkeypatch.setattr(measure, "measure_groups", fake)
+    return seen
+
+
+def fit(tmp_path: Path, **settings) -> tuple:
+    calls: list = []
+    cfg = LatencyFitConfig(out=tmp_path / "p.json", **settings)
+    predictor = fit_latency(get_device("cpu-ort"), get_space(SPACE), find_table("cpu-ort", SPACE), cfg,
+                            on_group=lambda done, n: calls.append((done, n)))
+    return predictor, calls
+
+
+def test_fit_measures_in_groups_and_stores_the_predictor(tmp_path, measured):
+    predictor, calls = fit(tmp_path, samples=45, resolutions=(28, 32), seed=3)
+    assert len(measured) == 45 and {a.resolution for a in measured} == {28, 32}
+    assert calls == [(20, 45), (40, 45), (45, 45)]  # groups of 20
+    assert predictor.path == tmp_path / "p.json" and predictor.meta["records"] == 45
+    assert predictor.meta["records_file"] == "p.records.jsonl"
+    assert predictor.meta["source"] == f"ofakit latency fit --device cpu-ort --space {SPACE} --samples 45 --seed 3"
+    stored = json.loads((tmp_path / "p.json").read_text())
+    assert stored["meta"]["kind"] == predictor.kind
+    lines = (tmp_path / "p.records.jsonl").read_text().splitlines()
+    assert len(lines) == 45 and all(json.loads(line)["device"] == "cpu-ort" for line in lines)
+    measured_ms = np.array([json.loads(line)["measured_ms"] for line in lines[:5]])
+    np.testing.assert_allclose(predictor.estimate_batch(measured[:5]), measured_ms, rtol=0.02)  # it learned the 1.2x
+
+
+def test_a_second_fit_measures_only_the_new_subnets(tmp_path, measured):
+    fit(tmp_path, samples=10)
+    measured.clear()
+    predictor, calls = fit(tmp_path, samples=12)  # the same seed draws the same first 10 subnets
+    assert len(measured) == 2 and calls == [(12, 12)] and predictor.meta["records"] == 12
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"samples": 7}, "--samples must be at least 8, got 7"),
+    ({"reps": 0}, "--reps must be >= 1, got 0"),
+    ({"calls": -2}, "--calls must be >= 1, got -2"),
+    ({"resolutions": (40,)}, r"has no entries at resolution\(s\) 40 \(it has: 24, 28, 32\)"),
+])
+def test_settings_are_refused_before_anything_is_measured(tmp_path, measured, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        fit(tmp_path, **settings)
+    assert measured == [] and not list(tmp_path.iterdir())
+
+
+def test_accuracy_fit_refuses_too_few_samples_before_loading(tmp_path):
+    with pytest.raises(ConfigError, match="--samples must be at least 10, got 9"):
+        fit_accuracy(tmp_path / "no-bundle", AccuracyFitConfig(data="digits", samples=9))
