@@ -19,6 +19,7 @@ from ofakit.search.pareto import pareto_front
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
 
+
 @dataclass(frozen=True)
 class SpecializeConfig:
     device: str
