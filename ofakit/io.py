@@ -1,6 +1,12 @@
-"""Files in and out: atomic writes (a temporary file in the same folder, fsync, then rename over the target), and
-the one reader of every file a user hands us (`read_user_file`, `read_json_file`, `read_yaml_file`), which turns
-every way a file can be wrong into one line naming the file and what it should have been."""
+"""Files in and out.
+
+- Atomic writes: a temporary file in the same folder, fsync, then rename over the target.
+- The one reader of every file a user hands us (`read_user_file`, `read_json_file`, `read_yaml_file`,
+  `read_user_bytes`, `read_jsonl`): every way a file can be wrong becomes one ConfigError line naming the file and
+  what it should have been; a typed builder (`ofakit.schema.build`) then checks its keys and types.
+- Output checks (`check_output_file`, `check_output_dir`), made before a command starts its work, so that a file or
+  folder in the way is one line at once rather than an error after a long search.
+"""
 from __future__ import annotations
 
 import json

@@ -245,10 +245,7 @@ class LatencyTable:
     def from_dict(cls, data: Any, where: str = "latency table") -> LatencyTable:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise ConfigError(f"{where}: not an ofakit latency table (expected \"format\": {FORMAT!r})")
-        unknown = sorted(set(data) - {"format", "version", "meta", "entries"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                              "allowed: format, version, meta, entries")
+        check_keys(data, ("format", "version", "meta", "entries"), where)
         if data.get("version") != VERSION:
             raise ConfigError(f"{where}: table version {data.get('version')!r} is not supported (this ofakit reads "
                               f"version {VERSION})")
