@@ -65,7 +65,7 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize(("mutate", "match"), [
     (lambda d: d.update(format="x"), r"not an ofakit latency table"),
     (lambda d: d.update(version=9), r"table version 9 is not supported"),
-    (lambda d: d.update(extra=1), r"unknown key\(s\) 'extra'; allowed: format, version, meta, entries"),
+    (lambda d: d.update(extra=1), r"unknown key\(s\) 'extra' \(did you mean 'meta'\?\); allowed: format, version, meta, entries"),
     (lambda d: d["meta"].update(colour="red"), r"t.json: meta: unknown key\(s\) 'colour'; allowed: device, space"),
     (lambda d: d["meta"].pop("space"), r"t.json: meta: missing key\(s\) 'space'"),
     (lambda d: d["entries"].update(big={}), r"'entries' maps resolutions"),
