@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ofakit.bundle import load_bundle, read_bundle_info, save_bundle
-from ofakit.errors import BundleError
+from ofakit.errors import BundleError, ConfigError
 from ofakit.space import get_space
 from ofakit.supernet import build_supernet
 
@@ -61,6 +61,26 @@ def test_a_pickle_is_refused(tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="is not a bundle: no bundle.json"):
         read_bundle_info(tmp_path)
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    ({"space": "tiny", "num_classes": "ten"}, r"bundle.json: num_classes: expected an integer, got 'ten'$"),
+    ({"space": "tiny", "num_classes": 10, "training": []}, r"bundle.json: training: expected a mapping, got a list$"),
+    ({"space": "tiny"}, r"bundle.json: missing key\(s\) 'num_classes'$"),
+    (b"\xff\xfe{}", r"bundle.json: not a bundle.json \(not UTF-8 text\)$"),
+    (b"{", r"bundle.json: not a bundle.json \(not JSON: "),
+])
+def test_a_malformed_bundle_json_is_one_line(tmp_path, content, match):
+    path = tmp_path / "bundle.json"
+    path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    with pytest.raises(BundleError if isinstance(content, dict) else ConfigError, match=match):
+        read_bundle_info(tmp_path)
+
+
+def test_a_file_is_not_a_bundle(tmp_path):
+    (tmp_path / "b").write_text("{}")
+    with pytest.raises(BundleError, match=r"b is a file; a bundle is a folder"):
+        read_bundle_info(tmp_path / "b")
 
 
 def test_unknown_keys_and_space(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ofakit.errors import BundleError
-from ofakit.interop.ofa_checkpoint import guess_ofa_space, import_ofa_supernet
+from ofakit.interop.ofa_checkpoint import guess_ofa_space, import_ofa_supernet, load_ofa_checkpoint
 from ofakit.interop.ofa_config import arch_from_ofa_args
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ofa"
@@ -105,3 +105,36 @@ def test_arbitrary_pickles_are_refused(tmp_path):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(BundleError, match="does not exist"):
         import_ofa_supernet(tmp_path / "nope.pth", "ofa-mbv3-w1.0")
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (b"notes: not a checkpoint\n", r"notes.pth is not a PyTorch checkpoint \(a torch.save file"),
+    (b"", r"notes.pth is not a PyTorch checkpoint"),
+    ("truncated", r"cannot read checkpoint .*notes.pth: truncated or corrupt \(RuntimeError: "),
+    ("folder", r"checkpoint '.*notes.pth' is a folder; expected a PyTorch checkpoint file"),
+    ("list", r"notes.pth is not a state dict of tensors"),
+])
+def test_what_is_not_a_checkpoint_is_one_line(tmp_path, content, match):
+    path = tmp_path / "notes.pth"
+    if content == "folder":
+        path.mkdir()
+    elif content == "truncated":
+        torch.save({"w": torch.zeros(64)}, path)
+        path.write_bytes(path.read_bytes()[:100])
+    elif content == "list":
+        torch.save([torch.zeros(1)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(BundleError, match=match) as info:
+        load_ofa_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_refused_pickle_names_what_it_holds_not_how_to_load_it_unsafely(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"x": _Payload()}, path)
+    with pytest.raises(BundleError) as info:
+        load_ofa_checkpoint(path)
+    message = str(info.value)
+    assert "Unsupported global" in message and "weights_only=True only" in message
+    assert "weights_only` set to `False`" not in message and "\x1b" not in message

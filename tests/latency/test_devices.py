@@ -132,3 +132,16 @@ def test_pyproject_ships_devices_and_tables_with_the_wheel():
     text = (ROOT / "pyproject.toml").read_text()
     assert '"share/ofakit/devices" = ["devices/*.yaml"]' in text
     assert '"share/ofakit/latency_tables" = ["latency_tables/*.json", "latency_tables/README.md"]' in text
+
+
+def test_a_file_in_the_devices_path_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "devices").write_text("name: x\n")
+    monkeypatch.setenv(DEVICES_PATH_ENV, str(tmp_path / "devices"))
+    with pytest.raises(ConfigError, match=r"devices \(in \$OFAKIT_DEVICES_PATH\) is a file; expected a folder"):
+        get_device("note10")
+
+
+def test_a_device_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "x.yaml").write_bytes(b"name: x\ndescription: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"x.yaml: not a device file \(not UTF-8 text\)$"):
+        load_device(tmp_path / "x.yaml")

@@ -249,3 +249,12 @@ def test_pixel1_table_covers_random_subnets():
     values = est.estimate_batch(archs)
     assert all(40 < v < 200 for v in values)
     assert values[0] == pytest.approx(est.estimate(archs[0]))
+
+
+def test_a_file_in_the_tables_path_is_refused(tmp_path, monkeypatch):
+    from ofakit.latency.table import table_dirs
+
+    (tmp_path / "tables").write_text("{}")
+    monkeypatch.setenv("OFAKIT_TABLES_PATH", str(tmp_path / "tables"))
+    with pytest.raises(ConfigError, match=r"tables \(in \$OFAKIT_TABLES_PATH\) is a file; expected a folder"):
+        table_dirs()

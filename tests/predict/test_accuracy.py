@@ -71,6 +71,32 @@ def test_errors(tmp_path):
         fit_accuracy_predictor(get_space("tiny"), [get_space("tiny").largest()] * 3, [0.5] * 3)
 
 
+@pytest.mark.parametrize(("info", "arrays", "match"), [
+    ({}, None, r"predictor.json: missing key\(s\) 'space', 'kind'$"),
+    ({"space": "tiny", "kind": "svm"}, None, r"predictor.json: kind 'svm' is not one of mlp, gbm$"),
+    ({"space": "tiny", "kind": "mlp", "meta": {"layers": 0}}, None, r"meta: layers must be a positive integer"),
+    ({"space": "tiny", "kind": "mlp"}, b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\"", r"predictor.safetensors: not "
+     r"accuracy predictor weights \(safetensors\) \(SafetensorError: "),
+    ({"space": "tiny", "kind": "mlp"}, {"w0": np.zeros((4, 23)), "w1": np.zeros((2, 4))},
+     r"predictor.safetensors: the last layer has 2 outputs; a predictor has one$"),
+    ({"space": "tiny", "kind": "mlp"}, {"w0": np.zeros((1, 5))}, r"layer 0 has weights \(1, 5\) and bias None, "
+     r"which do not take the 23 features$"),
+])
+def test_a_malformed_predictor_is_one_line_naming_its_file(tmp_path, info, arrays, match):
+    from safetensors.numpy import save_file
+
+    good = {"w0": np.zeros((1, 23)), "b0": np.zeros(1)}
+    AccuracyPredictor("tiny", "mlp", good).save(tmp_path)
+    (tmp_path / "predictor.json").write_text(json.dumps(info))
+    if isinstance(arrays, bytes):
+        (tmp_path / "predictor.safetensors").write_bytes(arrays)
+    elif arrays is not None:
+        save_file(arrays, str(tmp_path / "predictor.safetensors"))
+    with pytest.raises((BundleError, ConfigError), match=match) as caught:
+        AccuracyPredictor.load(tmp_path)
+    assert "\n" not in str(caught.value)
+
+
 def test_records_spread_and_resume(tmp_path):
     space = get_space("ofa-mbv3-w1.0")
     archs = spread_over_macs(space, 40, random.Random(0))
