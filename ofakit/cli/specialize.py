@@ -24,10 +24,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-model", default="auto", metavar="MODEL",
                    help="lut | predictor | auto: auto (default) uses the learned latency predictor when one is fitted "
                         "for the device and space (ofakit latency fit), else the LUT sum")
-    p.add_argument("--drift", action="store_true",
-                   help="measure the table's reference model on the device now and scale every latency estimate by "
-                        "(now / when the table was made), so a machine running slower or faster today is followed "
-                        "(the device's runtime must run here; imports torch)")
+    drift = p.add_mutually_exclusive_group()
+    drift.add_argument("--drift", dest="drift", action="store_const", const="on", default="auto",
+                       help="always measure the table's reference model on the device now and scale every latency "
+                            "estimate by (now / in the table); an error where it cannot be measured. Default: done "
+                            "for devices that run here and tables with a reference (about a second; imports torch)")
+    drift.add_argument("--no-drift", dest="drift", action="store_const", const="off",
+                       help="use the table's numbers as they are (deterministic: no timing on this machine)")
     p.add_argument("--algorithm", default="evolution", metavar="NAME",
                    help=f"search algorithm: {' | '.join(ALGORITHMS.names())} (default %(default)s)")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
@@ -49,29 +52,29 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:  # before the search: a file in the way is one line, not an error after it
         check_output_dir(args.out, "specialize's results", files=("arch.json", "report.json", "pareto.png"))
     bundle = resolve_bundle(args.bundle)
-    scale = 1.0
-    if args.drift:
-        from ofakit.bundle import read_bundle_info
-        from ofakit.latency.profile import drift_scale
-
-        scale = drift_scale(args.device, read_bundle_info(bundle).space)
     cfg = SpecializeConfig(
         device=args.device,
         latency_ms=parse_latency_ms(args.latency) if args.latency is not None else None,
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
         algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
-        latency_scale=scale,
+        drift=args.drift,
     )
     _, report = specialize(bundle, cfg, pareto=args.pareto, verify=args.verify)
     if args.out is not None:
         write_results(args.out, report)
+    drift = report.get("latency_drift")
+    if drift is not None:
+        print(f"latency: {drift['why']}", file=sys.stderr)
+        if drift.get("hint"):
+            print(f"note: {drift['hint']}", file=sys.stderr)
     if args.json:
         print_json(report)
         return 0
+    scale = report.get("latency_drift_scale", 1.0)
     rows = [["predicted top-1", f"{100 * report['predicted_accuracy']:.2f} %"],
             ["latency", f"{report['latency_ms']:.2f} ms ({report['latency_estimator']}"
-                        + (f" x drift {scale:.3f}" if args.drift else "") + f", {report['device']})"],
+                        + (f" x drift {scale:.3f}" if scale != 1.0 else "") + f", {report['device']})"],
             ["MACs", f"{report['macs'] / 1e6:.1f} M"], ["params", f"{report['params'] / 1e6:.2f} M"],
             ["resolution", str(report["arch"]["resolution"])], ["depths", str(report["arch"]["depths"])],
             ["searched", f"{report['evaluations']} archs in {report['wall_time_s']:.2f} s ({report['algorithm']})"]]

@@ -30,8 +30,9 @@ class SpecializeConfig:
     budget: int = 5000  # archs scored (about population x generations)
     population: int = 100
     seed: int = 0
-    latency_model: str = "lut"  # lut | predictor | auto (ofakit.latency.estimate.ESTIMATORS)
-    latency_scale: float = 1.0  # multiplies every latency estimate: the machine's drift (ofakit.latency.profile)
+    latency_model: str = "lut"  # a name of ofakit.predict.estimators.ESTIMATORS
+    drift: str = "off"  # auto | on | off: scale estimates by the machine's drift (ofakit.latency.drift.drift_for)
+    latency_scale: float = 1.0  # multiplies every latency estimate, on top of the drift (1.0: none)
 
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = False,
@@ -59,14 +60,15 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
     _check_device_serves(device.name, space.name, bundle)
     estimator = estimator_for(device.name, space.name, model=cfg.latency_model)
+    drift = _drift(device.name, space.name, cfg) if cfg.latency_ms is not None else None
+    scale = cfg.latency_scale * (drift.scale if drift is not None else 1.0)
     from ofakit.predict.ofa_predictor import predictor_space
 
     search_space = predictor_space(predictor, space)  # only resolutions the predictor can encode
     genome = Genome(search_space)
     limits: list[Limit] = []
     if cfg.latency_ms is not None:
-        limits.append(latency_limit(f"latency_ms@{device.name}", cfg.latency_ms, estimator, genome,
-                                    cfg.latency_scale))
+        limits.append(latency_limit(f"latency_ms@{device.name}", cfg.latency_ms, estimator, genome, scale))
     if cfg.macs is not None:
         limits.append(macs_limit(genome, cfg.macs))
     if cfg.params is not None:
@@ -82,9 +84,10 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     report = {
         "arch": best.to_dict(),
         "predicted_accuracy": round(float(result.score), 6),
-        "latency_ms": round(float(estimator.estimate(best, scale=cfg.latency_scale)), 4),
+        "latency_ms": round(float(estimator.estimate(best, scale=scale)), 4),
         "latency_estimator": estimator.name,
-        **({"latency_drift_scale": round(cfg.latency_scale, 4)} if cfg.latency_scale != 1.0 else {}),
+        **({"latency_drift_scale": round(scale, 4)} if scale != 1.0 else {}),
+        **({"latency_drift": drift.to_dict()} if drift is not None else {}),
         "macs": space.macs(best),
         "params": space.params(best),
         "device": device.name,
@@ -98,12 +101,28 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     }
     if pareto:
         report["pareto"] = pareto_report(
-            result, lambda genome, rows: estimator.estimate_rows(genome, rows, scale=cfg.latency_scale))
+            result, lambda genome, rows: estimator.estimate_rows(genome, rows, scale=scale))
     if verify:
         from ofakit.search.verify import verify_subnet
 
         report["verify"] = verify_subnet(bundle, best, verify, report)
     return result, report
+
+
+def _drift(device: str, space: str, cfg: SpecializeConfig) -> Any:
+    """The drift correction of the latency limit (`ofakit.latency.drift`); in auto mode none for a latency model
+    without a table (an op model, a calibration, a structural model)."""
+    from ofakit.latency.drift import Drift, drift_for
+
+    if cfg.drift == "auto" and not _has_table(device, space):
+        return Drift(1.0, "none", "no drift correction: the device's latency model has no table to drift from")
+    return drift_for(device, space, mode=cfg.drift)
+
+
+def _has_table(device: str, space: str) -> bool:
+    from ofakit.latency.table import available_tables
+
+    return space in available_tables(device)
 
 
 def write_results(out: Path, report: dict[str, Any]) -> list[Path]:

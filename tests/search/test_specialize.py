@@ -81,6 +81,25 @@ def test_latency_scale_tightens_the_limit_and_drift_is_measured(tmp_path, capsys
     assert report["latency_ms"] == pytest.approx(scale * lut.estimate(ArchConfig.from_dict(report["arch"])), abs=1e-3)
 
 
+def test_the_cli_corrects_drift_by_default_and_no_drift_keeps_the_tables_numbers(tmp_path, capsys, monkeypatch):
+    """Default: the reference is timed (here: a stand-in 2x faster machine) and the report says so in one line
+    with the re-profile hint; --no-drift gives the table's own numbers, the same every run."""
+    from ofakit.latency import drift
+
+    monkeypatch.setattr(drift, "_measure_reference", lambda table, device: 0.5)
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-cifar")
+    argv = ["specialize", "--device", "cpu-ort", "--latency", "0.5ms", "--bundle", bundle, "--budget", "500", "--json"]
+    assert run(*argv) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["latency_drift"]["how"] == "measured" and report["latency_drift_scale"] == 0.5
+    assert "scaled x0.500" in out.err and "2.0x faster" in out.err and "ofakit profile --device cpu-ort" in out.err
+    assert run(*argv, "--no-drift") == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["latency_drift"]["how"] == "off" and "latency_drift_scale" not in plain
+    assert plain["latency_ms"] <= 0.5 < report["latency_ms"] / 0.5  # the drift let a bigger subnet in
+
+
 @pytest.mark.parametrize("argv, fragments", [
     (["--device", "note1O", "--latency", "30ms"], ["unknown device 'note1O'", "Did you mean 'note10'"]),
     (["--device", "note10", "--latency", "1ms"], ["smallest reached", "raise the limit"]),
