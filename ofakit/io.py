@@ -250,3 +250,9 @@ def _check_parents(path: Path, what: str) -> None:
     blocker = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
     if blocker is not None and not blocker.is_dir():
         raise ConfigError(f"cannot write {what} to {str(path)!r}: {str(blocker)!r} is not a directory")
+
+
+def cache_dir() -> Path:
+    """Where ofakit keeps what it can make again (decoded datasets, exported reference models): $OFAKIT_CACHE, else
+    ~/.cache/ofakit."""
+    return Path(os.environ.get("OFAKIT_CACHE", Path.home() / ".cache" / "ofakit"))

@@ -129,11 +129,44 @@ def _hint(table: LatencyTable, device: DeviceSpec, space: str, scale: float) -> 
 
 
 def _measure_reference(table: LatencyTable, device: DeviceSpec) -> float:
+    """(reference timed now) / (reference in the table). ONNX Runtime devices keep the exported reference model in
+    the cache folder, so only the first measurement on a machine imports torch to build it."""
     from ofakit.latency.backends import backend_for
-    from ofakit.latency.profile import reference_scale
+    from ofakit.latency.backends.onnxruntime import OnnxRuntimeBackend
+    from ofakit.latency.profile import reference_runner, table_reference, time_against
     from ofakit.space import get_space
 
-    return reference_scale(table, backend_for(device), get_space(table.meta["space"]))
+    ref_ms, ref_arch = table_reference(table)
+    backend = backend_for(device)
+    space = get_space(table.meta["space"])
+    if not isinstance(backend, OnnxRuntimeBackend):
+        return time_against(reference_runner(backend, space, ref_arch), ref_ms)
+    shape = (backend.settings.batch, 3, ref_arch.resolution, ref_arch.resolution)
+    return time_against(backend.load_onnx(_reference_onnx(space, ref_arch, shape), shape), ref_ms)
+
+
+def _reference_onnx(space: Any, arch: Any, shape: tuple[int, ...]) -> bytes:
+    """The reference model exported to ONNX, from the cache folder (made there on first use)."""
+    import hashlib
+
+    from ofakit.io import atomic_path, cache_dir
+
+    key = hashlib.sha1(repr((space.key(arch), shape)).encode()).hexdigest()[:16]
+    path = cache_dir() / "reference-models" / f"{space.name}-{key}.onnx"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    from ofakit.latency.backends.onnxruntime import to_onnx
+    from ofakit.supernet import build_supernet, extract_subnet
+
+    data = to_onnx(extract_subnet(build_supernet(space).eval(), arch).eval(), shape)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError:  # a read-only cache costs only the export next time
+        pass
+    return data
 
 
 __all__ = ["DRIFT_MODES", "Drift", "WARN_FACTOR", "drift_for"]

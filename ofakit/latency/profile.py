@@ -206,15 +206,19 @@ def reference_scale(table: LatencyTable, backend: Backend, space: SearchSpace, *
     loaded sub-millisecond model timed over a few milliseconds only can read 1.7x its level (seen in
     bench/reference/front.py), from cold caches and clocks rather than drift.
     """
-    ref_ms, ref_arch = _table_reference(table)
-    runner = reference_runner(backend, space, ref_arch)
+    ref_ms, ref_arch = table_reference(table)
+    return time_against(reference_runner(backend, space, ref_arch), ref_ms, reps=reps, seconds=seconds)
+
+
+def time_against(runner: Runner, ref_ms: float, *, reps: int = 20, seconds: float = 1.0) -> float:
+    """(the reference `runner` timed now) / `ref_ms`, timed as `reference_scale` says."""
     first = measure(runner, warmup=2, reps=3).median
     calls = max(reps, math.ceil(seconds * 1000 / max(first, 1e-3)))
     measure(runner, warmup=0, reps=max(1, calls // 2))
     return measure(runner, warmup=0, reps=calls).p10 / ref_ms
 
 
-def _table_reference(table: LatencyTable) -> tuple[float, ArchConfig]:
+def table_reference(table: LatencyTable) -> tuple[float, ArchConfig]:
     """The table's reference model and its level (ms); a ConfigError for a table without one."""
     ref = table.meta.get("reference") or {}
     if not ref.get("ms") or not ref.get("arch"):
@@ -227,8 +231,9 @@ def drift_scale(device: str, space: str, *, reps: int = 20) -> float:
     """`reference_scale` of `device`'s (name or alias) table for `space`, measured with the device's backend here."""
     spec = get_device(device)
     table = find_table(spec.name, space)
-    _table_reference(table)  # before building a backend: a table without a reference is the error to report
+    table_reference(table)  # before building a backend: a table without a reference is the error to report
     return reference_scale(table, backend_for(spec), get_space(space), reps=reps)
 
 
-__all__: Sequence[str] = ("ProfileConfig", "Progress", "drift_scale", "profile", "reference_scale", "todo")
+__all__: Sequence[str] = ("ProfileConfig", "Progress", "drift_scale", "profile", "reference_scale", "time_against",
+                          "todo")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_write_npz
+from ofakit.io import atomic_write_npz, cache_dir
 
 SPLITS = ("train", "val")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,10 +107,6 @@ def _arrays(path: Path, data: np.lib.npyio.NpzFile, split: str) -> ArrayDataset:
             return ArrayDataset(np.asarray(data[f"{prefix}_images"]), np.asarray(labels), classes, path.stem, **norm)
     raise ConfigError(f"{path} has no '{split}_images'/'{split}_labels' arrays (found: {', '.join(data.files)}); "
                       "an array dataset holds train_images, train_labels, val_images, val_labels (uint8 NHWC)")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("OFAKIT_CACHE", Path.home() / ".cache" / "ofakit"))
 
 
 def _cifar_jpeg(path: Path, split: str) -> ArrayDataset:

@@ -74,7 +74,9 @@ def test_a_table_without_a_reference_cannot_be_corrected(tmp_path, monkeypatch):
 
 
 def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp_path, monkeypatch):
-    """Real timing: the drift measured against a table whose numbers are all 3x too high undoes the factor."""
+    """Real timing: the drift measured against a table whose numbers are all 3x too high undoes the factor; the
+    reference model is exported once into the cache folder, and the second measurement needs no torch export."""
+    monkeypatch.setenv("OFAKIT_CACHE", str(tmp_path / "cache"))
     archs = sample_archs(get_space(SPACE), (32,), 5, random.Random(0))
     right = drift_for("cpu-ort", SPACE)
     expected = LutEstimator(find_table("cpu-ort", SPACE)).estimate_batch(archs, scale=right.scale)
@@ -88,3 +90,9 @@ def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp
     assert ((corrected / expected) > 0.6).all() and ((corrected / expected) < 1.6).all()  # two timings' noise
     assert d.how == "measured" and f"x{d.scale:.3f}" in d.why
     assert "faster than the table's" in d.hint and "ofakit profile --device cpu-ort" in d.hint
+    cached = list((tmp_path / "cache" / "reference-models").glob(f"{SPACE}-*.onnx"))
+    assert len(cached) == 1
+    from ofakit.latency.backends import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "to_onnx", lambda *a: pytest.fail("exported again"))
+    assert 0.5 < drift_for("cpu-ort", SPACE).scale / d.scale < 2.0

@@ -66,9 +66,13 @@ class OnnxRuntimeBackend(Backend):
         return ort.InferenceSession(onnx_bytes, opts, providers=self._providers())
 
     def load(self, model: nn.Module, input_shape: tuple[int, ...]) -> Runner:
+        return self.load_onnx(to_onnx(model, input_shape), input_shape)
+
+    def load_onnx(self, onnx_bytes: bytes, input_shape: tuple[int, ...]) -> Runner:
+        """A runner of an exported model (no torch needed)."""
         import numpy as np
 
-        session = self.session(to_onnx(model, input_shape))
+        session = self.session(onnx_bytes)
         x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
         return _SessionRunner(session, x)
 
