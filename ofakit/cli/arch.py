@@ -35,9 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--latency-model", metavar="MODEL",
                    help="with --device: lut | predictor | auto (default: the learned predictor when one is fitted "
                         "for the device and space, else the LUT sum)")
-    i.add_argument("--drift", action="store_true",
-                   help="with --device: measure the table's reference model on the device now and scale the "
-                        "estimate by (now / when the table was made) (the device's runtime must run here)")
+    drift = i.add_mutually_exclusive_group()
+    drift.add_argument("--drift", dest="drift", action="store_const", const="on", default="auto",
+                       help="with --device: always measure the table's reference model on the device now and scale "
+                            "the estimate by (now / in the table); an error where it cannot be measured. Default: "
+                            "done for devices that run here and tables with a reference")
+    drift.add_argument("--no-drift", dest="drift", action="store_const", const="off",
+                       help="with --device: the table's numbers as they are (no timing on this machine)")
     i.set_defaults(run=run_info)
 
     f = asub.add_parser("from-ofa", help="convert MIT once-for-all's net.config of a subnet to ArchConfig JSON")
@@ -86,7 +90,8 @@ def run_info(args: argparse.Namespace) -> int:
         space.validate(arch)
     notes = [str(w.message) for w in caught]
     macs, params = space.macs(arch), space.params(arch)
-    for flag, given in (("--latency-model", args.latency_model is not None), ("--drift", args.drift)):
+    for flag, given in (("--latency-model", args.latency_model is not None), ("--drift", args.drift == "on"),
+                        ("--no-drift", args.drift == "off")):
         if given and not args.device:
             raise ConfigError(f"{flag} needs --device")
     latency = _latency(arch, args.device, args.latency_model or "auto", args.drift) if args.device else {}
@@ -96,6 +101,10 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     for note in notes:
         print(f"ofakit: warning: {note}", file=sys.stderr)
+    if latency.get("latency_drift"):
+        print(f"latency: {latency['latency_drift']['why']}", file=sys.stderr)
+        if latency["latency_drift"].get("hint"):
+            print(f"note: {latency['latency_drift']['hint']}", file=sys.stderr)
     print(f"space       {arch.space}\nresolution  {arch.resolution}\nvalid       yes\n"
           f"MACs        {macs / 1e6:.2f} M ({macs})\nparams      {params / 1e6:.3f} M ({params})")
     if latency:
@@ -105,22 +114,23 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _latency(arch: ArchConfig, device: str, model: str, drift: bool) -> dict[str, object]:
-    """Estimated latency on `device` (LUT sum over the device's table for the arch's space, or the learned predictor
-    over it; no network is built unless `drift` asks to measure the table's reference model now)."""
+def _latency(arch: ArchConfig, device: str, model: str, drift: str) -> dict[str, object]:
+    """Estimated latency on `device` by its latency model for the arch's space, corrected for this machine's drift
+    as `drift` (auto | on | off, `ofakit.latency.drift.drift_for`) says: no network is built unless the drift is
+    measured, and then only the first time on a machine (the exported reference model is cached)."""
     from ofakit.latency import get_device
+    from ofakit.latency.drift import Drift, drift_for
     from ofakit.predict.estimators import estimator_for
 
     name = get_device(device).name
     est = estimator_for(name, arch.space, model=model)
-    scale = 1.0
-    if drift:
-        from ofakit.latency.profile import drift_scale
-
-        scale = drift_scale(name, arch.space)
+    correction = (Drift(1.0, "none", "no drift correction: the device's latency model has no table to drift from")
+                  if est.table is None and drift == "auto" else drift_for(name, arch.space, mode=drift))
+    scale = correction.scale
     out: dict[str, object] = {"device": name, "latency_ms": round(est.estimate(arch, scale=scale), 4),
-                              "latency_estimator": est.name, "latency_table": est.table and str(est.table.path)}
-    if drift:
+                              "latency_estimator": est.name, "latency_table": est.table and str(est.table.path),
+                              "latency_drift": correction.to_dict()}
+    if scale != 1.0:
         out["latency_drift_scale"] = round(scale, 4)
     if getattr(est, "path", None) is not None:
         out["latency_predictor"] = str(est.path)

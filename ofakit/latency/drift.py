@@ -22,7 +22,7 @@ from typing import Any
 
 from ofakit.errors import ConfigError
 from ofakit.latency.devices import DeviceSpec, get_device
-from ofakit.latency.table import LatencyTable, find_table
+from ofakit.latency.table import LatencyTable, find_table, how_to_profile
 
 DRIFT_MODES = ("auto", "on", "off")
 WARN_FACTOR = 1.5  # a machine this much faster or slower than the table's gets a re-profile hint
@@ -98,8 +98,7 @@ def drift_for(device: str, space: str, *, mode: str = "auto",
         reason = (f"table {table.name!r} has no reference measurement (converted tables do not), so this machine's "
                   "drift cannot be measured")
         if mode == "on":
-            raise ConfigError(f"--drift: {reason}; profile the device: ofakit profile --device {spec.name} "
-                              f"--space {space}")
+            raise ConfigError(f"--drift: {reason}; to make one with a reference, {how_to_profile(spec.name, space)}")
         return Drift(1.0, "none", f"no drift correction: {reason}")
     if measure is None:
         measure = _measure_reference

@@ -71,7 +71,7 @@ def test_arch_info_drift_measures_the_reference_now(cli, tmp_path):
     w12 = tmp_path / "w12.json"
     w12.write_text(get_space("ofa-mbv3-w1.2").largest().to_json())
     cli("arch", "info", w12, "--device", "note10", "--drift").assert_user_error(
-        "latency table 'note10_ofa-mbv3-w1.2' has no reference measurement (converted tables do not)")
+        "--drift: table 'note10_ofa-mbv3-w1.2' has no reference measurement (converted tables do not)")
 
 
 def test_arch_info_device_without_a_table(cli, tmp_path):

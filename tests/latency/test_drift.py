@@ -66,8 +66,8 @@ def test_a_table_without_a_reference_cannot_be_corrected(tmp_path, monkeypatch):
     _copy_table(tmp_path, monkeypatch, lambda data: data["meta"].pop("reference"))
     d = drift_for("cpu-ort", SPACE, measure=lambda *_: pytest.fail("must not measure"))
     assert d.how == "none" and "has no reference measurement" in d.why
-    with pytest.raises(ConfigError, match=r"--drift: table .* has no reference measurement .*; profile the device: "
-                                          rf"ofakit profile --device cpu-ort --space {SPACE}"):
+    with pytest.raises(ConfigError, match=r"--drift: table .* has no reference measurement .*; to make one with a "
+                                          rf"reference, run: ofakit profile --device cpu-ort --space {SPACE}"):
         drift_for("cpu-ort", SPACE, mode="on")
     with pytest.raises(ConfigError, match="unknown drift mode 'sometimes'; known: auto, on, off"):
         drift_for("cpu-ort", SPACE, mode="sometimes")
