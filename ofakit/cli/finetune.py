@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ofakit.arch import ArchConfig
+from ofakit.cli.train import add_join_timeout
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set augment=false --set stages.0.kd_temperature=2")
+    add_join_timeout(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.set_defaults(run=run)
 
@@ -49,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     recipe = finetune_recipe(resolve_bundle(args.bundle), ArchConfig.load(args.arch), args.data, cfg,
                              args.overrides)
     check_run_dir(args.out)  # before torch is imported
-    result = finetune(recipe, args.out, progress=not args.quiet)
+    result = finetune(recipe, args.out, progress=not args.quiet, join_timeout=args.join_timeout)
+    if not result.main:
+        return 0
+    if result.already_finished:
+        print(f"{args.out} is already finished; nothing was trained or written (its bundle: {result.bundle}, its "
+              f"arch: {result.arch})", file=sys.stderr)
+        return 0
     top1 = "" if result.top1 is None else f" (validation top-1 {100 * result.top1:.2f} %)"
     print(f"fine-tuned bundle written to {result.bundle}{top1}, its arch to {result.arch}; ship it with: "
           f"ofakit export --bundle {result.bundle} --arch {result.arch} --format onnx --out model.onnx",

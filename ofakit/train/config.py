@@ -16,6 +16,7 @@ from ofakit.io import read_yaml_file
 from ofakit.schema import build
 
 SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
+JOIN_TIMEOUT = 300.0  # seconds a process under torchrun waits for the others to join (`--join-timeout`)
 
 
 @dataclass(frozen=True)
@@ -157,4 +158,4 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig
     return cfg
 
 
-__all__ = ["SAMPLERS", "StageConfig", "TrainConfig", "apply_override", "load_recipe", "recipe_from_dict"]
+__all__ = ["JOIN_TIMEOUT", "SAMPLERS", "StageConfig", "TrainConfig", "apply_override", "load_recipe", "recipe_from_dict"]

@@ -19,7 +19,7 @@ from ofakit.arch import ArchConfig
 from ofakit.bundle import read_bundle_info
 from ofakit.errors import ArchError, ConfigError
 from ofakit.io import atomic_write_text
-from ofakit.train.config import TrainConfig, apply_override, recipe_from_dict
+from ofakit.train.config import JOIN_TIMEOUT, TrainConfig, apply_override, recipe_from_dict
 from ofakit.train.run_dir import check_out_dir, read_run_record
 
 RECIPE_NAME = "finetune"  # the recipe name a fine-tuning run records in RUN_DIR/run.json
@@ -56,6 +56,8 @@ class FinetuneResult:
     bundle: Path  # RUN_DIR/bundle: the supernet with the subnet's slices fine-tuned
     arch: Path  # RUN_DIR/arch.json: the subnet, for `ofakit export`
     top1: float | None  # the subnet's validation top-1 after the last epoch (after BN recalibration)
+    already_finished: bool = False  # the run directory held this finished run: nothing was trained or written
+    main: bool = True  # whether this is the main process (the one that reports)
 
 
 def finetune_recipe(bundle: str | Path, arch: ArchConfig, data: str, cfg: FinetuneConfig = FinetuneConfig(),
@@ -104,22 +106,25 @@ def check_run_dir(run_dir: str | Path) -> None:
 
 
 def finetune(recipe: TrainConfig, run_dir: str | Path, *, progress: bool = True,
-             on_step: Callable[[int], None] | None = None) -> FinetuneResult:
-    """Run (or resume) the fine-tuning `recipe` (from `finetune_recipe`) in `run_dir`; `on_step` as in
-    `ofakit.train.loop.train`."""
+             on_step: Callable[[int], None] | None = None, join_timeout: float = JOIN_TIMEOUT) -> FinetuneResult:
+    """Run (or resume) the fine-tuning `recipe` (from `finetune_recipe`) in `run_dir`; `on_step` and `join_timeout`
+    as in `ofakit.train.loop.train`."""
     last = recipe.stages[-1]
     if recipe.init is None or last.arch is None:
         raise ConfigError("a fine-tuning recipe starts from a bundle (init) and ends with a 'fixed' stage; "
                           "build it with finetune_recipe()")
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
-    from ofakit.train.loop import run_training
+    from ofakit.train.loop import train
 
-    bundle, _ = run_training(recipe, run_dir, recipe_name=RECIPE_NAME, progress=progress, on_step=on_step)
+    result = train(recipe, run_dir, recipe_name=RECIPE_NAME, progress=progress, on_step=on_step,
+                   join_timeout=join_timeout)
     arch_path = run_dir / "arch.json"
-    atomic_write_text(arch_path, last.arch.to_json(indent=2) + "\n")
-    top1 = read_bundle_info(bundle).metrics.get("subnet", {}).get("top1")
-    return FinetuneResult(bundle=bundle, arch=arch_path, top1=top1)
+    if result.main and not result.already_finished:
+        atomic_write_text(arch_path, last.arch.to_json(indent=2) + "\n")
+    top1 = read_bundle_info(result.bundle).metrics.get("subnet", {}).get("top1")
+    return FinetuneResult(bundle=result.bundle, arch=arch_path, top1=top1, already_finished=result.already_finished,
+                          main=result.main)
 
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "RECIPE_NAME", "check_run_dir", "finetune", "finetune_recipe"]

@@ -4,8 +4,9 @@ from its last checkpoint. A run starts from fresh weights, or from a bundle's (`
 
 Every process draws the same subnets and resolution at each step (from the seed and the step number), so DDP
 all-reduces gradients of the same parameters. All subnets of a step run inside one forward of `StepModule`, so DDP
-sees one forward and one backward per micro-batch, and parameters unused by the step's subnets are handled by
-`find_unused_parameters`.
+sees one forward and one backward per micro-batch. Parameters a step leaves unused are handled by DDP's
+`find_unused_parameters` only in stages whose random subnets may leave some out; a stage that trains one subnet
+runs as a static graph, and one whose every step uses every parameter as plain DDP.
 
 A `Trainer` is the run: `set_up` (processes, device, run directory, data, supernet), `resume` (the last
 checkpoint), `train_step` until the recipe's last step, `end_step` (stage-end evaluation, checkpoints), `finish`
@@ -13,7 +14,7 @@ checkpoint), `train_step` until the recipe's last step, `end_step` (stage-end ev
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -31,46 +32,18 @@ from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet
 from ofakit.supernet.sort import sort_channels
 from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
-from ofakit.train.config import StageConfig, TrainConfig
+from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
 from ofakit.train.data import iterate_batches, load_dataset
 from ofakit.train.distill import make_teacher, soft_cross_entropy
-from ofakit.train.distributed import Processes, join, pick_device, processes_from_env
+from ofakit.train.distributed import (Processes, join, match_grad_strides, pick_device,
+                                      processes_from_env, unused_parameters)
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
 from ofakit.train.report import RunReport, machine
-from ofakit.train.run_dir import RunRecord, TrainingError, check_run_dir, write_run_record
+from ofakit.train.run_dir import RunLock, RunRecord, TrainingError, check_run_dir, is_finished, write_run_record
 from ofakit.train.sampling import StepPlan, plan_step
+from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages
 
 StepHook = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    stage: StageConfig
-    start: int  # global step at which the stage starts
-    steps: int
-    warmup: int
-    steps_per_epoch: int
-
-
-def plan_stages(cfg: TrainConfig, steps_per_epoch: int) -> list[StagePlan]:
-    plans, start = [], 0
-    for stage in cfg.stages:
-        steps = stage.epochs * steps_per_epoch
-        if stage.max_steps is not None:
-            steps = min(steps, stage.max_steps)
-        warmup = min(steps, round(stage.warmup_epochs * steps_per_epoch))
-        plans.append(StagePlan(stage, start, steps, warmup, steps_per_epoch))
-        start += steps
-    return plans
-
-
-def learning_rate(plan: StagePlan, local_step: int, scale: float) -> float:
-    """Linear warm-up to the stage's peak, then cosine decay to zero."""
-    peak = plan.stage.lr * scale
-    if local_step < plan.warmup:
-        return peak * (local_step + 1) / plan.warmup
-    span = max(1, plan.steps - plan.warmup)
-    return 0.5 * peak * (1 + math.cos(math.pi * (local_step - plan.warmup) / span))
 
 
 class StepModule(nn.Module):
@@ -113,9 +86,9 @@ def _param_groups(model: nn.Module, weight_decay: float, decay_all: bool) -> lis
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _init_state(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> dict[str, torch.Tensor]:
-    """The weights of the `init` bundle, checked against the recipe's space and the data's classes."""
-    from ofakit.bundle import load_bundle, read_bundle_info
+def _check_init(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> None:
+    """Refuse an `init` bundle of another space or number of classes (reading its bundle.json only)."""
+    from ofakit.bundle import read_bundle_info
 
     info = read_bundle_info(cfg.init)
     if info.space != space.name:
@@ -124,44 +97,57 @@ def _init_state(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> dict[
     if info.num_classes != num_classes:
         raise ConfigError(f"init bundle {cfg.init} classifies {info.num_classes} classes, but data {cfg.data!r} "
                           f"has {num_classes}; start from a bundle trained on this data's classes")
+
+
+def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    from ofakit.bundle import load_bundle
+
     return load_bundle(cfg.init)[0].state_dict()
 
 
-def _opens_smaller_expand(space: SearchSpace, plans: list[StagePlan], index: int) -> bool:
-    """Whether stage `index` is the first to open an expand ratio below the maximum (OFA sorts channels then)."""
-    choices = space.spec.expand_choices
-
-    def opened(stage: StageConfig) -> bool:
-        if stage.sampler in ("largest", "fixed"):  # they train the channels they have: nothing smaller opens
-            return False
-        return stage.sampler in ("sandwich", "uniform") or min(stage.expand or choices) < max(choices)
-
-    return opened(plans[index].stage) and not any(opened(p.stage) for p in plans[:index])
+@dataclass(frozen=True)
+class TrainResult:
+    bundle: Path  # RUN_DIR/bundle
+    supernet: nn.Module  # the trained supernet (on this process)
+    already_finished: bool  # the run directory held this recipe's finished run: nothing was trained or written
+    main: bool  # whether this is the main process (the one that reports)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = "", progress: bool = True,
-          log_every: int = 10, on_step: StepHook | None = None) -> Path:
-    """Run (or resume) a training run in `run_dir`; returns the path of the bundle written at the end."""
-    return run_training(cfg, run_dir, recipe_name=recipe_name, progress=progress, log_every=log_every,
-                        on_step=on_step)[0]
+          log_every: int = 10, on_step: StepHook | None = None, join_timeout: float = JOIN_TIMEOUT) -> TrainResult:
+    """Run (or resume) a training run in `run_dir`, ending with RUN_DIR/bundle.
 
-
-def run_training(cfg: TrainConfig, run_dir: str | Path, *, recipe_name: str = "", progress: bool = True,
-                 log_every: int = 10, on_step: StepHook | None = None) -> tuple[Path, nn.Module]:
-    """`train`, also returning the trained supernet (on this process)."""
+    Args:
+        cfg: the recipe.
+        run_dir: a new or empty directory, or one holding this recipe's run (resumed from its last checkpoint, or
+            left as it is when finished).
+        recipe_name: recorded in run.json and bundle.json.
+        progress: a progress bar and evaluation tables on the terminal.
+        log_every: optimizer steps between metrics lines.
+        on_step: called with the step number after every optimizer step (and its checkpoint, if one is due).
+        join_timeout: seconds a process waits for the others to join under torchrun.
+    """
     trainer = Trainer(cfg, Path(run_dir), recipe_name=recipe_name, progress=progress, log_every=log_every,
-                      on_step=on_step)
+                      on_step=on_step, join_timeout=join_timeout)
     return trainer.run()
+
+
+def run_training(cfg: TrainConfig, run_dir: str | Path, **options: Any) -> tuple[Path, nn.Module]:
+    """`train` (same options), returning the bundle's path and the trained supernet."""
+    result = train(cfg, run_dir, **options)
+    return result.bundle, result.supernet
 
 
 class Trainer:
     """One run of a recipe in a run directory, on this process (one of several under torchrun)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, *, recipe_name: str = "", progress: bool = True,
-                 log_every: int = 10, on_step: StepHook | None = None) -> None:
+                 log_every: int = 10, on_step: StepHook | None = None, join_timeout: float = JOIN_TIMEOUT) -> None:
         self.cfg, self.run_dir, self.recipe_name = cfg, run_dir, recipe_name
-        self.progress, self.log_every, self.on_step = progress, log_every, on_step
+        self.progress, self.log_every, self.on_step, self.join_timeout = progress, log_every, on_step, join_timeout
         self.processes: Processes = processes_from_env()
+        self.lock = RunLock(run_dir)
+        self.record: RunRecord | None = None
         self.step = 0  # optimizer steps done
         self.train_seconds = 0.0  # before this process started (resumed runs)
         self.last_eval: dict[str, Any] = {}
@@ -172,43 +158,75 @@ class Trainer:
         self.batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.batches_key: tuple[int, int] | None = None  # (stage, epoch) of `batches`
 
-    def run(self) -> tuple[Path, nn.Module]:
-        self.set_up()
-        self.resume()
-        self.started = time.perf_counter()
-        self.report = RunReport(self.run_dir, self.total_steps, self.step, main=self.processes.main,
-                                progress=self.progress)
+    def run(self) -> TrainResult:
         try:
-            while self.step < self.total_steps:
-                plan = self.train_step()
-                self.end_step(plan)
-                if self.on_step is not None:
-                    self.on_step(self.step)
+            if self.set_up():
+                return self.already_finished()
+            self.resume()
+            self.started = time.perf_counter()
+            self.report = RunReport(self.run_dir, self.total_steps, self.step, main=self.processes.main,
+                                    progress=self.progress)
+            try:
+                while self.step < self.total_steps:
+                    plan = self.train_step()
+                    self.end_step(plan)
+                    if self.on_step is not None:
+                        self.on_step(self.step)
+            finally:
+                self.report.close()
+            return self.finish()
         finally:
-            self.report.close()
-        return self.finish()
+            self.lock.release()
 
     # set-up
 
-    def set_up(self) -> None:
-        """Join the other processes, check the run directory, load the data, plan the stages, build the supernet."""
-        cfg, processes = self.cfg, self.processes
-        join(processes, cfg.device)
+    def set_up(self) -> bool:
+        """Join the other processes, check the run directory, load the data, plan the stages, take the run
+        directory (lock, run.json), build the supernet; returns whether the run is finished already."""
+        cfg = self.cfg
+        self.processes = processes = join(self.processes, cfg.device, self.join_timeout)
         self.device = pick_device(cfg.device, processes)
-        existing = check_run_dir(self.run_dir, cfg.digest(), cfg.to_dict()) if processes.main else None
+        self.record, finished = processes.on_main(self._look_at_run_dir)
+        if finished:
+            return True
         self.space = get_space(cfg.space)
         self.train_ds = load_dataset(cfg.data, "train", image_size=cfg.image_size)
-        self.checkpoints = list_checkpoints(self.run_dir)
-        init = _init_state(cfg, self.space, self.train_ds.num_classes) if cfg.init and not self.checkpoints else None
+        if cfg.init:
+            _check_init(cfg, self.space, self.train_ds.num_classes)
         self.val_ds = load_dataset(cfg.data, "val", image_size=cfg.image_size)
         self._plan(len(self.train_ds))
-        if processes.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if existing is None:
-                write_run_record(self.run_dir, RunRecord(digest=cfg.digest(), recipe=cfg.to_dict(),
-                                                         recipe_name=self.recipe_name, world_size=processes.world))
-        processes.barrier()
+        self.record, finished = processes.on_main(self._take_run_dir)
+        if finished:
+            return True
+        processes.check_shared(self.run_dir)
+        self.checkpoints = list_checkpoints(self.run_dir)
+        init = _init_weights(cfg) if cfg.init and not self.checkpoints else None
         self._build_supernet(init)
+        return False
+
+    def _look_at_run_dir(self) -> tuple[RunRecord | None, bool]:
+        """(Main process, before anything is written.) This recipe's run record, and whether the run is finished."""
+        record = check_run_dir(self.run_dir, self.cfg.digest(), self.cfg.to_dict())
+        return record, record is not None and is_finished(self.run_dir)
+
+    def _take_run_dir(self) -> tuple[RunRecord, bool]:
+        """(Main process.) Lock the run directory, look at it again under the lock (a process that held it until
+        just now may have finished the run), start run.json for a new run."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        record, finished = self._look_at_run_dir()
+        if record is None:
+            record = RunRecord(digest=self.cfg.digest(), recipe=self.cfg.to_dict(), recipe_name=self.recipe_name,
+                               world_size=self.processes.world)
+            write_run_record(self.run_dir, record)
+        return record, finished
+
+    def already_finished(self) -> TrainResult:
+        """A finished run, left as it is (whatever the number of processes now)."""
+        from ofakit.bundle import load_bundle
+
+        bundle = self.run_dir / "bundle"
+        return TrainResult(bundle, load_bundle(bundle)[0], already_finished=True, main=self.processes.main)
 
     def _plan(self, images: int) -> None:
         cfg = self.cfg
@@ -229,6 +247,8 @@ class Trainer:
         self.supernet = supernet.to(device=self.device, memory_format=self.memory)
         if init is not None:
             self.supernet.load_state_dict(init)
+        if self.processes.world > 1:
+            match_grad_strides(self.supernet)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and cfg.bf16 \
             else torch.autocast("cpu", enabled=False)
         self.eval_cfg = EvalConfig(batch_size=cfg.eval_batch_size, max_batches=cfg.eval_max_batches,
@@ -237,11 +257,21 @@ class Trainer:
     # resume
 
     def resume(self) -> None:
-        """Weights, RNG, step, optimizer state, training time and last evaluation of the newest checkpoint."""
+        """Weights, RNG, step, optimizer state, training time and last evaluation of the newest checkpoint; the
+        resume is recorded in run.json. A run goes on only with the number of processes it was trained with."""
+        processes, record = self.processes, self.record
         if not self.checkpoints:
+            if processes.main and record.world_size != processes.world:  # nothing trained yet: start afresh
+                write_run_record(self.run_dir, dataclasses.replace(record, world_size=processes.world))
             return
         path = self.checkpoints[-1]
         ckpt = load_checkpoint(path)
+        if record.world_size != processes.world:
+            raise TrainingError(
+                f"{self.run_dir} was trained by {record.world_size} process(es) up to step {ckpt.step}, this run has "
+                f"{processes.world}: its steps, learning rate and data order depend on that number. Resume it with "
+                f"{record.world_size} process(es) (torchrun --nnodes x --nproc_per_node = {record.world_size}), or "
+                "start a new --out")
         try:
             self.supernet.load_state_dict(ckpt.model)
         except RuntimeError as exc:
@@ -250,8 +280,10 @@ class Trainer:
         torch.set_rng_state(ckpt.rng_state)
         self.step, self.optimizer_state = ckpt.step, ckpt.optimizer
         self.train_seconds, self.last_eval = ckpt.state.train_seconds, ckpt.state.eval
-        if self.processes.main and self.progress:
-            print(f"resuming {self.run_dir} at step {self.step} of {self.total_steps}")
+        if processes.main:
+            write_run_record(self.run_dir, record.resumed(processes.world, self.step))
+            if self.progress:
+                print(f"resuming {self.run_dir} at step {self.step} of {self.total_steps}")
 
     # step
 
@@ -287,7 +319,7 @@ class Trainer:
         """At a stage's first step (or the first step after a resume): sort channels where the stage opens smaller
         expand ratios, make the teacher, wrap the step in DDP, make the optimizer (with a checkpoint's state)."""
         cfg, plan = self.cfg, self.plans[index]
-        if local == 0 and cfg.sort_channels and _opens_smaller_expand(self.space, self.plans, index):
+        if local == 0 and cfg.sort_channels and opens_smaller_expand(self.space, self.plans, index):
             sort_channels(self.supernet)
         if plan.stage.kd_weight > 0 and self.teacher is None:
             self.teacher = make_teacher(cfg, self.run_dir, self.supernet, self.space, self.device, self.memory,
@@ -296,12 +328,26 @@ class Trainer:
         if self.processes.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                process_group=self.processes.group, **self._unused_parameters(plan.stage))
         self.optimizer = torch.optim.SGD(_param_groups(self.supernet, cfg.weight_decay, cfg.decay_bn_and_bias),
                                          lr=0.0, momentum=cfg.momentum, nesterov=cfg.nesterov)
         if self.optimizer_state is not None and local > 0:
             self.optimizer.load_state_dict(self.optimizer_state)
         self.optimizer_state = None
+
+    def _unused_parameters(self, stage: StageConfig) -> dict[str, bool]:
+        """How DDP handles parameters a step leaves unused: not at all where every step uses every parameter, as a
+        static graph where every step trains the same subnet (without gradient accumulation), else by searching the
+        graph after each forward."""
+        if stage.sampler in ("largest", "fixed"):
+            if not unused_parameters(self.supernet, [stage.arch or self.space.largest()], self.device, self.memory):
+                return {}
+            if self.cfg.grad_accum == 1:  # DDP's static graph does not support no_sync
+                return {"static_graph": True}
+        if stage.sampler == "sandwich" and not unused_parameters(
+                self.supernet, [self.space.largest(), self.space.smallest()], self.device, self.memory):
+            return {}
+        return {"find_unused_parameters": True}
 
     def _batches(self, index: int, epoch: int, batch_in_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This process's share of the stage's epoch, from the batch the step starts at."""
@@ -343,21 +389,29 @@ class Trainer:
             return
         if self.processes.main:
             if stage_end:
-                self.last_eval = evaluate_stage(self.space, self.supernet, plan.stage, self.train_ds, self.val_ds,
-                                                self.eval_cfg, random_subnets=self.cfg.eval_random_subnets,
-                                                device=str(self.device), channels_last=self.cfg.channels_last)
+                self.last_eval = self._evaluate(plan.stage)
                 self.report.evaluation(self.step, plan.stage.name, self.last_eval)
             save_checkpoint(self.run_dir, self.supernet, self.optimizer,
                             CheckpointState(step=self.step, stage=plan.stage.name, digest=self.cfg.digest(),
                                             train_seconds=self._elapsed(), eval=self.last_eval))
         self.processes.barrier()
 
+    def _evaluate(self, stage: StageConfig) -> dict[str, Any]:
+        """The stage-end evaluation, on the random state it found: it builds networks (whose initialisation draws
+        random numbers) on the main process only, and every process must go on drawing the same dropout masks, so
+        that a restart from rank 0's checkpoint continues each process exactly."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return evaluate_stage(self.space, self.supernet, stage, self.train_ds, self.val_ds, self.eval_cfg,
+                                  random_subnets=self.cfg.eval_random_subnets, device=str(self.device),
+                                  channels_last=self.cfg.channels_last)
+
     def _elapsed(self) -> float:
         return self.train_seconds + time.perf_counter() - self.started
 
     # finish
 
-    def finish(self) -> tuple[Path, nn.Module]:
+    def finish(self) -> TrainResult:
         """The bundle (main process), with rank 0's BN statistics on every process."""
         cfg, processes = self.cfg, self.processes
         processes.broadcast_buffers(self.supernet)  # parameters agree already; BN statistics are per process
@@ -371,7 +425,7 @@ class Trainer:
                 "classes": self.train_ds.classes, **_finetuned(cfg, self.plans),
             })
         processes.barrier()
-        return bundle_dir, self.supernet
+        return TrainResult(bundle_dir, self.supernet, already_finished=False, main=processes.main)
 
 
 def _finetuned(cfg: TrainConfig, plans: list[StagePlan]) -> dict[str, Any]:

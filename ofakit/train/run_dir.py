@@ -104,7 +104,7 @@ def check_run_dir(run_dir: Path, digest: str, recipe: dict[str, Any]) -> RunReco
                 f"{'; it differs in ' + ', '.join(changed[:5]) if changed else ''}); "
                 "resume it with its own recipe and --set values, or pass another --out")
         return record
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
         raise TrainingError(f"{run_dir} is not empty and holds no ofakit run; pass an empty or new --out directory")
     return None
 

@@ -1,5 +1,5 @@
-"""Training end to end on the tiny space: progressive shrinking and sandwich runs, kill -9 + resume (bitwise),
-two-process DDP, and refusals."""
+"""Training end to end on the tiny space: progressive shrinking and sandwich runs, kill -9 + resume (bitwise), and
+refusals (several processes: test_distributed.py)."""
 from __future__ import annotations
 
 import os
@@ -136,32 +136,6 @@ def test_kill_9_and_resume_gives_bitwise_equal_weights(tmp_path):
         assert all(torch.equal(got[k], ref[k]) for k in ref), f"{run}: weights differ from the uninterrupted run"
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    recipe = recipe_from_dict(tiny_recipe(batch_size=16))
-    _, net = run_training(recipe, Path(out) / "run", progress=False)
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
-    torch.distributed.destroy_process_group()
-
-
-def test_two_process_ddp_ends_with_identical_weights(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
-    a, b = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    start = load_file(str(sorted((tmp_path / "run" / "checkpoints").iterdir())[-1] / "model.safetensors"))
-    assert all(torch.equal(a[k], start[k]) for k in a)  # rank 0's last checkpoint is the final state
-    assert load_bundle(tmp_path / "run" / "bundle")[1].training["world_size"] == 2
-
-
 def test_refusals(tmp_path):
     cfg = recipe_from_dict(tiny_recipe(stages=[{"name": "a", "sampler": "largest", "epochs": 1, "max_steps": 1}]))
     run_training(cfg, tmp_path / "run", progress=False)
@@ -191,13 +165,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_channels_are_sorted_where_the_first_smaller_expand_ratio_opens():
     from ofakit.space import get_space
     from ofakit.train.config import load_recipe
-    from ofakit.train.loop import _opens_smaller_expand, plan_stages
+    from ofakit.train.schedule import opens_smaller_expand, plan_stages
 
     repo = Path(__file__).resolve().parents[2]
     cfg = load_recipe(repo / "recipes" / "ofa-mbv3-cifar10-cpu90.yaml")
     plans = plan_stages(cfg, steps_per_epoch=10)
-    opened = [p.stage.name for i, p in enumerate(plans) if _opens_smaller_expand(get_space(cfg.space), plans, i)]
+    opened = [p.stage.name for i, p in enumerate(plans) if opens_smaller_expand(get_space(cfg.space), plans, i)]
     assert opened == ["expand-1"]  # not the full network's stage, which trains the largest subnet only
     sandwich = load_recipe(repo / "recipes" / "bignas-mbv3-cifar10.yaml")
     splans = plan_stages(sandwich, steps_per_epoch=10)
-    assert [_opens_smaller_expand(get_space(sandwich.space), splans, i) for i in range(len(splans))][0] is True
+    assert [opens_smaller_expand(get_space(sandwich.space), splans, i) for i in range(len(splans))][0] is True
