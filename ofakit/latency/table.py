@@ -345,16 +345,21 @@ def find_table(device: str, space: str, dirs: Iterable[Path] | None = None) -> L
 
 
 def how_to_profile(device: str, space: str, options: str = "") -> str:
-    """'run: ofakit profile --device D --space S', or why ofakit cannot profile the device (table-only devices)."""
+    """'run: ofakit profile --device D --space S', or, for a TFLite phone whose device file names no benchmark tool,
+    the two ways on: profile it over adb with TensorFlow Lite's benchmark_model, or fit a model on subnets timed end
+    to end."""
     from ofakit.errors import UnknownNameError
-    from ofakit.latency.devices import get_device
+    from ofakit.latency.devices import DEVICES_PATH_ENV, get_device
 
     command = f"ofakit profile --device {device} --space {space}{options}"
     try:
-        backend = get_device(device).backend.name
+        spec = get_device(device)
     except (UnknownNameError, ConfigError):
         return f"run: {command}"
-    if backend == "tflite":
-        return (f"ofakit cannot profile device {device!r} (backend 'tflite'): time the layers that `{command}` "
-                "would on the device with TFLite and convert them (ofakit latency convert-mit)")
+    if spec.backend.name == "tflite" and not spec.reach.benchmark:
+        return (f"device {device!r} is a TFLite phone whose device file names no benchmark tool, so ofakit cannot "
+                f"time it from here: to profile it, put a copy of its file in ${DEVICES_PATH_ENV} with "
+                "`reach: {via: adb, benchmark: /data/local/tmp/benchmark_model}` (the TFLite export needs: pip "
+                f"install ai-edge-torch) and run: {command}; or time a few subnets on the phone and fit a model on "
+                f"them: ofakit latency adapt --device {device} --space {space} --records MEASURED.jsonl")
     return f"run: {command}"

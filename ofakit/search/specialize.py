@@ -158,7 +158,9 @@ def how_to_get_bundle(space: str) -> str:
     if space in MIT_SPACES:
         return (f"import MIT's pretrained supernet and predictor: ofakit import-ofa --checkpoint CHECKPOINT "
                 f"--predictor acc_predictor.pth --space {space} --out BUNDLE, then --bundle BUNDLE")
-    return f"no bundle ships; train one: ofakit train --recipe RECIPE.yaml --set space={space} --out RUN"
+    return (f"no bundle ships; train one and fit its accuracy predictor: ofakit train --recipe RECIPE.yaml --set "
+            f"space={space} --out RUN (see recipes/), then ofakit predictor fit --bundle RUN/bundle --data DATA, "
+            "then --bundle RUN/bundle")
 
 
 def _check_device_serves(device: str, space: str, bundle: str | Path) -> None:

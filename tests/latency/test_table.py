@@ -153,10 +153,22 @@ def test_find_table_without_one_says_which_command_makes_it(tmp_path, monkeypatc
         find_table("h100-tensorrt", "ofa-mbv3-w1.0")
 
 
-def test_table_only_device_says_it_cannot_be_profiled():
-    with pytest.raises(LatencyLookupError, match=r"it has tables for: ofa-mbv3-w1.2; ofakit cannot profile device "
-                                                 r"'note10' \(backend 'tflite'\)"):
+def test_a_tflite_phone_names_the_two_ways_on_and_a_phone_with_a_benchmark_tool_is_profiled(tmp_path, monkeypatch):
+    """One story: a TFLite phone is profiled over adb with benchmark_model once its device file names the tool;
+    without one, the error says how to add it, or how to fit a model on subnets timed on the phone."""
+    with pytest.raises(LatencyLookupError, match=r"it has tables for: ofa-mbv3-w1.2; device 'note10' is a TFLite "
+                                                 r"phone whose device file names no benchmark tool.*benchmark: "
+                                                 r"/data/local/tmp/benchmark_model.*ai-edge-torch.*run: ofakit "
+                                                 r"profile --device note10 --space ofa-mbv3-w1.0; or .* ofakit latency "
+                                                 r"adapt --device note10 --space ofa-mbv3-w1.0 --records"):
         find_table("note10", "ofa-mbv3-w1.0")
+    from ofakit.latency.devices import DEVICES_PATH_ENV
+    from ofakit.latency.table import how_to_profile
+
+    (tmp_path / "mine.yaml").write_text("name: my-phone\nkind: mobile\nbackend: {name: tflite}\n"
+                                        "reach: {via: adb, benchmark: /data/local/tmp/benchmark_model}\n")
+    monkeypatch.setenv(DEVICES_PATH_ENV, str(tmp_path))
+    assert how_to_profile("my-phone", "ofa-mbv3-w1.0") == "run: ofakit profile --device my-phone --space ofa-mbv3-w1.0"
 
 
 def test_tables_from_the_environment_come_first(tmp_path, monkeypatch):
