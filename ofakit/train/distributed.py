@@ -23,7 +23,8 @@ from torch import nn
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, OfakitError
-from ofakit.train.config import JOIN_TIMEOUT
+from ofakit.space import SearchSpace
+from ofakit.train.config import JOIN_TIMEOUT, StageConfig
 
 T = TypeVar("T")
 WORK_TIMEOUT = timedelta(minutes=30)  # torch's default for collectives
@@ -176,3 +177,19 @@ def unused_parameters(supernet: nn.Module, archs: list[ArchConfig], device: torc
     finally:
         supernet.zero_grad(set_to_none=True)
         supernet.train(training)
+
+
+def ddp_unused_parameters(supernet: nn.Module, space: SearchSpace, stage: StageConfig, device: torch.device,
+                          memory: torch.memory_format, *, grad_accum: int = 1) -> dict[str, bool]:
+    """DDP's settings for the parameters a stage's steps leave unused: none where every step uses every parameter,
+    a static graph where every step trains the same subnet (without gradient accumulation, which a static graph does
+    not support), else a search of the graph after each forward (`find_unused_parameters`)."""
+    if stage.sampler in ("largest", "fixed"):
+        if not unused_parameters(supernet, [stage.arch or space.largest()], device, memory):
+            return {}
+        if grad_accum == 1:
+            return {"static_graph": True}
+    elif stage.sampler == "sandwich" and not unused_parameters(supernet, [space.largest(), space.smallest()],
+                                                               device, memory):
+        return {}
+    return {"find_unused_parameters": True}

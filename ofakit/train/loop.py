@@ -35,8 +35,8 @@ from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_chec
 from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
 from ofakit.train.data import iterate_batches, load_dataset
 from ofakit.train.distill import make_teacher, soft_cross_entropy
-from ofakit.train.distributed import (Processes, join, match_grad_strides, pick_device,
-                                      processes_from_env, unused_parameters)
+from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, match_grad_strides, pick_device,
+                                      processes_from_env)
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
 from ofakit.train.report import RunReport, machine
 from ofakit.train.run_dir import RunLock, RunRecord, TrainingError, check_run_dir, is_finished, write_run_record
@@ -328,26 +328,14 @@ class Trainer:
         if self.processes.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                process_group=self.processes.group, **self._unused_parameters(plan.stage))
+                process_group=self.processes.group,
+                **ddp_unused_parameters(self.supernet, self.space, plan.stage, self.device, self.memory,
+                                        grad_accum=cfg.grad_accum))
         self.optimizer = torch.optim.SGD(_param_groups(self.supernet, cfg.weight_decay, cfg.decay_bn_and_bias),
                                          lr=0.0, momentum=cfg.momentum, nesterov=cfg.nesterov)
         if self.optimizer_state is not None and local > 0:
             self.optimizer.load_state_dict(self.optimizer_state)
         self.optimizer_state = None
-
-    def _unused_parameters(self, stage: StageConfig) -> dict[str, bool]:
-        """How DDP handles parameters a step leaves unused: not at all where every step uses every parameter, as a
-        static graph where every step trains the same subnet (without gradient accumulation), else by searching the
-        graph after each forward."""
-        if stage.sampler in ("largest", "fixed"):
-            if not unused_parameters(self.supernet, [stage.arch or self.space.largest()], self.device, self.memory):
-                return {}
-            if self.cfg.grad_accum == 1:  # DDP's static graph does not support no_sync
-                return {"static_graph": True}
-        if stage.sampler == "sandwich" and not unused_parameters(
-                self.supernet, [self.space.largest(), self.space.smallest()], self.device, self.memory):
-            return {}
-        return {"find_unused_parameters": True}
 
     def _batches(self, index: int, epoch: int, batch_in_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This process's share of the stage's epoch, from the batch the step starts at."""
