@@ -74,8 +74,11 @@ def test_rerunning_a_finished_run_keeps_its_weights(cli, bundle, arch_file, fini
     from safetensors.torch import load_file  # tensors, not bytes: safetensors orders its header metadata freely
 
     before = load_file(finished / "bundle" / "supernet.safetensors")
+    before_files = {p: p.stat().st_mtime_ns for p in finished.rglob("*")}
     result = cli("finetune", "--bundle", bundle, "--arch", arch_file, "--data", "digits", "--out", finished, *QUICK)
     assert result.code == 0, result.err
+    assert f"{finished} is already finished; nothing was trained or written" in result.err
+    assert {p: p.stat().st_mtime_ns for p in finished.rglob("*")} == before_files  # nothing touched
     after = load_file(finished / "bundle" / "supernet.safetensors")
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
