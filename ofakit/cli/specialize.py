@@ -33,6 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="use the table's numbers as they are (deterministic: no timing on this machine)")
     p.add_argument("--algorithm", default="evolution", metavar="NAME",
                    help=f"search algorithm: {' | '.join(ALGORITHMS.names())} (default %(default)s)")
+    p.add_argument("--reward", choices=("hard", "mnas"), default="hard",
+                   help="rl only: hard (an infeasible subnet earns the floor; default) or mnas (MnasNet's soft "
+                        "reward accuracy x (latency / limit) ^ w); the pick always meets the limits")
+    p.add_argument("--mnas-w", type=float, default=-0.07, metavar="W", help="w of --reward mnas (default -0.07)")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="directory for arch.json and report.json (and pareto.png)")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
         algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
-        drift=args.drift,
+        drift=args.drift, reward=args.reward, mnas_w=args.mnas_w,
     )
     _, report = specialize(bundle, cfg, pareto=args.pareto, verify=args.verify)
     if args.out is not None:

@@ -43,6 +43,8 @@ class SearchResult:
     genome: Genome | None = None
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))  # every arch scored
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their scores
+    # the anytime record: after each batch scored, [archs scored, best feasible score, seconds since the search began]
+    anytime: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
     def archs(self, index: Sequence[int] | np.ndarray | None = None) -> list[ArchConfig]:
         """The scored archs (all, or those at `index`), built from their rows."""
@@ -67,6 +69,8 @@ class _Evaluator:
         self.scores = np.zeros(256)
         self.costs = {lim.name: np.zeros(256) for lim in self.limits}
         self.lowest = {lim.name: np.inf for lim in self.limits}  # smallest value seen, for the infeasible error
+        self.started, self.best = time.perf_counter(), -np.inf
+        self.anytime: list[tuple[float, float, float]] = []  # see SearchResult.anytime
 
     def check(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         mask, values = feasible(self.limits, rows)
@@ -103,7 +107,9 @@ class _Evaluator:
         """Score the archs stored since the last call, in one batch."""
         if self.n > self.scored:
             self.scores[self.scored : self.n] = self.score(self.rows[self.scored : self.n])
+            self.best = max(self.best, float(self.scores[self.scored : self.n].max()))
             self.scored = self.n
+            self.anytime.append((self.n, self.best, time.perf_counter() - self.started))
 
     def add_feasible(self, rows: np.ndarray) -> np.ndarray:
         """Check `rows` and store the feasible ones; their store indices."""
@@ -191,7 +197,8 @@ def _result(ev: _Evaluator, started: float, history: list[float]) -> SearchResul
     best = int(np.argmax(scores))
     return SearchResult(ev.genome.decode(ev.rows[best : best + 1])[0], float(scores[best]),
                         {k: float(v[best]) for k, v in ev.costs.items()}, ev.n, time.perf_counter() - started,
-                        history, ev.genome, ev.rows[: ev.n].copy(), scores.copy())
+                        history, ev.genome, ev.rows[: ev.n].copy(), scores.copy(),
+                        np.array(ev.anytime, dtype=np.float64).reshape(-1, 3))
 
 
 def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,

@@ -16,6 +16,7 @@ from ofakit.search.algorithms import ALGORITHMS
 from ofakit.search.constraints import Limit, latency_limit, macs_limit, params_limit
 from ofakit.search.evolution import EvolutionConfig, SearchResult
 from ofakit.search.pareto import pareto_front
+from ofakit.search.rl import Reward
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
 
@@ -33,6 +34,8 @@ class SpecializeConfig:
     latency_model: str = "lut"  # a name of ofakit.predict.estimators.ESTIMATORS
     drift: str = "off"  # auto | on | off: scale estimates by the machine's drift (ofakit.latency.drift.drift_for)
     latency_scale: float = 1.0  # multiplies every latency estimate, on top of the drift (1.0: none)
+    reward: str = "hard"  # hard | mnas: how the limits enter the objective (mnas: the rl controller's soft form)
+    mnas_w: float = -0.07  # MnasNet's exponent w of the soft reward score x (latency / limit) ^ w
 
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = False,
@@ -49,6 +52,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
 
     started = time.perf_counter()
     search = ALGORITHMS.get(cfg.algorithm)  # before any loading
+    reward = Reward(cfg.reward, cfg.mnas_w)
     if cfg.budget < 1:
         raise ConfigError(f"--budget must be positive, got {cfg.budget}")
     info = read_bundle_info(bundle)
@@ -79,7 +83,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     rng = np.random.default_rng(cfg.seed)
     generations = max(1, cfg.budget // cfg.population)
     ecfg = EvolutionConfig(population=cfg.population, generations=generations)
-    result = search(genome, score, limits, ecfg, cfg.budget, rng)
+    result = search(genome, score, limits, ecfg, cfg.budget, rng, reward=reward)
     best = result.best
     report = {
         "arch": best.to_dict(),
@@ -95,6 +99,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
         "space": space.name,
         "limits": {lim.name: lim.maximum for lim in limits},
         "algorithm": ALGORITHMS.canonical(cfg.algorithm),
+        **({"reward": {"kind": reward.kind, "mnas_w": reward.mnas_w}} if reward.kind != "hard" else {}),
         "seed": cfg.seed,
         "evaluations": result.evaluations,
         "wall_time_s": round(time.perf_counter() - started, 3),

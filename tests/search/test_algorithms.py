@@ -16,8 +16,8 @@ from ofakit.space import get_space
 from ofakit.space.genome import Genome
 
 
-def test_the_four_algorithms_are_registered():
-    assert ALGORITHMS.names() == ["aging", "coarse-to-fine", "evolution", "random"]
+def test_the_algorithms_are_registered():
+    assert ALGORITHMS.names() == ["aging", "coarse-to-fine", "evolution", "random", "rl"]
 
 
 @pytest.mark.parametrize("name", ALGORITHMS.names())
@@ -48,8 +48,9 @@ def test_random_spends_the_budget_in_archs():
 @pytest.mark.parametrize("given, close", [("evolutoin", "evolution"), ("agin", "aging"), ("coarse_to_fine",
                                                                                           "coarse-to-fine")])
 def test_unknown_names_name_the_close_match(given, close):
-    with pytest.raises(UnknownNameError, match=rf"unknown search algorithm '{given}'; known: aging, coarse-to-fine, "
-                                               rf"evolution, random\. Did you mean '{close}'\?"):
+    known = ", ".join(ALGORITHMS.names())
+    with pytest.raises(UnknownNameError, match=rf"unknown search algorithm '{given}'; known: {known}\. Did you mean "
+                                               rf"'{close}'\?"):
         ALGORITHMS.get(given)
 
 
