@@ -18,6 +18,7 @@ from typing import Any
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError
 from ofakit.io import append_jsonl, read_jsonl
+from ofakit.schema import build
 from ofakit.latency.backends import Backend, Runner, backend_for
 from ofakit.latency.devices import DeviceSpec
 from ofakit.latency.table import LatencyTable
@@ -162,22 +163,48 @@ def records_path_for(predictor: Path) -> Path:
     return predictor.with_name(predictor.name.removesuffix(".json") + ".records.jsonl")
 
 
-def read_latency_records(path: Path, device: str, space: str) -> dict[ArchConfig, LatencyRecord]:
-    """Records stored so far (a torn last line from a kill is ignored); a record of another device or space means
-    the file belongs to another fit, which is a ConfigError."""
+@dataclass(frozen=True)
+class _RecordLine:
+    """What a line of a latency records file may hold: `ofakit latency fit` writes all four keys; a user's own
+    stopwatch needs only the arch and the milliseconds."""
+
+    arch: ArchConfig
+    measured_ms: float
+    reference_ms: float | None = None
+    device: str | None = None
+
+
+def latency_record(data: Any, where: str = "latency record") -> tuple[LatencyRecord, str | None]:
+    """A record (and the device it names, if any) from one JSON line, typed: unknown keys, wrong types and
+    non-positive milliseconds are a ConfigError."""
+    line = build(_RecordLine, data, where)
+    for name in ("measured_ms", "reference_ms"):
+        value = getattr(line, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{where}: {name} must be a positive number of milliseconds, got {value!r}")
+    ref = None if line.reference_ms is None else float(line.reference_ms)
+    return LatencyRecord(line.arch, float(line.measured_ms), ref), line.device
+
+
+WHAT = "a latency records file (JSON lines of {\"arch\": {...}, \"measured_ms\": ...})"
+
+
+def read_measured(path: str | Path, *, space: str | None = None, device: str | None = None) -> list[LatencyRecord]:
+    """The records of a JSONL file of measured subnets (a torn last line from a kill is ignored), one per network
+    (the last record of an arch wins); a record of another space, or naming another device, is a ConfigError."""
     out: dict[ArchConfig, LatencyRecord] = {}
-    for i, data in enumerate(read_jsonl(path), 1):
-        try:
-            arch = ArchConfig.from_dict(data["arch"])
-            ref = data.get("reference_ms")
-            record = LatencyRecord(arch, float(data["measured_ms"]), None if ref is None else float(ref))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if data.get("device") != device or arch.space != space:
-            raise ConfigError(f"{path}: record {i} is of device {data.get('device')!r} and space {arch.space!r}, "
-                              f"not {device!r} and {space!r}; pass another --records file")
+    for i, (record, named) in enumerate(read_jsonl(path, WHAT, latency_record), 1):
+        arch = record.arch
+        if (space is not None and arch.space != space) or (device is not None and named not in (None, device)):
+            raise ConfigError(f"{path}: record {i} is of device {named!r} and space {arch.space!r}, not {device!r} "
+                              f"and {space!r}; pass another --records file")
         out[arch] = record
-    return out
+    return list(out.values())
+
+
+def read_latency_records(path: Path, device: str, space: str) -> dict[ArchConfig, LatencyRecord]:
+    """Records `ofakit latency fit` stored so far for (device, space), by arch (see `read_measured`)."""
+    return {r.arch: r for r in read_measured(path, space=space, device=device)}
 
 
 def measure_latency_records(device: DeviceSpec, space: SearchSpace, table: LatencyTable, archs: Sequence[ArchConfig],

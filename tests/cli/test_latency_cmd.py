@@ -132,7 +132,7 @@ def test_arch_info_with_each_latency_model(cli, fitted, tmp_path):
     path = arch_file(tmp_path)
     info = {}
     for model in ("lut", "predictor", "auto"):
-        result = cli("arch", "info", path, "--device", "cpu-ort", "--latency-model", model, "--json")
+        result = cli("arch", "info", path, "--device", "cpu-ort", "--latency-model", model, "--json", "--no-drift")
         assert result.code == 0, result.err
         info[model] = json.loads(result.out)
     assert info["lut"]["latency_estimator"] == "lut" and "latency_predictor" not in info["lut"]
@@ -140,7 +140,7 @@ def test_arch_info_with_each_latency_model(cli, fitted, tmp_path):
     assert info["predictor"]["latency_predictor"] == str(fitted / "cpu-ort_ofa-mbv3-cifar.predictor.json")
     expected = load_predictor("cpu-ort", SPACE).estimate(get_space(SPACE).largest())
     assert info["predictor"]["latency_ms"] == round(expected, 4) != info["lut"]["latency_ms"]
-    text = cli("arch", "info", path, "--device", "cpu-ort").out
+    text = cli("arch", "info", path, "--device", "cpu-ort", "--no-drift").out
     assert f"latency     {expected:.2f} ms on cpu-ort (predictor, {fitted}" in text
 
 
@@ -168,7 +168,7 @@ def test_specialize_searches_with_the_predictor(cli, fitted, tmp_path):
     from ofakit.predict.latency import load_predictor
 
     result = cli("specialize", "--device", "cpu-ort", "--latency", "0.8ms", "--budget", "300", "--json",
-                 "--latency-model", "predictor", "--pareto")
+                 "--latency-model", "predictor", "--pareto", "--no-drift")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["latency_estimator"] == "predictor" and report["latency_ms"] <= 0.8
@@ -181,11 +181,21 @@ def test_specialize_searches_with_the_predictor(cli, fitted, tmp_path):
 
 
 def test_arch_info_with_a_predictor_imports_neither_torch_nor_sklearn(fitted, tmp_path):
+    """--no-drift needs neither torch nor ONNX Runtime; the default drift correction needs torch only the first time
+    on a machine (to export the reference model into the cache), then ONNX Runtime alone."""
     argv = ["arch", "info", str(arch_file(tmp_path)), "--device", "cpu-ort", "--latency-model", "predictor"]
-    script = (f"import sys; from ofakit.cli.main import main; code = main({argv!r}); "
-              f"bad = [m for m in ('torch', 'onnxruntime', 'sklearn') if m in sys.modules]; "
-              f"assert not bad, f'imported {{bad}}'; sys.exit(code)")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "OFAKIT_TABLES_PATH": str(fitted)})
-    assert proc.returncode == 0, proc.stderr
-    assert "(predictor," in proc.stdout
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OFAKIT_TABLES_PATH": str(fitted),
+           "OFAKIT_CACHE": str(tmp_path / "cache")}
+
+    def imported(extra: list[str]) -> list[str]:
+        script = (f"import sys; from ofakit.cli.main import main; code = main({argv + extra!r}); "
+                  f"print(sorted(m for m in ('torch', 'onnxruntime', 'sklearn') if m in sys.modules)); sys.exit(code)")
+        proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "(predictor" in proc.stdout
+        return json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+    assert imported(["--no-drift"]) == []
+    assert "torch" in imported([])  # the first drift measurement exports the reference model
+    assert imported([]) == ["onnxruntime"]  # then it comes from the cache
