@@ -34,7 +34,8 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_json_file, read_jsonl, save_text_file
+from ofakit.io import read_json_file, save_text_file
+from ofakit.latency.measure import read_measured
 from ofakit.latency.table import LatencyTable, table_dirs
 from ofakit.predict.latency import arch_digest
 from ofakit.predict.op_estimator import OpModelEstimator, describe, find_model_file, load_op_model, read_op_model
@@ -137,19 +138,10 @@ def published_nets(path: str | Path) -> dict[str, list[ReferenceNet]]:
 
 
 def measured_nets(path: str | Path) -> list[ReferenceNet]:
-    """Subnets a user timed on the device: JSONL records `{"arch": {...}, "measured_ms": ...}` (other keys, such as
-    those `ofakit latency fit` writes, are ignored)."""
-
-    def one(data: Any) -> ReferenceNet:
-        if not isinstance(data, Mapping) or "arch" not in data or "measured_ms" not in data:
-            raise ConfigError("expected {\"arch\": {...}, \"measured_ms\": ...}")
-        ms = data["measured_ms"]
-        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0:
-            raise ConfigError(f"measured_ms must be a positive number of ms, got {ms!r}")
-        arch = ArchConfig.from_dict(data["arch"])
-        return ReferenceNet(f"{arch.space}@{arch.resolution} #{arch_digest(arch)}", arch, float(ms), "measured")
-
-    nets = read_jsonl(path, "measured subnets", one)
+    """Subnets a user timed on the device: JSONL records `{"arch": {...}, "measured_ms": ...}`, as
+    `ofakit.latency.measure.read_measured` reads them (the keys `ofakit latency fit` writes are allowed too)."""
+    nets = [ReferenceNet(f"{r.arch.space}@{r.arch.resolution} #{arch_digest(r.arch)}", r.arch, r.measured_ms,
+                         "measured") for r in read_measured(path)]
     if not nets:
         raise ConfigError(f"{path}: no measured subnet (JSONL lines of {{\"arch\": {{...}}, \"measured_ms\": ...}})")
     return nets
