@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Search a bundle's supernet for the subnet with the best predicted accuracy "
                                    "under the limits (latency from the device's table).")
     p.add_argument("--device", required=True, help="device name or alias (see `ofakit devices`)")
-    p.add_argument("--latency", help="latency limit: 30ms, 30 (ms) or 0.03s")
+    p.add_argument("--latency", help="latency limit: 30ms, 30 (ms) or 0.03s; several budgets, one subnet each: "
+                                     "20ms,25ms,30ms or 20ms:40ms:5 (5 evenly spaced)")
     p.add_argument("--macs", help="MACs limit: 300M, 1.2G")
     p.add_argument("--params", help="parameter limit: 5M")
     p.add_argument("--bundle", help="bundle directory (with a fitted or imported predictor) or shipped bundle name "
@@ -39,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mnas-w", type=float, default=-0.07, metavar="W", help="w of --reward mnas (default -0.07)")
     p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="directory for arch.json and report.json (and pareto.png)")
+    p.add_argument("--out", type=Path, help="directory for arch.json (several budgets: arch-<budget>.json each) and "
+                                            "report.json (and pareto.png)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--pareto", action="store_true", help="also compute the accuracy/latency front (needs --out "
                                                           "for the PNG)")
@@ -50,15 +52,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ofakit.bundles import resolve_bundle
-    from ofakit.search.constraints import parse_count, parse_latency_ms
+    from ofakit.search.budgets import arch_files, parse_latency_budgets
+    from ofakit.search.constraints import parse_count
     from ofakit.search.specialize import SpecializeConfig, specialize, write_results
 
+    budgets = parse_latency_budgets(args.latency) if args.latency is not None else ()
     if args.out is not None:  # before the search: a file in the way is one line, not an error after it
-        check_output_dir(args.out, "specialize's results", files=("arch.json", "report.json", "pareto.png"))
+        archs = arch_files(budgets) if len(budgets) > 1 else ["arch.json"]
+        check_output_dir(args.out, "specialize's results", files=(*archs, "report.json", "pareto.png"))
     bundle = resolve_bundle(args.bundle)
     cfg = SpecializeConfig(
         device=args.device,
-        latency_ms=parse_latency_ms(args.latency) if args.latency is not None else None,
+        latency_ms=budgets[0] if len(budgets) == 1 else None,
+        latency_budgets=budgets if len(budgets) > 1 else (),
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
         algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 0
+    if "budgets" in report:
+        return _print_budgets(report, args.out)
     scale = report.get("latency_drift_scale", 1.0)
     rows = [["predicted top-1", f"{100 * report['predicted_accuracy']:.2f} %"],
             ["latency", f"{report['latency_ms']:.2f} ms ({report['latency_estimator']}"
@@ -92,4 +100,17 @@ def run(args: argparse.Namespace) -> int:
     print_table(f"specialized {report['space']} for {report['device']}", ["", "value"], rows)
     if args.out is not None:
         print(f"wrote {args.out / 'arch.json'} and {args.out / 'report.json'}", file=sys.stderr)
+    return 0
+
+
+def _print_budgets(report: dict, out: Path | None) -> int:
+    """One row per latency budget."""
+    rows = [[f"{e['latency_budget_ms']:g} ms", f"{100 * e['predicted_accuracy']:.2f} %", f"{e['latency_ms']:.2f} ms",
+             f"{e['macs'] / 1e6:.1f} M", f"{e['params'] / 1e6:.2f} M", str(e["arch"]["resolution"])]
+            for e in report["budgets"]]
+    print_table(f"specialized {report['space']} for {report['device']} ({report['latency_estimator']}; "
+                f"{report['evaluations']} archs in {report['wall_time_s']:.2f} s, {report['algorithm']})",
+                ["budget", "predicted top-1", "latency", "MACs", "params", "resolution"], rows)
+    if out is not None:
+        print(f"wrote {len(report['budgets'])} arch-<budget>.json and report.json in {out}", file=sys.stderr)
     return 0

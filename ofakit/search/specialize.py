@@ -35,12 +35,14 @@ class SpecializeConfig:
     drift: str = "off"  # auto | on | off: scale estimates by the machine's drift (ofakit.latency.drift.drift_for)
     latency_scale: float = 1.0  # multiplies every latency estimate, on top of the drift (1.0: none)
     reward: str = "hard"  # hard | mnas: how the limits enter the objective (mnas: the rl controller's soft form)
+    latency_budgets: tuple[float, ...] = ()  # several latency limits (ms): one subnet each; latency_ms is then unused
     mnas_w: float = -0.07  # MnasNet's exponent w of the soft reward score x (latency / limit) ^ w
 
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = False,
-               verify: str | None = None) -> tuple[SearchResult, dict[str, Any]]:
-    """Run the search; returns the result and the JSON-ready report.
+               verify: str | None = None) -> tuple[SearchResult | list[SearchResult], dict[str, Any]]:
+    """Run the search; returns the result and the JSON-ready report. With several `latency_budgets`: one result
+    per budget (`ofakit.search.budgets`), and the report's "budgets" holds one entry each.
 
     Args:
         pareto: also report the front of predicted accuracy vs estimated latency (`pareto_report`) as "pareto".
@@ -55,6 +57,9 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     reward = Reward(cfg.reward, cfg.mnas_w)
     if cfg.budget < 1:
         raise ConfigError(f"--budget must be positive, got {cfg.budget}")
+    budgets = cfg.latency_budgets or ((cfg.latency_ms,) if cfg.latency_ms is not None else ())
+    if verify and len(budgets) > 1:
+        raise ConfigError("--verify measures one subnet: give one latency budget")
     info = read_bundle_info(bundle)
     device = get_device(cfg.device)
     space = get_space(info.space)
@@ -64,54 +69,70 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
     _check_device_serves(device.name, space.name, bundle)
     estimator = estimator_for(device.name, space.name, model=cfg.latency_model)
-    drift = _drift(device.name, space.name, cfg) if cfg.latency_ms is not None else None
+    drift = _drift(device.name, space.name, cfg) if budgets else None
     scale = cfg.latency_scale * (drift.scale if drift is not None else 1.0)
     from ofakit.predict.ofa_predictor import predictor_space
 
     search_space = predictor_space(predictor, space)  # only resolutions the predictor can encode
     genome = Genome(search_space)
-    limits: list[Limit] = []
-    if cfg.latency_ms is not None:
-        limits.append(latency_limit(f"latency_ms@{device.name}", cfg.latency_ms, estimator, genome, scale))
+    others: list[Limit] = []
     if cfg.macs is not None:
-        limits.append(macs_limit(genome, cfg.macs))
+        others.append(macs_limit(genome, cfg.macs))
     if cfg.params is not None:
-        limits.append(params_limit(genome, cfg.params))
+        others.append(params_limit(genome, cfg.params))
+
+    def limits_at(ms: float) -> list[Limit]:
+        return [latency_limit(f"latency_ms@{device.name}", ms, estimator, genome, scale), *others]
+
+    limits = limits_at(budgets[0]) if budgets else others
     if not limits:
         raise ConfigError("give at least one limit: --latency, --macs or --params")
     score = predictor.for_rows(genome)
     rng = np.random.default_rng(cfg.seed)
     generations = max(1, cfg.budget // cfg.population)
     ecfg = EvolutionConfig(population=cfg.population, generations=generations)
-    result = search(genome, score, limits, ecfg, cfg.budget, rng, reward=reward)
+    setup_s = time.perf_counter() - started
+
+    def subnet(result: SearchResult, limits: list[Limit]) -> dict[str, Any]:
+        return {"arch": result.best.to_dict(), "predicted_accuracy": round(float(result.score), 6),
+                "latency_ms": round(float(estimator.estimate(result.best, scale=scale)), 4),
+                "macs": space.macs(result.best), "params": space.params(result.best),
+                "limits": {lim.name: lim.maximum for lim in limits}}
+
+    if len(budgets) > 1:
+        from ofakit.search.budgets import search_budgets
+
+        results, evaluations = search_budgets(genome, score, limits_at, budgets, search, ecfg, cfg.budget, cfg.seed,
+                                              reward=reward)
+        result, picked = results[budgets.index(max(budgets))], {"budgets": [
+            {"latency_budget_ms": b, **subnet(r, limits_at(b))} for b, r in zip(budgets, results)]}
+    else:
+        result = search(genome, score, limits, ecfg, cfg.budget, rng, reward=reward)
+        evaluations, picked = result.evaluations, subnet(result, limits)
     best = result.best
     report = {
-        "arch": best.to_dict(),
-        "predicted_accuracy": round(float(result.score), 6),
-        "latency_ms": round(float(estimator.estimate(best, scale=scale)), 4),
+        **picked,
         "latency_estimator": estimator.name,
         **({"latency_drift_scale": round(scale, 4)} if scale != 1.0 else {}),
         **({"latency_drift": drift.to_dict()} if drift is not None else {}),
-        "macs": space.macs(best),
-        "params": space.params(best),
         "device": device.name,
         "bundle": str(bundle),
         "space": space.name,
-        "limits": {lim.name: lim.maximum for lim in limits},
         "algorithm": ALGORITHMS.canonical(cfg.algorithm),
         **({"reward": {"kind": reward.kind, "mnas_w": reward.mnas_w}} if reward.kind != "hard" else {}),
         "seed": cfg.seed,
-        "evaluations": result.evaluations,
+        "evaluations": evaluations,
+        "setup_s": round(setup_s, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
-    if pareto:
+    if pareto:  # over every arch scored (with several budgets: all feasible under the loosest)
         report["pareto"] = pareto_report(
             result, lambda genome, rows: estimator.estimate_rows(genome, rows, scale=scale))
     if verify:
         from ofakit.search.verify import verify_subnet
 
         report["verify"] = verify_subnet(bundle, best, verify, report)
-    return result, report
+    return (results if len(budgets) > 1 else result), report
 
 
 def _drift(device: str, space: str, cfg: SpecializeConfig) -> Any:
@@ -131,15 +152,21 @@ def _has_table(device: str, space: str) -> bool:
 
 
 def write_results(out: Path, report: dict[str, Any]) -> list[Path]:
-    """arch.json (the chosen subnet) and report.json in the folder `out`, and pareto.png where the report has a
-    front; returns the paths written."""
+    """arch.json (the chosen subnet; with several budgets arch-<budget>.json each, `arch_files`) and report.json in
+    the folder `out`, and pareto.png where the report has a front; returns the paths written."""
     import json
 
     from ofakit.io import atomic_write_json, atomic_write_text
+    from ofakit.search.budgets import arch_files
 
-    atomic_write_text(out / "arch.json", json.dumps(report["arch"], indent=2) + "\n")
+    entries = report.get("budgets", [report])
+    names = arch_files([e["latency_budget_ms"] for e in entries]) if "budgets" in report else ["arch.json"]
+    written = []
+    for name, entry in zip(names, entries):
+        atomic_write_text(out / name, json.dumps(entry["arch"], indent=2) + "\n")
+        written.append(out / name)
     atomic_write_json(out / "report.json", report)
-    written = [out / "arch.json", out / "report.json"]
+    written.append(out / "report.json")
     if "pareto" in report:
         from ofakit.search.pareto import plot_fronts
 
