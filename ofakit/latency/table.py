@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -76,6 +77,9 @@ def parse_layer_key(key: str) -> LayerShape:
 
 
 # -- entries and tables ---------------------------------------------------------------------------------------
+_hints = cache(get_type_hints)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One layer's timing in milliseconds."""
@@ -108,7 +112,7 @@ class Entry:
     def from_dict(cls, data: Any, where: str) -> Entry:
         """An entry from its JSON object; unknown keys, wrong types and negative times are a ConfigError."""
         data = check_keys(data, ENTRY_KEYS, where, required=("mean",))
-        hints = get_type_hints(cls)
+        hints = _hints(cls)  # once per class: get_type_hints costs ~0.1 ms, a table has ~1,600 entries
         values = {k: coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}
         for k in ("mean", "std", "median", "p10", "ref_ms", "count"):
             if values.get(k) is not None and values[k] < 0:
