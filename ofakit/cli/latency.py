@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ofakit.io import check_output_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="convert latency tables, fit a latency predictor, validate estimates",
@@ -74,6 +76,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
     device = get_device(args.device).name
     space = get_space(args.space).name
+    if args.out is not None:
+        check_output_file(args.out, "the latency table")
     sources = read_sources(args.source, space)
     table = convert(sources, device=device, space=space, source=f"MIT table {args.source.name}",
                     attribution=args.attribution, license=args.license)

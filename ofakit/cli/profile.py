@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from ofakit.io import check_output_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ofakit.latency.profile import ProfileConfig
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if off:
         print(f"ofakit: warning: resolution(s) {', '.join(map(str, off))} are outside the search range of space "
               f"{space.name!r}; profiling them anyway", file=sys.stderr)
-    out = args.out or Path("latency_tables") / table_filename(device.name, space.name)
+    out = check_output_file(args.out or Path("latency_tables") / table_filename(device.name, space.name),
+                            "the latency table")
     cfg = ProfileConfig(resolutions=resolutions, warmup=args.warmup, reps=args.reps)
     started = time.perf_counter()
     counts: list[int] = []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ofakit.errors import ConfigError
+from ofakit.io import check_output_file
 from ofakit.latency.devices import DeviceSpec
 from ofakit.latency.measure import (ValidateConfig, check_repetitions, check_resolutions, measure_latency_records,
                                     records_path_for, sample_archs)
@@ -70,6 +71,8 @@ def fit_latency(device: DeviceSpec, space: SearchSpace, table: LatencyTable, cfg
     measure = ValidateConfig(samples=cfg.samples, resolutions=resolutions, seed=cfg.seed, reps=cfg.reps,
                              calls=cfg.calls, group=20)
     out, records_path = latency_fit_paths(device.name, space.name, cfg)
+    check_output_file(out, "the latency predictor")  # before any measuring: a folder in the way is one line
+    check_output_file(records_path, "the latency records")
     archs = sample_archs(space, resolutions, cfg.samples, random.Random(cfg.seed))
     if cfg.uniform:
         archs = list(dict.fromkeys(archs + uniform_grid(space, resolutions)))
