@@ -1,0 +1,343 @@
+"""A latency model for a new device from a few measured subnets, with the shipped devices' models as prior knowledge.
+
+Devices differ, but not arbitrarily: a new GPU at batch 32 ranks subnets much as another GPU at batch 32 does. So the
+model of a new device is a small fit on the log-estimates of source models (other devices' latency estimators for
+the same space), not a model of the architecture from scratch (Lee et al., "HELP: Hardware-Adaptive Efficient Latency
+Prediction for NAS via Meta-Learning", NeurIPS 2021, make the same point with a meta-learned predictor):
+
+    log ms = intercept + sum_j coef[j] * log(source_j ms)
+
+Candidates: one source times a factor, one source to a power times a factor, and ridge combinations of all sources
+shrunk towards the source that scales best (four strengths). Each is fitted robustly: the factor is the mode of the
+records' log ratios (the value most records lie within +-10 % of), the regressions down-weight records far from the
+fit, because a few disturbed timings among 20 would otherwise pull the whole model. Each candidate is scored by
+leave-one-out over the records (absolute log error, capped at twice the tolerance so that a disturbed timing counts
+as one miss), and the best three are averaged: with 20 records, picking a single candidate is itself noisy. The
+error of the whole procedure, cross-validated, is kept in the metadata with the record count and the sources.
+
+Stored as JSON (`<device>.adapted.json`, never pickled) with the sources' names and file digests: the model is
+only valid with the sources it was fitted on, so a changed source is an error naming the command to refit.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofakit import __version__
+from ofakit.arch import ArchConfig
+from ofakit.errors import ConfigError, LatencyLookupError
+from ofakit.io import read_user_file, save_text_file
+from ofakit.latency.estimate import Estimator
+from ofakit.latency.table import table_dirs
+from ofakit.metrics import error_metrics
+from ofakit.predict.latency import arch_digest
+from ofakit.predict.op_model import read_model_file
+from ofakit.space import get_space
+from ofakit.space.genome import Genome
+
+FORMAT = "ofakit-adapted-latency"
+VERSION = 1
+SUFFIX = ".adapted.json"
+MIN_RECORDS = 3
+TOLERANCE = float(np.log(1.1))  # +-10 %, in log ms
+RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
+POWER_ALPHA = 3.0  # a source to a power: shrunk towards power 1
+KEEP = 3  # candidates averaged
+CV_FOLDS = 5  # cross-validation of the whole fit, for the metadata
+Resolve = Callable[[str, str], Estimator]  # (device, space) -> that device's estimator (ofakit.predict.estimators)
+
+
+@dataclass(frozen=True)
+class MeasuredSubnet:
+    """One record: a subnet and its latency measured end to end on the device."""
+
+    arch: ArchConfig
+    measured_ms: float
+
+
+def read_measured(path: str | Path, space: str) -> list[MeasuredSubnet]:
+    """Records of a JSONL file, one `{"arch": {...}, "measured_ms": ...}` per line (other keys ignored, the arch's
+    `space` key optional); a malformed line is one ConfigError naming the file and line."""
+
+    def parse(text: str) -> list[MeasuredSubnet]:
+        out = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                arch = dict(data["arch"])
+                arch.setdefault("space", space)
+                ms = float(data["measured_ms"])
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ConfigError(f"line {i}: expected {{\"arch\": {{...}}, \"measured_ms\": N}} ({exc})") from None
+            if not np.isfinite(ms) or ms <= 0:
+                raise ConfigError(f"line {i}: measured_ms must be a positive number of milliseconds, got {ms}")
+            record = MeasuredSubnet(ArchConfig.from_dict(arch), ms)
+            if record.arch.space != space:
+                raise ConfigError(f"line {i}: an arch of space {record.arch.space!r}, not {space!r}")
+            get_space(space).validate(record.arch)
+            out.append(record)
+        return out
+
+    return read_user_file(path, "measured subnets (JSON lines)", parse)
+
+
+# -- fitting ----------------------------------------------------------------------------------------------------
+def _mode_shift(d: np.ndarray) -> float:
+    """The shift that most values of `d` lie within TOLERANCE of (ties: the median of the tied), refined to the
+    median of those values."""
+    count = (np.abs(d[:, None] - d[None, :]) <= TOLERANCE).sum(axis=0)
+    centre = float(np.median(d[count == count.max()]))
+    inliers = np.abs(d - centre) <= TOLERANCE
+    return float(np.median(d[inliers]))
+
+
+def _robust_ridge(z: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> tuple[float, np.ndarray]:
+    """(intercept, coef) of t ~ z, ridge towards the weights `prior`, reweighted three times so that records more
+    than two robust deviations off count less. The first weights come from the prior scaled by the mode shift, so
+    that disturbed timings are down-weighted from the start."""
+    r = np.abs(t - z @ prior - _mode_shift(t - z @ prior))
+    w = np.where(r <= 2 * TOLERANCE, 1.0, 2 * TOLERANCE / np.maximum(r, 1e-12))
+    for _ in range(3):
+        zm, tm = np.average(z, axis=0, weights=w), float(np.average(t, weights=w))
+        zc = z - zm
+        coef = prior + np.linalg.solve(zc.T @ (w[:, None] * zc) + alpha * np.eye(z.shape[1]),
+                                       zc.T @ (w * (t - tm - zc @ prior)))
+        r = np.abs(t - tm - zc @ coef)
+        s = max(1.4826 * float(np.median(r)), 0.02)
+        w = np.where(r <= 2 * s, 1.0, 2 * s / np.maximum(r, 1e-12))
+    return tm - float(zm @ coef), coef
+
+
+Fit = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]  # (log-estimates z, log ms t) -> (intercept, coef)
+
+
+def _scale(j: int, n: int) -> Fit:
+    return lambda z, t: (_mode_shift(t - z[:, j]), np.eye(n)[j])
+
+
+def _power(j: int, n: int) -> Fit:
+    def fit(z: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+        b, c = _robust_ridge(z[:, [j]], t, POWER_ALPHA, np.ones(1))
+        return b, c[0] * np.eye(n)[j]
+    return fit
+
+
+def _ridge(alpha: float, prior: np.ndarray) -> Fit:
+    return lambda z, t: _robust_ridge(z, t, alpha, prior)
+
+
+def loo_error(fit: Fit, z: np.ndarray, t: np.ndarray) -> float:
+    """Leave-one-out error of a candidate: the mean absolute log error, each record's capped at twice the tolerance
+    (a disturbed timing counts as one miss, not as its size)."""
+    err = np.empty(len(t))
+    for i in range(len(t)):
+        keep = np.arange(len(t)) != i
+        b, coef = fit(z[keep], t[keep])
+        err[i] = abs(b + z[i] @ coef - t[i])
+    return float(np.mean(np.minimum(err, 2 * TOLERANCE)))
+
+
+def fit_combination(z: np.ndarray, t: np.ndarray) -> tuple[str, float, np.ndarray, dict[str, float]]:
+    """(names of the kept candidates, intercept, coef, every candidate's leave-one-out error).
+
+    Candidates: each source times a factor, each source to a power times a factor, and ridge combinations of all
+    sources shrunk towards the source that scales best (four strengths). The three with the lowest leave-one-out
+    error are averaged (in log ms): with 20 records, picking one candidate is itself noisy.
+    """
+    n = z.shape[1]
+    cands: dict[str, Fit] = {f"scale:{j}": _scale(j, n) for j in range(n)}
+    scores = {name: loo_error(fit, z, t) for name, fit in cands.items()}
+    best = min(scores, key=scores.get)
+    cands.update({f"power:{j}": _power(j, n) for j in range(n)})
+    if n > 1:
+        cands.update({f"ridge:{a:g}": _ridge(a, np.eye(n)[int(best.split(':')[1])]) for a in RIDGE_ALPHAS})
+    scores.update({name: loo_error(fit, z, t) for name, fit in cands.items() if name not in scores})
+    keep = sorted(scores, key=scores.get)[:KEEP]
+    fits = [cands[name](z, t) for name in keep]
+    return "+".join(keep), float(np.mean([f[0] for f in fits])), np.mean([f[1] for f in fits], axis=0), scores
+
+
+def source_entry(device: str, estimator: Estimator) -> dict[str, Any]:
+    """What identifies a source model: its device, estimator kind and the SHA-256 of its file (if it has one)."""
+    path = getattr(estimator, "path", None)
+    table = getattr(estimator, "table", None)
+    path = path or getattr(table, "path", None)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
+    return {"device": device, "estimator": estimator.name, "file": Path(path).name if path else None,
+            "sha256": digest}
+
+
+def adapt(device: str, space: str, records: Sequence[MeasuredSubnet], sources: Mapping[str, Estimator], *,
+          meta: Mapping[str, Any] | None = None) -> AdaptedEstimator:
+    """Fit the model of `device` for `space` on measured `records`, over the estimates of `sources` (device name ->
+    its estimator for the space).
+
+    Raises ConfigError for fewer than MIN_RECORDS distinct subnets or no source.
+    """
+    records = list({r.arch: r for r in records}.values())
+    if len(records) < MIN_RECORDS:
+        raise ConfigError(f"need at least {MIN_RECORDS} measured subnets to adapt a latency model, got "
+                          f"{len(records)}; 20 give about the accuracy of a model fitted on thousands")
+    if not sources:
+        raise ConfigError(f"no source device serves space {space!r}: adapting needs another device's model of it")
+    names = list(sources)
+    archs = [r.arch for r in records]
+    ms = np.array([r.measured_ms for r in records], dtype=np.float64)
+    z = np.log(np.column_stack([sources[n].estimate_batch(archs) for n in names]))
+    t = np.log(ms)
+    kind, intercept, coef, scores = fit_combination(z, t)
+    cv = np.empty(len(t))  # the whole procedure (candidates, choice, average), CV_FOLDS-fold
+    folds = min(CV_FOLDS, len(t))
+    for f in range(folds):
+        test = np.arange(f, len(t), folds)
+        _, b, c, _ = fit_combination(np.delete(z, test, axis=0), np.delete(t, test))
+        cv[test] = b + z[test] @ c
+    info = {"device": device, "space": space, "kind": kind, "records": len(records),
+            "sources": [source_entry(n, sources[n]) for n in names],
+            "cv": {"method": f"{folds}-fold, the whole fit in each fold",
+                   **{k: round(v, 4) for k, v in error_metrics(np.exp(cv), ms).items()}},
+            "candidates_loo_error": {k: round(v, 4) for k, v in scores.items()},
+            "resolution_range": [min(a.resolution for a in archs), max(a.resolution for a in archs)],
+            "date": datetime.date.today().isoformat(), "ofakit_version": __version__, **(meta or {}),
+            "fitted_archs": sorted(arch_digest(a) for a in archs)}
+    return AdaptedEstimator(sources, intercept, coef, info)
+
+
+# -- the estimator ----------------------------------------------------------------------------------------------
+class AdaptedEstimator:
+    """The adapted model as an Estimator (`ofakit.latency.estimate`): no table behind it.
+
+    Args:
+        sources: device name -> estimator, in the order of `coef`.
+        intercept: in log ms.
+        coef: one weight per source.
+        meta: device, space, kind, records, sources (with file digests), cross-validated error, fitted subnets.
+        path: the file it was read from or written to.
+    """
+
+    name = "adapted"
+    table = None
+
+    def __init__(self, sources: Mapping[str, Estimator], intercept: float, coef: Sequence[float],
+                 meta: Mapping[str, Any], *, path: Path | None = None) -> None:
+        self.sources = dict(sources)
+        self.intercept = float(intercept)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.meta = dict(meta)
+        self.path = path
+        self.space = get_space(str(self.meta["space"]))
+        self._fitted = frozenset(self.meta.get("fitted_archs", ()))
+        self._used = [(est, w) for est, w in zip(self.sources.values(), self.coef) if w != 0.0]
+
+    def _combine(self, logs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.exp(self.intercept + sum(w * x for (_, w), x in zip(self._used, logs)))
+
+    def estimate(self, arch: ArchConfig, *, scale: float = 1.0) -> float:
+        """Estimated latency of `arch` in ms."""
+        return float(self.estimate_batch([arch], scale=scale)[0])
+
+    def estimate_batch(self, archs: Sequence[ArchConfig], *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms, float64, one per arch."""
+        if not len(archs):
+            return np.zeros(0)
+        return scale * self._combine([np.log(est.estimate_batch(archs)) for est, _ in self._used])
+
+    def estimate_rows(self, genome: Genome, rows: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """Estimated latencies in ms of genome rows (what a search holds), float64."""
+        if not len(rows):
+            return np.zeros(0)
+        return scale * self._combine([np.log(est.estimate_rows(genome, rows)) for est, _ in self._used])
+
+    def additive(self, scale: float = 1.0) -> None:
+        """None: a product of powers of other models is not a sum over layers."""
+        return None
+
+    def fitted_on(self, arch: ArchConfig) -> bool:
+        """Whether `arch` was one of the measured subnets the model was fitted on."""
+        return arch_digest(arch) in self._fitted
+
+    # -- JSON ---------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "meta": self.meta,
+                "model": {"intercept": self.intercept, "coef": self.coef.tolist()}}
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically; returns the path."""
+        path = Path(path)
+        save_text_file(path, json.dumps(self.to_dict(), indent=1) + "\n", "adapted latency model")
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, resolve: Resolve) -> AdaptedEstimator:
+        """Read a model file and its sources (through `resolve`); a malformed file is a ConfigError, a source whose
+        file changed since the fit a LatencyLookupError naming the refit."""
+        path = Path(path)
+        data = read_model_file(path, "adapted latency model", FORMAT, VERSION)
+        meta, model = data.get("meta"), data.get("model")
+        try:
+            space, sources = str(meta["space"]), list(meta["sources"])
+            coef = [float(c) for c in model["coef"]]
+            intercept = float(model["intercept"])
+            names = [str(s["device"]) for s in sources]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{path}: malformed adapted latency model ({exc})") from None
+        if len(coef) != len(names):
+            raise ConfigError(f"{path}: {len(coef)} weights for {len(names)} source devices")
+        resolved = {}
+        for entry, name, w in zip(sources, names, coef):
+            est = resolve(name, space)
+            if w and entry.get("sha256") and source_entry(name, est)["sha256"] != entry["sha256"]:
+                raise LatencyLookupError(
+                    f"{path}: the latency model of source device {name!r} changed since this model was adapted; "
+                    f"refit: ofakit latency adapt --device {meta.get('device')} --space {space} --records FILE")
+            resolved[name] = est
+        return cls(resolved, intercept, coef, meta, path=path)
+
+
+# -- where adapted devices live ---------------------------------------------------------------------------------
+def adapted_file(device: str, source: str = "") -> Path | None:
+    """The adapted model of `device` (canonical name): next to its device file `source` first, then in the table
+    folders; None if none."""
+    folders = ([Path(source).parent] if source else []) + table_dirs()
+    for folder in folders:
+        path = folder / f"{device}{SUFFIX}"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_adapted(device: str, space: str, resolve: Resolve) -> AdaptedEstimator:
+    """The adapted model of `device` (name or alias) for `space`; LatencyLookupError naming the adapt command when
+    there is none or it is of another space."""
+    from ofakit.latency.devices import get_device
+
+    spec = get_device(device)
+    how = f"ofakit latency adapt --device {spec.name} --space {space} --records MEASURED.jsonl"
+    path = adapted_file(spec.name, spec.source)
+    if path is None:
+        raise LatencyLookupError(f"device {spec.name!r} has no adapted latency model; measure ~20 subnets on it and "
+                                 f"run: {how}")
+    model = AdaptedEstimator.load(path, resolve)
+    if model.space.name != space:
+        raise LatencyLookupError(f"{path} is adapted for space {model.space.name!r}, not {space!r}; run: {how}")
+    return model
+
+
+def device_yaml(device: str, *, kind: str, backend: str, batch: int, model_file: str, records: int,
+                sources: Sequence[str]) -> str:
+    """The YAML of a user device that only has an adapted model (estimate-only: ofakit does not reach it)."""
+    return (f"# Estimate-only device made by `ofakit latency adapt` from {records} measured subnets over the models of "
+            f"{', '.join(sources)}.\n# Its latency model is {model_file}, next to this file. Put this folder in "
+            "$OFAKIT_DEVICES_PATH for ofakit to find both.\n"
+            f"name: {device}\nkind: {kind}\ndescription: adapted from {records} measured subnets ({', '.join(sources)})"
+            f"\nbackend:\n  name: {backend}\n  batch: {batch}\nreach:\n  via: local\n")

@@ -1,0 +1,120 @@
+"""Few-shot adaptation: a new device from ~20 measured subnets over source models, on synthetic latencies from known
+formulas; records files; saving, loading and the source check; the shipped GPU models as sources (no data needed)."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ofakit.errors import ConfigError, LatencyLookupError
+from ofakit.metrics import error_metrics
+from ofakit.predict.adapt import (SUFFIX, AdaptedEstimator, MeasuredSubnet, adapt, fit_combination, read_measured,
+                                  source_entry)
+from ofakit.predict.structural import StructuralFeatures, load_structural
+from ofakit.space import get_space
+from ofakit.space.genome import Genome
+
+SPACE = "ofa-mbv3-w1.2"
+
+
+class Formula:
+    """An estimator computing a known formula of the structural features (ms): a source model for the tests."""
+
+    table = None
+
+    def __init__(self, name: str, launch: float, per_gmac: float) -> None:
+        self.name, self.launch, self.per_gmac = name, launch, per_gmac
+        self.features = StructuralFeatures(get_space(SPACE))
+        self.col = {n: i for i, n in enumerate(self.features.names)}
+
+    def _ms(self, x: np.ndarray) -> np.ndarray:
+        return self.launch * x[:, self.col["ops"]] + self.per_gmac * x[:, self.col["macs"]] / 1e3
+
+    def estimate_batch(self, archs, *, scale=1.0):
+        return scale * self._ms(self.features.of_archs(archs))
+
+    def estimate_rows(self, genome, rows, *, scale=1.0):
+        return scale * self._ms(self.features.of_rows(genome, rows))
+
+
+def _archs(n: int, seed: int) -> list:
+    space, rng = get_space(SPACE), random.Random(seed)
+    return [space.sample(rng) for _ in range(n)]
+
+
+SOURCES = {"launch-bound": Formula("structural", 0.03, 2.0), "compute-bound": Formula("structural", 0.001, 40.0)}
+
+
+def _target(archs, seed: int = 3, outliers: int = 0) -> np.ndarray:
+    """1.7x the launch-bound source, 2 % noise, and `outliers` timings disturbed by +30-80 %."""
+    rng = np.random.default_rng(seed)
+    ms = 1.7 * SOURCES["launch-bound"].estimate_batch(archs) * np.exp(rng.normal(0, 0.02, len(archs)))
+    ms[:outliers] *= rng.uniform(1.3, 1.8, outliers)
+    return ms
+
+
+@pytest.mark.parametrize("outliers", [0, 5])
+def test_twenty_records_recover_the_device_despite_disturbed_timings(outliers):
+    fit_archs, test_archs = _archs(20, 0), _archs(300, 1)
+    records = [MeasuredSubnet(a, float(m)) for a, m in zip(fit_archs, _target(fit_archs, outliers=outliers))]
+    model = adapt("new-gpu", SPACE, records, SOURCES)
+    got = error_metrics(model.estimate_batch(test_archs), _target(test_archs, seed=4))
+    assert got["within_10pct"] > 0.9 and got["spearman"] > 0.95
+    assert model.meta["records"] == 20 and [s["device"] for s in model.meta["sources"]] == list(SOURCES)
+    assert "fold" in model.meta["cv"]["method"] and model.meta["cv"]["within_10pct"] >= 0.6
+    assert all(model.fitted_on(a) for a in fit_archs) and not model.fitted_on(test_archs[0])
+    genome = Genome(get_space(SPACE))
+    assert np.allclose(model.estimate_rows(genome, genome.encode(test_archs)), model.estimate_batch(test_archs))
+
+
+def test_combination_picks_a_mix_when_the_device_is_one():
+    archs = _archs(40, 2)
+    z = np.log(np.column_stack([s.estimate_batch(archs) for s in SOURCES.values()]))
+    t = 0.5 * z[:, 0] + 0.5 * z[:, 1] + 0.2
+    name, intercept, coef, scores = fit_combination(z, t)
+    assert "ridge" in name or "power" in name
+    assert np.abs(intercept + z @ coef - t).max() < 0.05 and min(scores.values()) < 0.02
+
+
+def test_save_load_and_a_changed_source(tmp_path):
+    src = load_structural("v100-b32", SPACE)
+    archs = _archs(12, 5)
+    ms = 0.8 * src.estimate_batch(archs)
+    model = adapt("my-gpu", SPACE, [MeasuredSubnet(a, float(m)) for a, m in zip(archs, ms)], {"v100-b32": src})
+    assert model.meta["sources"][0]["sha256"] == source_entry("v100-b32", src)["sha256"]
+    path = model.save(tmp_path / f"my-gpu{SUFFIX}")
+    again = AdaptedEstimator.load(path, lambda device, space: load_structural(device, space))
+    fresh = _archs(20, 6)
+    assert np.allclose(again.estimate_batch(fresh), 0.8 * src.estimate_batch(fresh), rtol=0.02)
+    data = json.loads(path.read_text())
+    data["meta"]["sources"][0]["sha256"] = "0" * 64
+    path.write_text(json.dumps(data))
+    with pytest.raises(LatencyLookupError, match="changed since this model was adapted.*latency adapt"):
+        AdaptedEstimator.load(path, lambda device, space: load_structural(device, space))
+
+
+def test_too_few_records_or_no_source():
+    records = [MeasuredSubnet(a, 5.0) for a in _archs(2, 7)]
+    with pytest.raises(ConfigError, match="at least 3 measured subnets"):
+        adapt("x", SPACE, records, SOURCES)
+    with pytest.raises(ConfigError, match="no source device"):
+        adapt("x", SPACE, [MeasuredSubnet(a, 5.0) for a in _archs(5, 7)], {})
+
+
+def test_read_measured_records(tmp_path):
+    arch = _archs(1, 8)[0].to_dict()
+    del arch["space"]
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"arch": arch, "measured_ms": 4.2, "device": "mine"}) + "\n\n")
+    (rec,) = read_measured(path, SPACE)
+    assert rec.measured_ms == 4.2 and rec.arch.space == SPACE
+    path.write_text(json.dumps({"arch": arch}) + "\n")
+    with pytest.raises(ConfigError, match=r"m.jsonl: line 1: expected"):
+        read_measured(path, SPACE)
+    path.write_text(json.dumps({"arch": arch, "measured_ms": -1}) + "\n")
+    with pytest.raises(ConfigError, match="positive number"):
+        read_measured(path, SPACE)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_measured(tmp_path / "missing.jsonl", SPACE)
