@@ -1,0 +1,137 @@
+"""Many latency budgets in one run: `specialize` with 10 budgets against `specialize` with one (issue 18, section 4).
+
+The goal: 10 budgets in at most 3x the wall time of one, each budget's pick as good as its own single-budget search
+(same seed; predicted score within 0.1 points).
+
+Each timed call is `specialize()` in a fresh process (the module imported before the clock starts; every set-up
+step and lazy import inside the call counted), one budget and many budgets alternating, `--repeats` times each; the
+figure is the ratio of the medians. Then, in this process, every budget is searched on its own with the same seed, and
+its predicted score compared with the many-budget run's pick for it.
+
+    python -m bench.many_budgets                                  # note10, MIT's tutorial predictor, 20-40 ms
+    python -m bench.many_budgets --bundle ofa-mbv3-cifar10 --device cpu-ort --latency 0.4ms:1.2ms:10 --single 0.8ms
+
+Prints one JSON line on stdout, progress on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+DEFAULT_PREDICTOR = ROOT / "tests" / "fixtures" / "ofa" / "acc_predictor_tutorial.pth"
+
+
+def worker(cfg: dict) -> dict:
+    """One specialize() call, timed from the call."""
+    from ofakit.search.budgets import parse_latency_budgets
+    from ofakit.search.specialize import SpecializeConfig, specialize
+
+    budgets = parse_latency_budgets(cfg["latency"])
+    spec = SpecializeConfig(cfg["device"], latency_ms=budgets[0] if len(budgets) == 1 else None,
+                            latency_budgets=budgets if len(budgets) > 1 else (), budget=cfg["budget"],
+                            seed=cfg["seed"], drift="off", algorithm=cfg["algorithm"])
+    started = time.perf_counter()
+    _, report = specialize(cfg["bundle"], spec)
+    return {"call_s": time.perf_counter() - started, "setup_s": report["setup_s"],
+            "evaluations": report["evaluations"],
+            "picks": [e["predicted_accuracy"] for e in report.get("budgets", [report])]}
+
+
+def run_worker(cfg: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(cfg, fh)
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", fh.name],
+                              capture_output=True, text=True, cwd=ROOT)
+    finally:
+        os.unlink(fh.name)
+    if proc.returncode != 0:
+        raise SystemExit(f"the worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", help="bundle (default: MIT's tutorial-format fixture predictor imported for "
+                                    "ofa-mbv3-w1.2)")
+    p.add_argument("--device", default="note10")
+    p.add_argument("--latency", default="20ms:40ms:10", help="the many budgets")
+    p.add_argument("--single", default="25ms", help="the one budget timed alone")
+    p.add_argument("--algorithm", default="evolution")
+    p.add_argument("--budget", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(args.threads))
+    if args.worker:
+        print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
+        return
+
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from ofakit.bundles import resolve_bundle
+    from ofakit.cli.main import main as ofakit_main
+    from ofakit.search.budgets import parse_latency_budgets
+    from ofakit.search.specialize import SpecializeConfig, specialize
+
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.bundle is None:
+            if ofakit_main(["import-ofa", "--predictor", str(DEFAULT_PREDICTOR), "--space", "ofa-mbv3-w1.2",
+                            "--out", tmp]):
+                raise SystemExit(1)
+            bundle = tmp
+        else:
+            bundle = str(resolve_bundle(args.bundle))
+        common = {"bundle": bundle, "device": args.device, "budget": args.budget, "seed": args.seed,
+                  "algorithm": args.algorithm}
+        one, many = [], []
+        for r in range(args.repeats):
+            one.append(run_worker({**common, "latency": args.single}))
+            many.append(run_worker({**common, "latency": args.latency}))
+            print(f"repeat {r}: one {one[-1]['call_s']:.3f} s, many {many[-1]['call_s']:.3f} s", file=sys.stderr)
+        budgets = parse_latency_budgets(args.latency)
+        alone = []
+        for b in budgets:
+            _, report = specialize(bundle, SpecializeConfig(args.device, latency_ms=b, budget=args.budget,
+                                                            seed=args.seed, drift="off", algorithm=args.algorithm))
+            alone.append(report["predicted_accuracy"])
+    picks = many[0]["picks"]
+    gaps = [round(100 * (m - a), 4) for m, a in zip(picks, alone)]  # points: many-budget pick minus its own search
+    t_one, t_many = (float(np.median([w["call_s"] for w in runs])) for runs in (one, many))
+    out = {
+        "bench": "many_budgets", "goal": "10 budgets in <= 3x the wall time of one; each pick within 0.1 points of "
+                                         "its own single-budget search",
+        "date": time.strftime("%Y-%m-%d"),
+        "config": {"bundle": args.bundle or "MIT tutorial fixture predictor (ofa-mbv3-w1.2)", "device": args.device,
+                   "budgets_ms": list(budgets), "single_ms": args.single, "algorithm": args.algorithm,
+                   "budget": args.budget, "seed": args.seed, "repeats": args.repeats, "threads": args.threads},
+        "timing": "specialize() call in a fresh process, module imported first; medians over repeats",
+        "one_s": round(t_one, 3), "many_s": round(t_many, 3), "ratio": round(t_many / t_one, 2),
+        "one_setup_s": float(np.median([w["setup_s"] for w in one])),
+        "many_setup_s": float(np.median([w["setup_s"] for w in many])),
+        "evaluations_one": one[0]["evaluations"], "evaluations_many": many[0]["evaluations"],
+        "pick_minus_alone_points": gaps, "worst_gap_points": min(gaps),
+        "picks": picks, "alone": alone,
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                    "load_average_before": [round(x, 2) for x in load],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
