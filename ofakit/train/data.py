@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_write_npz, cache_dir
+from ofakit.io import atomic_write_npz, cache_dir, read_user_bytes
 
 SPLITS = ("train", "val")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,9 +77,13 @@ def load_dataset(source: str, split: str, *, image_size: int = 224) -> ArrayData
         return _image_folder(path, split, image_size)
     if path.suffix != ".npz":
         raise ConfigError(f"data source {source!r} is neither a directory nor an .npz file")
-    with np.load(path, allow_pickle=False) as data:
-        keys = set(data.files)
-        if {"train_bytes", "train_offsets", "train_y"} <= keys:
+    return read_user_bytes(path, "a data source (.npz arrays, no pickles)",
+                           lambda raw: _from_npz(path, np.load(io.BytesIO(raw), allow_pickle=False), split))
+
+
+def _from_npz(path: Path, data: np.lib.npyio.NpzFile, split: str) -> ArrayDataset:
+    with data:
+        if {"train_bytes", "train_offsets", "train_y"} <= set(data.files):
             return _cifar_jpeg(path, split)
         return _arrays(path, data, split)
 

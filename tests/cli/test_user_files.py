@@ -296,9 +296,6 @@ TRAIN = SLOTS["train-recipe"].argv[:-1]  # without --quiet
 # `train` reads the recipe through the train package, which another helper is fixing; these stay strict xfails
 # only while they fail
 TRAIN_XFAIL: set[str] = {"train-recipe-wrong7"}  # an unknown space in a recipe does not name the recipe
-# data sources are read by ofakit/train/data.py (load_dataset), which the training helper owns: np.load's own
-# errors escape it today
-DATA_XFAIL: set[str] = {f"predictor-fit-data-{k}" for k in ("empty", "truncated", "binary", "pickle")}
 
 
 def _cases() -> list:
@@ -318,9 +315,6 @@ def _cases() -> list:
 def _mark(case):
     marks = [pytest.mark.xfail(strict=True, reason="train is being fixed by another helper")] \
         if case.id in TRAIN_XFAIL else []
-    if case.id in DATA_XFAIL:
-        marks.append(pytest.mark.xfail(strict=True, reason="train/data.py (load_dataset) lets np.load's errors "
-                                                           "escape; it belongs to the training helper"))
     if case.values[0].startswith(("export", "finetune", "predictor-fit")):
         marks.append(pytest.mark.slow)
     return pytest.param(*case.values, id=case.id, marks=marks)
