@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from ofakit.arch import ArchConfig
-from ofakit.cli.output import print_json
+from ofakit.cli.output import add_drift_options, print_drift, print_json
 from ofakit.errors import ConfigError, OfakitError
 from ofakit.io import atomic_write_text, check_output_file, read_json_file
 from ofakit.space import get_space
@@ -35,13 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--latency-model", metavar="MODEL",
                    help="with --device: lut | predictor | auto (default: the learned predictor when one is fitted "
                         "for the device and space, else the LUT sum)")
-    drift = i.add_mutually_exclusive_group()
-    drift.add_argument("--drift", dest="drift", action="store_const", const="on", default="auto",
-                       help="with --device: always measure the table's reference model on the device now and scale "
-                            "the estimate by (now / in the table); an error where it cannot be measured. Default: "
-                            "done for devices that run here and tables with a reference")
-    drift.add_argument("--no-drift", dest="drift", action="store_const", const="off",
-                       help="with --device: the table's numbers as they are (no timing on this machine)")
+    add_drift_options(i, "with --device: ")
     i.set_defaults(run=run_info)
 
     f = asub.add_parser("from-ofa", help="convert MIT once-for-all's net.config of a subnet to ArchConfig JSON")
@@ -101,10 +95,7 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     for note in notes:
         print(f"ofakit: warning: {note}", file=sys.stderr)
-    if latency.get("latency_drift"):
-        print(f"latency: {latency['latency_drift']['why']}", file=sys.stderr)
-        if latency["latency_drift"].get("hint"):
-            print(f"note: {latency['latency_drift']['hint']}", file=sys.stderr)
+    print_drift(latency.get("latency_drift"))
     print(f"space       {arch.space}\nresolution  {arch.resolution}\nvalid       yes\n"
           f"MACs        {macs / 1e6:.2f} M ({macs})\nparams      {params / 1e6:.3f} M ({params})")
     if latency:

@@ -1,8 +1,9 @@
-"""Small helpers for what commands print: JSON to stdout, tables through rich."""
+"""Small helpers the commands share: JSON to stdout, tables through rich, the drift options and their report."""
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -20,3 +21,22 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row))
     Console(file=sys.stdout, width=160).print(table)
+
+
+def add_drift_options(parser: Any, prefix: str = "") -> None:
+    """--drift / --no-drift (dest `drift`: auto | on | off), as `ofakit.latency.drift.drift_for` takes them."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--drift", dest="drift", action="store_const", const="on", default="auto",
+                       help=f"{prefix}always measure the table's reference model on the device now and scale the "
+                            "estimates by (now / in the table); an error where it cannot be measured. Default: done "
+                            "for devices that run here and tables with a reference (about a second)")
+    group.add_argument("--no-drift", dest="drift", action="store_const", const="off",
+                       help=f"{prefix}use the table's numbers as they are (deterministic: no timing here)")
+
+
+def print_drift(drift: Mapping[str, Any] | None) -> None:
+    """The drift correction's one line (and its re-profile hint) on stderr."""
+    if drift:
+        print(f"latency: {drift['why']}", file=sys.stderr)
+        if drift.get("hint"):
+            print(f"note: {drift['hint']}", file=sys.stderr)
