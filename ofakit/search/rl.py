@@ -102,9 +102,8 @@ class Controller:
         self.variance = d * self.variance + (1 - d) * float(((rewards - self.baseline) ** 2).mean())
         self.baseline = d * self.baseline + (1 - d) * mean
         weight = advantage[:, None] * self.genome.active(rows)  # [n, genes]; skipped genes learn nothing
-        genes = np.broadcast_to(np.arange(self.genome.width), rows.shape)
-        grad = np.zeros(p.shape)
-        np.add.at(grad, (genes.ravel(), rows.ravel()), weight.ravel())
+        cells = (rows + np.arange(self.genome.width) * p.shape[1]).ravel()  # [gene, choice] in the flat layout
+        grad = np.bincount(cells, weights=weight.ravel(), minlength=p.size).reshape(p.shape)
         grad = (grad - weight.sum(axis=0)[:, None] * p) / len(rows)
         logp = np.log(np.where(self.valid, p, 1.0))
         grad += cfg.entropy * -p * (logp + (-(p * logp).sum(axis=1, keepdims=True)))
