@@ -1,5 +1,5 @@
-"""`ofakit latency convert-mit|fit|validate`: bring MIT's tables in, fit a learned latency predictor, check estimates
-against measured latency."""
+"""`ofakit latency convert-mit|fit|validate|adapt|estimate`: bring MIT's tables in, fit a learned latency predictor,
+check estimates against measured latency, make a device from a few measured subnets, estimate a list of archs."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print JSON (metrics, and every subnet's numbers)")
     v.add_argument("--plot", type=Path, metavar="FILE.png", help="write a predicted-vs-measured plot")
     v.set_defaults(run=run_validate)
+
+    a = lsub.add_parser("adapt", help="a latency model for a device from a few subnets measured on it",
+                        description="Fit a latency model for DEVICE from a few subnets measured on it (JSONL records "
+                                    "{\"arch\": {...}, \"measured_ms\": N}, as `latency fit` writes or your own "
+                                    "stopwatch), over other devices' models of the space. A new name becomes a user "
+                                    "device: NAME.yaml and NAME.adapted.json in the first folder of "
+                                    "$OFAKIT_DEVICES_PATH (else ~/.config/ofakit/devices), found through "
+                                    "$OFAKIT_DEVICES_PATH.")
+    a.add_argument("--device", required=True, help="the device's name (new or known)")
+    a.add_argument("--space", required=True, help="search space of the measured subnets")
+    a.add_argument("--records", type=Path, required=True, help="measured subnets, JSON lines")
+    a.add_argument("--from", dest="sources", nargs="+", metavar="DEVICE", default=[],
+                   help="source devices (default: every shipped device with a model of the space)")
+    a.add_argument("--out", type=Path, help="model file, named DEVICE.adapted.json (default: see above; a known "
+                                            "device: next to its device file, or ./latency_tables)")
+    a.set_defaults(run=run_adapt)
+
+    e = lsub.add_parser("estimate", help="estimate the latency of a list of archs in one call",
+                        description="Estimate every arch of a JSONL file (one ArchConfig object per line, with or "
+                                    "without 'space') on DEVICE with its default latency model, in one vectorized "
+                                    "call; output in input order.")
+    e.add_argument("--device", required=True, help="device name or alias")
+    e.add_argument("--space", required=True, help="search space of the archs")
+    e.add_argument("--archs", type=Path, required=True, help="JSON lines of ArchConfig objects ('-': stdin)")
+    e.add_argument("--latency-model", default="auto", metavar="MODEL",
+                   help="which latency model (see `ofakit devices`; default auto)")
+    e.add_argument("--json", action="store_true", help='print [{"arch": ..., "latency_ms": ...}]')
+    e.set_defaults(run=run_estimate)
 
 
 def _measure_arguments(p: argparse.ArgumentParser, *, samples: int, seed: str) -> None:
@@ -160,4 +188,45 @@ def run_validate(args: argparse.Namespace) -> int:
                   f"(drift scale {r['scale']:.3f})")
     if args.plot:
         print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    from ofakit.errors import ConfigError
+    from ofakit.latency.devices import DEVICES_PATH_ENV
+    from ofakit.latency.measure import read_measured
+    from ofakit.predict.adapt import adapt_device
+    from ofakit.predict.estimators import estimator_for
+
+    if not args.records.is_file():
+        raise ConfigError(f"cannot read measured subnets {str(args.records)!r}: no such file")
+    records = read_measured(args.records, space=args.space)
+    done = adapt_device(args.device, args.space, records, lambda d, s: estimator_for(d, s, model="auto"),
+                        sources=args.sources, out=args.out)
+    m = done.model.meta
+    cv = m["cv"]
+    print(f"{m['device']} {m['space']}: {m['records']} subnets over {', '.join(s['device'] for s in m['sources'])}; "
+          f"{m['kind']}; cross-validated {cv['within_10pct'] * 100:.0f} % within ±10 %, MAPE {cv['mape_pct']:.1f} %, "
+          f"Spearman {cv['spearman']:.3f}")
+    print(f"wrote {done.path}" + (f" and {done.device_file}" if done.device_file else ""), file=sys.stderr)
+    if done.device_file:
+        print(f"ofakit finds the device with {DEVICES_PATH_ENV} including {done.device_file.parent}", file=sys.stderr)
+    return 0
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from ofakit.cli.output import print_json
+    from ofakit.predict.batch import estimate_archs, read_arch_lines
+    from ofakit.predict.estimators import estimator_for
+
+    archs = read_arch_lines(args.archs, args.space)
+    est = estimator_for(args.device, args.space, model=args.latency_model)
+    rows = estimate_archs(est, archs)
+    print(f"ofakit: {len(rows)} archs estimated with the {est.name} latency model of {args.device}", file=sys.stderr)
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            a = row["arch"]
+            print(f"{row['latency_ms']:10.3f} ms  r{a['resolution']} d{''.join(map(str, a['depths']))}")
     return 0

@@ -176,6 +176,11 @@ def devices() -> Registry[DeviceSpec]:
     return _registry(tuple(device_dirs()))
 
 
+def reload_devices() -> None:
+    """Forget the device files read so far, so that one just written (`ofakit latency adapt`) is found."""
+    _registry.cache_clear()
+
+
 def get_device(name: str) -> DeviceSpec:
     """The device registered under `name` or an alias; raises UnknownNameError listing the known devices."""
     return devices().get(name)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,9 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_user_file, save_text_file
+from ofakit.io import save_text_file
 from ofakit.latency.estimate import Estimator
+from ofakit.latency.measure import LatencyRecord
 from ofakit.latency.table import table_dirs
 from ofakit.metrics import error_metrics
 from ofakit.predict.latency import arch_digest
@@ -52,42 +54,6 @@ POWER_ALPHA = 3.0  # a source to a power: shrunk towards power 1
 KEEP = 3  # candidates averaged
 CV_FOLDS = 5  # cross-validation of the whole fit, for the metadata
 Resolve = Callable[[str, str], Estimator]  # (device, space) -> that device's estimator (ofakit.predict.estimators)
-
-
-@dataclass(frozen=True)
-class MeasuredSubnet:
-    """One record: a subnet and its latency measured end to end on the device."""
-
-    arch: ArchConfig
-    measured_ms: float
-
-
-def read_measured(path: str | Path, space: str) -> list[MeasuredSubnet]:
-    """Records of a JSONL file, one `{"arch": {...}, "measured_ms": ...}` per line (other keys ignored, the arch's
-    `space` key optional); a malformed line is one ConfigError naming the file and line."""
-
-    def parse(text: str) -> list[MeasuredSubnet]:
-        out = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                arch = dict(data["arch"])
-                arch.setdefault("space", space)
-                ms = float(data["measured_ms"])
-            except (ValueError, TypeError, KeyError) as exc:
-                raise ConfigError(f"line {i}: expected {{\"arch\": {{...}}, \"measured_ms\": N}} ({exc})") from None
-            if not np.isfinite(ms) or ms <= 0:
-                raise ConfigError(f"line {i}: measured_ms must be a positive number of milliseconds, got {ms}")
-            record = MeasuredSubnet(ArchConfig.from_dict(arch), ms)
-            if record.arch.space != space:
-                raise ConfigError(f"line {i}: an arch of space {record.arch.space!r}, not {space!r}")
-            get_space(space).validate(record.arch)
-            out.append(record)
-        return out
-
-    return read_user_file(path, "measured subnets (JSON lines)", parse)
 
 
 # -- fitting ----------------------------------------------------------------------------------------------------
@@ -176,14 +142,18 @@ def source_entry(device: str, estimator: Estimator) -> dict[str, Any]:
             "sha256": digest}
 
 
-def adapt(device: str, space: str, records: Sequence[MeasuredSubnet], sources: Mapping[str, Estimator], *,
+def adapt(device: str, space: str, records: Sequence[LatencyRecord], sources: Mapping[str, Estimator], *,
           meta: Mapping[str, Any] | None = None) -> AdaptedEstimator:
-    """Fit the model of `device` for `space` on measured `records`, over the estimates of `sources` (device name ->
-    its estimator for the space).
+    """Fit the model of `device` for `space` on measured `records` (`ofakit.latency.measure.read_measured` reads
+    them; the reference timings are not used), over the estimates of `sources` (device name -> its estimator for
+    the space).
 
-    Raises ConfigError for fewer than MIN_RECORDS distinct subnets or no source.
+    Raises ConfigError for fewer than MIN_RECORDS distinct subnets or no source, ArchError for an arch that is not
+    one of the space.
     """
     records = list({r.arch: r for r in records}.values())
+    for r in records:
+        get_space(space).validate(r.arch)
     if len(records) < MIN_RECORDS:
         raise ConfigError(f"need at least {MIN_RECORDS} measured subnets to adapt a latency model, got "
                           f"{len(records)}; 20 give about the accuracy of a model fitted on thousands")
@@ -195,6 +165,8 @@ def adapt(device: str, space: str, records: Sequence[MeasuredSubnet], sources: M
     z = np.log(np.column_stack([sources[n].estimate_batch(archs) for n in names]))
     t = np.log(ms)
     kind, intercept, coef, scores = fit_combination(z, t)
+    kind = "+".join(f"{k.split(':')[0]}:{names[int(k.split(':')[1])]}" if k.startswith(("scale", "power")) else k
+                    for k in kind.split("+"))
     cv = np.empty(len(t))  # the whole procedure (candidates, choice, average), CV_FOLDS-fold
     folds = min(CV_FOLDS, len(t))
     for f in range(folds):
@@ -336,8 +308,102 @@ def load_adapted(device: str, space: str, resolve: Resolve) -> AdaptedEstimator:
 def device_yaml(device: str, *, kind: str, backend: str, batch: int, model_file: str, records: int,
                 sources: Sequence[str]) -> str:
     """The YAML of a user device that only has an adapted model (estimate-only: ofakit does not reach it)."""
-    return (f"# Estimate-only device made by `ofakit latency adapt` from {records} measured subnets over the models of "
-            f"{', '.join(sources)}.\n# Its latency model is {model_file}, next to this file. Put this folder in "
-            "$OFAKIT_DEVICES_PATH for ofakit to find both.\n"
+    return (f"# Estimate-only device made by `ofakit latency adapt` from {records} measured subnets\n"
+            f"# over the models of {', '.join(sources)}.\n# Its latency model is {model_file}, next to this file. "
+            "Put this folder in $OFAKIT_DEVICES_PATH\n# for ofakit to find both.\n"
             f"name: {device}\nkind: {kind}\ndescription: adapted from {records} measured subnets ({', '.join(sources)})"
             f"\nbackend:\n  name: {backend}\n  batch: {batch}\nreach:\n  via: local\n")
+
+
+# -- a device from a records file (what `ofakit latency adapt` runs) --------------------------------------------------
+@dataclass(frozen=True)
+class Adapted:
+    """What `adapt_device` made: the model, where it was written, and the device file it wrote (None when the device
+    already existed)."""
+
+    model: AdaptedEstimator
+    path: Path
+    device_file: Path | None
+
+
+def user_devices_dir() -> Path:
+    """Where a new user device goes: the first folder of $OFAKIT_DEVICES_PATH, else ~/.config/ofakit/devices (or
+    under $XDG_CONFIG_HOME)."""
+    from ofakit.latency.devices import DEVICES_PATH_ENV
+
+    listed = [p for p in os.environ.get(DEVICES_PATH_ENV, "").split(os.pathsep) if p]
+    if listed:
+        return Path(listed[0])
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "ofakit" / "devices"
+
+
+def source_models(space: str, resolve: Resolve, *, names: Sequence[str] = (), exclude: str = "") -> dict[str, Estimator]:
+    """Device name -> estimator for `space`: of `names` (each must serve the space), or by default of every shipped
+    device that serves it, `exclude` left out."""
+    from ofakit.errors import UnknownNameError
+    from ofakit.latency.devices import devices, get_device, shipped_dir
+
+    if names:
+        return {get_device(n).name: resolve(n, space) for n in dict.fromkeys(names)}
+    shipped = shipped_dir("devices").resolve()
+    out = {}
+    for name in devices().names():
+        spec = get_device(name)
+        if spec.name == exclude or spec.name in out or Path(spec.source).resolve().parent != shipped:
+            continue
+        try:
+            out[spec.name] = resolve(spec.name, space)
+        except (LatencyLookupError, ConfigError, UnknownNameError):
+            continue  # serves no model of the space
+    return out
+
+
+def adapt_device(device: str, space: str, records: Sequence[LatencyRecord], resolve: Resolve, *,
+                 sources: Sequence[str] = (), out: Path | None = None) -> Adapted:
+    """Fit `device`'s model for `space` on `records` over the models of `sources` (default: every shipped device
+    serving the space) and write it.
+
+    A device ofakit does not know becomes a user device: `<name>.yaml` (estimate-only, described like the source
+    that weighs most) and `<name>.adapted.json` in `out`'s folder, or in `user_devices_dir()`. A known device gets the
+    model next to its device file when that is a user's, else in ./latency_tables (both are where ofakit looks).
+    """
+    from ofakit.errors import UnknownNameError
+    from ofakit.latency.devices import get_device, reload_devices, shipped_dir
+
+    try:
+        spec = get_device(device)
+    except UnknownNameError:
+        spec = None
+    name = spec.name if spec else device
+    if out is not None and out.name != f"{name}{SUFFIX}":
+        raise ConfigError(f"--out must be named {name}{SUFFIX} (ofakit finds the model by that name, next to the "
+                          f"device file or in a table folder), got {out.name!r}")
+    models = source_models(space, resolve, names=sources, exclude=name)
+    archs = [r.arch for r in records]
+    usable = {}
+    for src, est in models.items():
+        try:
+            est.estimate_batch(archs[:1])
+            usable[src] = est
+        except LatencyLookupError:
+            if sources:
+                raise
+    model = adapt(name, space, records, usable)
+    if spec is None:
+        folder = out.parent if out else user_devices_dir()
+    elif Path(spec.source).resolve().parent != shipped_dir("devices").resolve():
+        folder = Path(spec.source).parent
+    else:
+        folder = Path("latency_tables")
+    path = out or folder / f"{name}{SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    device_file = None
+    if spec is None:
+        closest = get_device(list(usable)[int(np.argmax(np.abs(model.coef)))])
+        device_file = folder / f"{name}.yaml"
+        save_text_file(device_file, device_yaml(name, kind=closest.kind, backend=closest.backend.name,
+                                                batch=closest.backend.batch, model_file=path.name,
+                                                records=model.meta["records"], sources=list(usable)), "device file")
+        reload_devices()
+    return Adapted(model, path, device_file)

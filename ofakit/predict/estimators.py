@@ -6,8 +6,12 @@
   (`ofakit.predict.latency`, made by `ofakit latency fit`);
 - "op-model": the op model fitted on the device's table, for layers the table lacks (`ofakit.predict.op_estimator`);
 - "calibrated": an op model times a factor calibrated on the device's published nets (`ofakit.predict.phones`);
-- "auto": the predictor when one is fitted, else the LUT sum; for a device with no table of the space, its op
-  model or its calibration.
+- "structural": a model of the architecture's structure fitted on subnets measured on the device, no table
+  (`ofakit.predict.structural`: the GPUs of HELP's measurements);
+- "adapted": a device's model fitted on a few measured subnets over other devices' models (`ofakit.predict.adapt`,
+  made by `ofakit latency adapt`);
+- "auto": the predictor when one is fitted, else the LUT sum; for a device with no table of the space, its adapted
+  model, structural model, op model or calibration (the first it has).
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from collections.abc import Callable
 from ofakit.errors import LatencyLookupError
 from ofakit.latency.estimate import Estimator, LutEstimator
 from ofakit.latency.table import available_tables, find_table
+from ofakit.predict.adapt import adapted_file, load_adapted
 from ofakit.predict.latency import load_predictor
 from ofakit.predict.op_estimator import load_op_model
 from ofakit.predict.phones import load_phone_model, table_free_estimator
+from ofakit.predict.structural import load_structural, model_file
 from ofakit.registry import Registry
 
 
@@ -36,10 +42,21 @@ def _auto(device: str, space: str) -> Estimator:
     except LatencyLookupError:
         from ofakit.latency.devices import get_device
 
-        model = None if space in available_tables(get_device(device).name) else table_free_estimator(device, space)
+        spec = get_device(device)
+        if space in available_tables(spec.name):
+            raise
+        if adapted_file(spec.name, spec.source):
+            return _adapted(device, space)
+        if model_file(spec.name):
+            return load_structural(device, space)
+        model = table_free_estimator(device, space)
         if model is None:
             raise
         return model
+
+
+def _adapted(device: str, space: str) -> Estimator:
+    return load_adapted(device, space, _auto)  # its sources as `auto` finds them
 
 
 ESTIMATORS: Registry[Callable[[str, str], Estimator]] = Registry("latency model")
@@ -47,7 +64,9 @@ ESTIMATORS.add("lut", _lut)  # the sum of the table's layers
 ESTIMATORS.add("predictor", _predictor)  # the learned predictor fitted for (device, space): ofakit latency fit
 ESTIMATORS.add("op-model", load_op_model)  # the op model fitted on the device's table: ofakit.predict.op_model
 ESTIMATORS.add("calibrated", load_phone_model)  # an op model times a factor fitted on the device's published nets
-ESTIMATORS.add("auto", _auto)  # predictor, else LUT sum; with no table of the space, the op model or calibration
+ESTIMATORS.add("structural", load_structural)  # a structural model fitted on the device's measured subnets
+ESTIMATORS.add("adapted", _adapted)  # fitted on a few measured subnets over other devices' models: latency adapt
+ESTIMATORS.add("auto", _auto)  # predictor, else LUT sum; with no table: adapted, structural, op model, calibration
 
 
 def estimator_for(device: str, space: str, *, model: str = "lut") -> Estimator:

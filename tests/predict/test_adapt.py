@@ -1,5 +1,5 @@
 """Few-shot adaptation: a new device from ~20 measured subnets over source models, on synthetic latencies from known
-formulas; records files; saving, loading and the source check; the shipped GPU models as sources (no data needed)."""
+formulas; saving, loading and the source check; the shipped GPU models as sources (no data needed)."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from ofakit.errors import ConfigError, LatencyLookupError
+from ofakit.errors import ArchError, ConfigError, LatencyLookupError
 from ofakit.metrics import error_metrics
-from ofakit.predict.adapt import (SUFFIX, AdaptedEstimator, MeasuredSubnet, adapt, fit_combination, read_measured,
-                                  source_entry)
+from ofakit.latency.measure import LatencyRecord
+from ofakit.predict.adapt import SUFFIX, AdaptedEstimator, adapt, fit_combination, source_entry
 from ofakit.predict.structural import StructuralFeatures, load_structural
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
@@ -58,7 +58,7 @@ def _target(archs, seed: int = 3, outliers: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("outliers", [0, 5])
 def test_twenty_records_recover_the_device_despite_disturbed_timings(outliers):
     fit_archs, test_archs = _archs(20, 0), _archs(300, 1)
-    records = [MeasuredSubnet(a, float(m)) for a, m in zip(fit_archs, _target(fit_archs, outliers=outliers))]
+    records = [LatencyRecord(a, float(m)) for a, m in zip(fit_archs, _target(fit_archs, outliers=outliers))]
     model = adapt("new-gpu", SPACE, records, SOURCES)
     got = error_metrics(model.estimate_batch(test_archs), _target(test_archs, seed=4))
     assert got["within_10pct"] > 0.9 and got["spearman"] > 0.95
@@ -82,7 +82,7 @@ def test_save_load_and_a_changed_source(tmp_path):
     src = load_structural("v100-b32", SPACE)
     archs = _archs(12, 5)
     ms = 0.8 * src.estimate_batch(archs)
-    model = adapt("my-gpu", SPACE, [MeasuredSubnet(a, float(m)) for a, m in zip(archs, ms)], {"v100-b32": src})
+    model = adapt("my-gpu", SPACE, [LatencyRecord(a, float(m)) for a, m in zip(archs, ms)], {"v100-b32": src})
     assert model.meta["sources"][0]["sha256"] == source_entry("v100-b32", src)["sha256"]
     path = model.save(tmp_path / f"my-gpu{SUFFIX}")
     again = AdaptedEstimator.load(path, lambda device, space: load_structural(device, space))
@@ -96,25 +96,15 @@ def test_save_load_and_a_changed_source(tmp_path):
 
 
 def test_too_few_records_or_no_source():
-    records = [MeasuredSubnet(a, 5.0) for a in _archs(2, 7)]
+    records = [LatencyRecord(a, 5.0) for a in _archs(2, 7)]
     with pytest.raises(ConfigError, match="at least 3 measured subnets"):
         adapt("x", SPACE, records, SOURCES)
     with pytest.raises(ConfigError, match="no source device"):
-        adapt("x", SPACE, [MeasuredSubnet(a, 5.0) for a in _archs(5, 7)], {})
+        adapt("x", SPACE, [LatencyRecord(a, 5.0) for a in _archs(5, 7)], {})
 
 
-def test_read_measured_records(tmp_path):
-    arch = _archs(1, 8)[0].to_dict()
-    del arch["space"]
-    path = tmp_path / "m.jsonl"
-    path.write_text(json.dumps({"arch": arch, "measured_ms": 4.2, "device": "mine"}) + "\n\n")
-    (rec,) = read_measured(path, SPACE)
-    assert rec.measured_ms == 4.2 and rec.arch.space == SPACE
-    path.write_text(json.dumps({"arch": arch}) + "\n")
-    with pytest.raises(ConfigError, match=r"m.jsonl: line 1: expected"):
-        read_measured(path, SPACE)
-    path.write_text(json.dumps({"arch": arch, "measured_ms": -1}) + "\n")
-    with pytest.raises(ConfigError, match="positive number"):
-        read_measured(path, SPACE)
-    with pytest.raises(ConfigError, match="cannot read"):
-        read_measured(tmp_path / "missing.jsonl", SPACE)
+def test_an_arch_of_another_space_is_refused():
+    bad = [LatencyRecord(a, 5.0) for a in _archs(4, 9)]
+    bad[0] = LatencyRecord(type(bad[0].arch)(SPACE, 200, (2, 2, 2, 2, 2), (9,) * 20, (3,) * 20), 5.0)
+    with pytest.raises(ArchError, match="kernel size 9"):
+        adapt("x", SPACE, bad, SOURCES)
