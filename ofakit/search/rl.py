@@ -4,10 +4,13 @@
 
 The controller is factorized: one categorical distribution per gene of the genome (`ofakit.space.genome`), held as
 a [genes, choices] array of logits. Each update samples a batch of rows, rewards them, and takes one Adam step on
-REINFORCE's gradient with a moving-average baseline (the advantages divided by a moving standard deviation of the
-rewards) plus an entropy bonus. Genes that a row's depths skip do not shape its network: they get no gradient from
-it. Everything runs on whole batches in NumPy; the scores and limits of distinct archs are computed once
-(`_Evaluator`).
+REINFORCE's gradient plus an entropy bonus. The advantage is, by default, the batch's centered reward ranks (as in
+natural evolution strategies: free of the reward's scale, which differs between predictors by 10x and more, and of
+the gap to the infeasible floor); `RLConfig(advantage="baseline")` gives ENAS's moving-average baseline instead,
+divided by a moving standard deviation. On MIT's tutorial-format predictor at Note10 25 ms (5,000 samples, 3 seeds)
+the ranks reached evolution's score and the baseline stayed 1-2 points below. Genes that a row's depths skip do not
+shape its network: they get no gradient from it. Everything runs on whole batches in NumPy; the scores and limits of
+distinct archs are computed once (`_Evaluator`).
 
 Rewards: `hard` gives a feasible arch its score and an infeasible one a floor below every feasible score seen so far,
 lowered further by how far it is over its limits (so a controller that starts outside them learns its way in);
