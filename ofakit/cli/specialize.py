@@ -38,7 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="rl only: hard (an infeasible subnet earns the floor; default) or mnas (MnasNet's soft "
                         "reward accuracy x (latency / limit) ^ w); the pick always meets the limits")
     p.add_argument("--mnas-w", type=float, default=-0.07, metavar="W", help="w of --reward mnas (default -0.07)")
-    p.add_argument("--budget", type=int, default=5000, help="archs to score (default 5000)")
+    p.add_argument("--budget", type=int, help="archs to score (default 5000; 300 with --score supernet)")
+    p.add_argument("--score", choices=("predictor", "supernet"), default="auto",
+                   help="how subnets are scored: predictor (the bundle's; the default where it has one) or supernet "
+                        "(each subnet's real top-1 on images of --data's train split, BN recalibrated: slow, "
+                        "no predictor needed)")
+    p.add_argument("--data", metavar="DATA", help="images for --score supernet and --algorithm gradient (their "
+                   "train split: e.g. the bundle's calibration.npz, or what --verify takes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="directory for arch.json (several budgets: arch-<budget>.json each) and "
                                             "report.json (and pareto.png)")
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         macs=parse_count(args.macs, "MACs") if args.macs is not None else None,
         params=parse_count(args.params, "parameter count") if args.params is not None else None,
         algorithm=args.algorithm, budget=args.budget, seed=args.seed, latency_model=args.latency_model,
-        drift=args.drift, reward=args.reward, mnas_w=args.mnas_w,
+        drift=args.drift, reward=args.reward, mnas_w=args.mnas_w, score=args.score, data=args.data, progress=True,
     )
     _, report = specialize(bundle, cfg, pareto=args.pareto, verify=args.verify)
     if args.out is not None:
@@ -84,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if "budgets" in report:
         return _print_budgets(report, args.out)
     scale = report.get("latency_drift_scale", 1.0)
-    rows = [["predicted top-1", f"{100 * report['predicted_accuracy']:.2f} %"],
+    what = "predicted top-1" if report["score"]["kind"] == "predictor" else \
+        f"top-1 on {report['score']['images']} train images"
+    rows = [[what, f"{100 * report['predicted_accuracy']:.2f} %"],
             ["latency", f"{report['latency_ms']:.2f} ms ({report['latency_estimator']}"
                         + (f" x drift {scale:.3f}" if scale != 1.0 else "") + f", {report['device']})"],
             ["MACs", f"{report['macs'] / 1e6:.1f} M"], ["params", f"{report['params'] / 1e6:.2f} M"],

@@ -1,5 +1,7 @@
 """Specialize a bundle for a device: the subnet with the best predicted accuracy under latency, MACs and params
-limits, found without importing torch (predictor and latency table are NumPy)."""
+limits, found without importing torch (predictor and latency table are NumPy); or, with no predictor, the subnet
+with the best top-1 measured with the supernet itself on held-out images (`--score supernet`,
+`ofakit.search.supernet_score`; the gradient search always scores so)."""
 from __future__ import annotations
 
 import time
@@ -28,8 +30,8 @@ class SpecializeConfig:
     macs: float | None = None
     params: float | None = None
     algorithm: str = "evolution"  # a name of ofakit.search.algorithms.ALGORITHMS
-    budget: int = 5000  # archs scored (about population x generations)
-    population: int = 100
+    budget: int | None = None  # archs scored (about population x generations); None: 5000, 300 with the supernet
+    population: int = 100  # with the supernet's score: at most budget / 10 (at least 10)
     seed: int = 0
     latency_model: str = "lut"  # a name of ofakit.predict.estimators.ESTIMATORS
     drift: str = "off"  # auto | on | off: scale estimates by the machine's drift (ofakit.latency.drift.drift_for)
@@ -37,6 +39,11 @@ class SpecializeConfig:
     reward: str = "hard"  # hard | mnas: how the limits enter the objective (mnas: the rl controller's soft form)
     latency_budgets: tuple[float, ...] = ()  # several latency limits (ms): one subnet each; latency_ms is then unused
     mnas_w: float = -0.07  # MnasNet's exponent w of the soft reward score x (latency / limit) ^ w
+    score: str = "auto"  # predictor | supernet | auto: the bundle's predictor if it has one (gradient: supernet)
+    data: str | None = None  # images whose `train` split the supernet's score and the gradient search use
+    score_images: int = 1000  # train-split images each subnet's top-1 is measured on (--score supernet)
+    score_calibration_images: int = 500  # train-split images for each subnet's BN statistics (--score supernet)
+    progress: bool = False  # a progress bar on stderr while subnets are scored with the supernet
 
 
 def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = False,
@@ -55,16 +62,18 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     started = time.perf_counter()
     search = ALGORITHMS.get(cfg.algorithm)  # before any loading
     reward = Reward(cfg.reward, cfg.mnas_w)
-    if cfg.budget < 1:
+    if cfg.budget is not None and cfg.budget < 1:
         raise ConfigError(f"--budget must be positive, got {cfg.budget}")
     budgets = cfg.latency_budgets or ((cfg.latency_ms,) if cfg.latency_ms is not None else ())
     if verify and len(budgets) > 1:
         raise ConfigError("--verify measures one subnet: give one latency budget")
     info = read_bundle_info(bundle)
+    scored_by = _score_kind(bundle, cfg)
+    budget = cfg.budget if cfg.budget is not None else (5000 if scored_by == "predictor" else 300)
     device = get_device(cfg.device)
     space = get_space(info.space)
-    predictor = AccuracyPredictor.load(bundle)
-    if predictor.space != space.name:
+    predictor = AccuracyPredictor.load(bundle) if scored_by == "predictor" else None
+    if predictor is not None and predictor.space != space.name:
         raise ConfigError(f"the predictor in {bundle} is for space {predictor.space!r}, the bundle for "
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
     _check_device_serves(device.name, space.name, bundle)
@@ -73,7 +82,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     scale = cfg.latency_scale * (drift.scale if drift is not None else 1.0)
     from ofakit.predict.ofa_predictor import predictor_space
 
-    search_space = predictor_space(predictor, space)  # only resolutions the predictor can encode
+    search_space = predictor_space(predictor, space) if predictor else space  # resolutions the predictor encodes
     genome = Genome(search_space)
     others: list[Limit] = []
     if cfg.macs is not None:
@@ -87,10 +96,19 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     limits = limits_at(budgets[0]) if budgets else others
     if not limits:
         raise ConfigError("give at least one limit: --latency, --macs or --params")
-    score = predictor.for_rows(genome)
+    if predictor is not None:
+        score = predictor.for_rows(genome)
+        population = cfg.population
+    else:
+        from ofakit.search.supernet_score import SupernetScoreConfig, supernet_score
+
+        score = supernet_score(bundle, genome, str(cfg.data), SupernetScoreConfig(
+            cfg.score_images, cfg.score_calibration_images), progress=cfg.progress,
+            expected=budget * max(1, len(budgets)))
+        population = min(cfg.population, max(10, budget // 10))
     rng = np.random.default_rng(cfg.seed)
-    generations = max(1, cfg.budget // cfg.population)
-    ecfg = EvolutionConfig(population=cfg.population, generations=generations)
+    generations = max(1, budget // population)
+    ecfg = EvolutionConfig(population=population, generations=generations)
     setup_s = time.perf_counter() - started
 
     def subnet(result: SearchResult, limits: list[Limit]) -> dict[str, Any]:
@@ -102,13 +120,15 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     if len(budgets) > 1:
         from ofakit.search.budgets import search_budgets
 
-        results, evaluations = search_budgets(genome, score, limits_at, budgets, search, ecfg, cfg.budget, cfg.seed,
+        results, evaluations = search_budgets(genome, score, limits_at, budgets, search, ecfg, budget, cfg.seed,
                                               reward=reward)
         result, picked = results[budgets.index(max(budgets))], {"budgets": [
             {"latency_budget_ms": b, **subnet(r, limits_at(b))} for b, r in zip(budgets, results)]}
     else:
-        result = search(genome, score, limits, ecfg, cfg.budget, rng, reward=reward)
+        result = search(genome, score, limits, ecfg, budget, rng, reward=reward)
         evaluations, picked = result.evaluations, subnet(result, limits)
+    if hasattr(score, "close"):
+        score.close()
     best = result.best
     report = {
         **picked,
@@ -120,6 +140,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
         "space": space.name,
         "algorithm": ALGORITHMS.canonical(cfg.algorithm),
         **({"reward": {"kind": reward.kind, "mnas_w": reward.mnas_w}} if reward.kind != "hard" else {}),
+        "score": score.describe() if hasattr(score, "describe") else {"kind": "predictor"},
         "seed": cfg.seed,
         "evaluations": evaluations,
         "setup_s": round(setup_s, 3),
@@ -133,6 +154,31 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
 
         report["verify"] = verify_subnet(bundle, best, verify, report)
     return (results if len(budgets) > 1 else result), report
+
+
+def _score_kind(bundle: str | Path, cfg: SpecializeConfig) -> str:
+    """"predictor" or "supernet": how subnets are scored; one line when a way is asked for that cannot be taken."""
+    from ofakit.predict.accuracy import PREDICTOR_JSON
+
+    if cfg.score not in ("auto", "predictor", "supernet"):
+        raise ConfigError(f"unknown score {cfg.score!r}; known: predictor, supernet")
+    kind = cfg.score
+    if ALGORITHMS.canonical(cfg.algorithm) == "gradient":
+        if kind == "predictor":
+            raise ConfigError("--algorithm gradient descends on the supernet and scores its picks with it: drop "
+                              "--score predictor")
+        kind = "supernet"
+    elif kind == "auto":
+        if not (Path(bundle) / PREDICTOR_JSON).is_file():
+            raise ConfigError(f"bundle {str(bundle)!r} has no accuracy predictor ({PREDICTOR_JSON}): fit one with "
+                              f"`ofakit predictor fit --bundle {bundle} --data DATA --samples 500`, or score subnets "
+                              "with the supernet itself: --score supernet --data DATA")
+        kind = "predictor"
+    if kind == "supernet" and not cfg.data:
+        what = "--algorithm gradient" if ALGORITHMS.canonical(cfg.algorithm) == "gradient" else "--score supernet"
+        raise ConfigError(f"{what} measures subnets on images: give --data DATA (its train split is used; e.g. the "
+                          "bundle's calibration.npz, or what --verify takes)")
+    return kind
 
 
 def _drift(device: str, space: str, cfg: SpecializeConfig) -> Any:
