@@ -158,4 +158,5 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig
     return cfg
 
 
-__all__ = ["JOIN_TIMEOUT", "SAMPLERS", "StageConfig", "TrainConfig", "apply_override", "load_recipe", "recipe_from_dict"]
+__all__ = ["JOIN_TIMEOUT", "SAMPLERS", "StageConfig", "TrainConfig", "apply_override", "load_recipe",
+           "recipe_from_dict"]

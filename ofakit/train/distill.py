@@ -27,7 +27,18 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace, device: torch.device,
                  memory: torch.memory_format, processes: Processes) -> nn.Module:
     """The frozen teacher: a given bundle's largest subnet, or the full network as trained so far (stored in the
-    run directory the first time, so that a resumed run distils from the very same weights)."""
+    run directory the first time, so that a resumed run distils from the very same weights).
+
+    Building it (and folding its batch norms) draws initial weights from the global random state; that state is
+    restored afterwards, so that a run resumed in the middle of a stage (which builds its teacher again) draws the
+    dropout masks it drew before.
+    """
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        return freeze_teacher(_teacher(cfg, run_dir, supernet, space, processes), device, memory)
+
+
+def _teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace,
+             processes: Processes) -> nn.Module:
     from safetensors.torch import load_file, save_file
 
     from ofakit.bundle import load_bundle
@@ -50,7 +61,7 @@ def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: Se
         if processes.world > 1:
             processes.barrier()
             teacher.load_state_dict(load_file(str(path)))
-    return freeze_teacher(teacher, device, memory)
+    return teacher
 
 
 def freeze_teacher(teacher: nn.Module, device: torch.device | str, memory: torch.memory_format) -> nn.Module:

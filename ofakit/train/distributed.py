@@ -134,8 +134,8 @@ def join(processes: Processes, device_name: str, join_timeout: float = JOIN_TIME
             where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DistributedError(
-                f"process {processes.rank} of {processes.world} could not join the others at {where} within "
-                f"{join_timeout:g} s ({first}); check the rendezvous address and port, or raise --join-timeout"
+                f"process {processes.rank} of {processes.world} could not join the others at {where} ({first}); "
+                f"it waits up to {join_timeout:g} s (--join-timeout); check the rendezvous address and port"
             ) from None
     group = dist.new_group(backend=backend, timeout=WORK_TIMEOUT)
     return Processes(processes.world, processes.rank, processes.local_rank, group)

@@ -184,8 +184,8 @@ class Trainer:
         """Join the other processes, check the run directory, load the data, plan the stages, take the run
         directory (lock, run.json), build the supernet; returns whether the run is finished already."""
         cfg = self.cfg
+        self.device = pick_device(cfg.device, self.processes)  # before joining: NCCL binds the current GPU
         self.processes = processes = join(self.processes, cfg.device, self.join_timeout)
-        self.device = pick_device(cfg.device, processes)
         self.record, finished = processes.on_main(self._look_at_run_dir)
         if finished:
             return True
