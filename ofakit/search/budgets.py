@@ -41,11 +41,12 @@ def search_budgets(genome: Genome, score: ScoreFn, limits_at: Callable[[float], 
     runs = [search(genome, score, limits_at(b), cfg, budget, np.random.default_rng(seed), **options)
             for b in budgets]
     store, scores = _unique(genome, np.concatenate([r.rows for r in runs]), np.concatenate([r.scores for r in runs]))
+    _, values = feasible(limits_at(max(budgets)), store)  # the costs do not depend on the budget: once
     picks = []
     for b, run in zip(budgets, runs):  # the best of everything scored: another budget's finds count too
         limits = limits_at(b)
-        mask, _ = feasible(limits, store)
-        pick = _pick(genome, limits, store[mask], scores[mask], started)
+        mask = np.logical_and.reduce([values[lim.name] <= lim.maximum for lim in limits])
+        pick = _pick(genome, store[mask], scores[mask], {k: v[mask] for k, v in values.items()}, started)
         pick.history, pick.anytime = run.history, run.anytime
         picks.append(pick)
     return picks, len(store)
@@ -80,11 +81,10 @@ def _unique(genome: Genome, rows: np.ndarray, scores: np.ndarray) -> tuple[np.nd
     return rows[first], scores[first]
 
 
-def _pick(genome: Genome, limits: Sequence[Limit], rows: np.ndarray, scores: np.ndarray,
+def _pick(genome: Genome, rows: np.ndarray, scores: np.ndarray, values: dict[str, np.ndarray],
           started: float) -> SearchResult:
-    """The best of `rows` (all feasible) as a result holding them all."""
+    """The best of `rows` (all feasible; `values`: each limit's value for them) as a result holding them all."""
     best = int(np.argmax(scores))
-    _, values = feasible(limits, rows[best : best + 1])
     return SearchResult(genome.decode(rows[best : best + 1])[0], float(scores[best]),
-                        {k: float(v[0]) for k, v in values.items()}, len(rows), time.perf_counter() - started,
+                        {k: float(v[best]) for k, v in values.items()}, len(rows), time.perf_counter() - started,
                         genome=genome, rows=rows, scores=scores)
