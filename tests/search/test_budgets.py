@@ -98,3 +98,14 @@ def test_verify_takes_one_budget(tmp_path, capsys):
     assert main(["specialize", "--device", "note10", "--bundle", str(bundle), "--latency", "20ms,30ms",
                  "--verify", "calibration", "--no-drift"]) == 2
     assert capsys.readouterr().err.strip() == "ofakit: error: --verify measures one subnet: give one latency budget"
+
+
+def test_an_infeasible_budget_is_the_shared_error():
+    from ofakit.search.constraints import InfeasibleError
+
+    space = get_space("ofa-mbv3-w1.0")
+    genome = Genome(space)
+    smallest = space.macs(space.smallest())
+    with pytest.raises(InfeasibleError, match=rf"macs <= 1\.00M \(smallest reached: {smallest / 1e6:.2f}M\)"):
+        search_budgets(genome, linear_score(genome), lambda macs: [macs_limit(genome, macs)], [3e8, 1e6],
+                       ALGORITHMS.get("evolution"), EvolutionConfig(population=20, generations=3), 60, seed=0)
