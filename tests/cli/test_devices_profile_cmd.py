@@ -36,6 +36,29 @@ def test_devices_json(cli):
                                              "providers": ["CPUExecutionProvider"], "compute_units": ""}
 
 
+def test_devices_say_how_each_latency_is_estimated_and_how_far_off_it_is(cli):
+    """Provenance: every model names its kind, spaces, file, and its error on data it was not fitted on; data from
+    elsewhere carries its attribution; a device with nothing behind it names what to measure."""
+    records = {r["name"]: r for r in json.loads(cli("devices", "--json").out)}
+    kinds = {name: [m["kind"] for m in r["latency_models"]] for name, r in records.items()}
+    assert kinds["cpu-ort"].count("measured table") == 2 and "learned predictor over the table" in kinds["cpu-ort"]
+    assert kinds["note10"] == ["converted table", "op model from a table"]
+    assert "calibrated transfer" in kinds["pixel1"] and kinds["h100-torch"] == []
+    for name, r in records.items():
+        for m in r["latency_models"]:
+            assert m["spaces"] and m["file"], (name, m)
+            if m["kind"] != "measured table" and m["kind"] != "converted table":
+                assert m.get("held_out"), (name, m)  # an error on held-out data, never a bare model
+            if m["kind"] in ("converted table", "structural model"):
+                assert "attribution" in m or "attribution" in m.get("base", {}), (name, m)
+    pixel = next(m for m in records["pixel1"]["latency_models"] if m["kind"] == "calibrated transfer")
+    assert pixel["nets"] == 7 and pixel["held_out"]["max_pct"] < 5
+    gpu = [m for name, r in records.items() if name.startswith("v100") for m in r["latency_models"]]
+    assert len(gpu) == 3 and all(m["records"] == 4000 and m["held_out"]["subnets"] == 1000 for m in gpu)
+    text = cli("devices").out
+    assert "how latency is estimated" in text and "nothing measured yet" in text
+
+
 def test_arch_info_with_a_device(cli, tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"space": "ofa-mbv3-w1.2", "resolution": 224, "depths": [2, 3, 3, 3, 4],
