@@ -97,8 +97,10 @@ class Controller:
         mean = float(rewards.mean())
         if self.baseline is None:
             self.baseline, self.variance = mean, float(rewards.var())
-        if cfg.advantage == "rank":
-            advantage = np.argsort(np.argsort(rewards, kind="stable"), kind="stable") / max(1, len(rewards) - 1) - 0.5
+        if cfg.advantage == "rank":  # tied rewards (repeated archs, equal excess) share a rank
+            levels, rank = np.unique(rewards, return_inverse=True)
+            advantage = rank / max(1, len(levels) - 1)
+            advantage = advantage - advantage.mean()
         else:
             advantage = (rewards - self.baseline) / (np.sqrt(self.variance) + 1e-12)
         d = cfg.baseline_decay
