@@ -63,7 +63,7 @@ def _mode_shift(d: np.ndarray) -> float:
     count = (np.abs(d[:, None] - d[None, :]) <= TOLERANCE).sum(axis=0)
     centre = float(np.median(d[count == count.max()]))
     inliers = np.abs(d - centre) <= TOLERANCE
-    return float(np.median(d[inliers]))
+    return float(np.median(d[inliers])) if inliers.any() else centre
 
 
 def _robust_ridge(z: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> tuple[float, np.ndarray]:
@@ -337,7 +337,8 @@ def user_devices_dir() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "ofakit" / "devices"
 
 
-def source_models(space: str, resolve: Resolve, *, names: Sequence[str] = (), exclude: str = "") -> dict[str, Estimator]:
+def source_models(space: str, resolve: Resolve, *, names: Sequence[str] = (),
+                  exclude: str = "") -> dict[str, Estimator]:
     """Device name -> estimator for `space`: of `names` (each must serve the space), or by default of every shipped
     device that serves it, `exclude` left out."""
     from ofakit.errors import UnknownNameError

@@ -150,3 +150,11 @@ def test_shipped_models_reproduce_their_held_out_error_on_help_data():
         assert got["within_10pct"] == pytest.approx(model.meta["held_out"]["within_10pct"], abs=1e-3)
         assert spearman(model.predict(x), ms[test]) > 0.75
         assert not any(model.fitted_on(archs[i]) for i in test[:50])
+
+
+def test_complete_tree_walk_matches_the_stored_trees():
+    from ofakit.predict.trees import gbm_predict
+
+    model = load_structural("rtx2080ti-b32", SPACE)
+    x = model.features.of_archs(_archs(300, seed=9))
+    assert np.allclose(model.predict(x), np.exp(gbm_predict(model.arrays, x)), rtol=1e-12)
