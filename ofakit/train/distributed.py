@@ -128,10 +128,14 @@ def join(processes: Processes, device_name: str, join_timeout: float = JOIN_TIME
         return processes
     backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
     if not dist.is_initialized():
+        host, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), os.environ.get("MASTER_PORT", "29500")
+        timeout = timedelta(seconds=join_timeout)
         try:
-            dist.init_process_group(backend, timeout=timedelta(seconds=join_timeout))
+            store = _attempt_store(processes, host, int(port), timeout)
+            dist.init_process_group(backend, store=store, rank=processes.rank, world_size=processes.world,
+                                    timeout=timeout)
         except (RuntimeError, ValueError, OSError) as exc:  # torch's DistStoreError and DistNetworkError included
-            where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+            where = f"{host}:{port}"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DistributedError(
                 f"process {processes.rank} of {processes.world} could not join the others at {where} ({first}); "
@@ -139,6 +143,16 @@ def join(processes: Processes, device_name: str, join_timeout: float = JOIN_TIME
             ) from None
     group = dist.new_group(backend=backend, timeout=WORK_TIMEOUT)
     return Processes(processes.world, processes.rank, processes.local_rank, group)
+
+
+def _attempt_store(processes: Processes, host: str, port: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store (torchrun's agent store, or one that rank 0 serves), under a prefix of its own for each
+    torchrun restart: the agent's store outlives a restart, and processes of a new attempt that read the gloo
+    addresses of the dead attempt's processes fail ("connectFullMesh failed ... Connection refused") or wait."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(host, port, world_size=processes.world, is_master=processes.main and not agent,
+                          timeout=timeout, multi_tenant=True)
+    return dist.PrefixStore(f"ofakit/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def match_grad_strides(module: nn.Module) -> None:

@@ -159,6 +159,7 @@ class Trainer:
         self.batches_key: tuple[int, int] | None = None  # (stage, epoch) of `batches`
 
     def run(self) -> TrainResult:
+        """Train from the start or the last checkpoint to the end, holding the run directory's lock meanwhile."""
         try:
             if self.set_up():
                 return self.already_finished()
