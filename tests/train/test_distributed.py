@@ -1,5 +1,5 @@
-"""Training under torchrun on CPU (gloo over 127.0.0.1): two processes end with identical weights and clean logs, a
-worker killed with SIGKILL is restarted to the very same weights, a run resumed on another number of processes is
+"""Training under torchrun on CPU (gloo over 127.0.0.1): two processes end with identical weights and clean logs (on
+one node or two nodes alike), a worker killed with SIGKILL is restarted to the very same weights, a run resumed on another number of processes is
 refused, node-local run directories and unreachable peers stop every process with one line. Every launch has a hard
 timeout; DDP's handling of unused parameters and of gradient strides is checked in one process."""
 from __future__ import annotations
@@ -149,22 +149,39 @@ def test_a_resume_is_recorded_and_another_number_of_processes_is_refused(recipe,
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing skipped or written
 
 
-@pytest.mark.slow
-def test_node_local_run_directories_stop_every_process_at_once(recipe, tmp_path):
+def _two_nodes(*args_of_node: list[str]) -> list[tuple[int, str]]:
+    """torchrun --nnodes=2 --nproc_per_node=1 on 127.0.0.1, one launch per node: [(exit code, stderr)]."""
     port = _free_port()
     launches = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}",
-         "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "ofakit", "train", "--recipe", str(recipe),
-         "--out", str(tmp_path / f"node{node}"), "--quiet", "--join-timeout", "60"],
-        env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+         "--master_addr=127.0.0.1", f"--master_port={port}", *args],
+        env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for node, args in enumerate(args_of_node)]
     try:
-        results = [p.communicate(timeout=LAUNCH_TIMEOUT) for p in launches]
+        results = [p.communicate(timeout=LAUNCH_TIMEOUT)[1] for p in launches]
     except subprocess.TimeoutExpired:
         for p in launches:
             p.kill()
-        pytest.fail(f"a two-node launch with node-local --out did not stop within {LAUNCH_TIMEOUT} s")
-    for p, (_, err) in zip(launches, results):
-        assert p.returncode != 0
+        pytest.fail(f"a two-node launch did not end within {LAUNCH_TIMEOUT} s")
+    return [(p.returncode, err) for p, err in zip(launches, results)]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_a_shared_run_directory_train_as_one_node(reference, recipe, tmp_path):
+    args = [str(WORKER), str(recipe), str(tmp_path / "run"), "--weights", str(tmp_path / "weights")]
+    for code, err in _two_nodes(args, args):
+        assert code == 0, err
+    want = _weights(reference / "weights" / "rank0.safetensors")  # the same ranks and shards as one node of two
+    for rank in (0, 1):
+        assert _equal(_weights(tmp_path / "weights" / f"rank{rank}.safetensors"), want), f"rank {rank} differs"
+
+
+@pytest.mark.slow
+def test_node_local_run_directories_stop_every_process_at_once(recipe, tmp_path):
+    results = _two_nodes(*[["-m", "ofakit", "train", "--recipe", str(recipe), "--out", str(tmp_path / f"node{node}"),
+                            "--quiet", "--join-timeout", "60"] for node in (0, 1)])
+    for code, err in results:
+        assert code != 0
         errors = _ofakit_errors(err)
         assert len(errors) == 1 and "is not shared by every process (rank 1 on" in errors[0], err
         assert "needs a run directory on a filesystem all nodes share" in errors[0]
