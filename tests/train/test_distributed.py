@@ -1,7 +1,8 @@
 """Training under torchrun on CPU (gloo over 127.0.0.1): two processes end with identical weights and clean logs (on
-one node or two nodes alike), a worker killed with SIGKILL is restarted to the very same weights, a run resumed on another number of processes is
-refused, node-local run directories and unreachable peers stop every process with one line. Every launch has a hard
-timeout; DDP's handling of unused parameters and of gradient strides is checked in one process."""
+one node or two nodes alike), a worker killed with SIGKILL is restarted to the very same weights, a run resumed on
+another number of processes is refused, node-local run directories and unreachable peers stop every process with one
+line. Every launch has a hard timeout; DDP's handling of unused parameters and of gradient strides is checked in one
+process."""
 from __future__ import annotations
 
 import json
