@@ -1,6 +1,7 @@
 """The search algorithms `specialize` can run, by name: OFA's evolution (Cai et al., "Once-for-All", ICLR 2020),
 aging evolution (Real et al., "Regularized Evolution", AAAI 2019), BigNAS's coarse-to-fine search (Yu et al., ECCV
-2020), a REINFORCE controller (`ofakit.search.rl`: NAS-RL, ENAS, MnasNet) and the random baseline.
+2020), a REINFORCE controller (`ofakit.search.rl`: NAS-RL, ENAS, MnasNet), the random baseline, and a differentiable
+search on the supernet (`ofakit.search.gradient`: DARTS, FBNet, ProxylessNAS; its budget is descent steps).
 
 Each entry takes the genome, the score, the limits, the evolution settings (`cfg.generations` is the budget spent in
 generations of `cfg.population`; the controller's batch is `cfg.population`), the budget in archs, the random
@@ -52,3 +53,15 @@ ALGORITHMS.add("aging", _hard_limits("aging", aging_evolution))
 ALGORITHMS.add("coarse-to-fine", _hard_limits("coarse-to-fine", coarse_to_fine))
 ALGORITHMS.add("random", _hard_limits("random", random_search, archs=True))
 ALGORITHMS.add("rl", reinforce)
+
+
+def _gradient(genome: Genome, score: ScoreFn, limits: Sequence[Limit], budget: int,
+              rng: np.random.Generator) -> SearchResult:
+    """The differentiable search on the supernet (`ofakit.search.gradient`, imports torch): the budget is its
+    descent steps."""
+    from ofakit.search.gradient import gradient_search
+
+    return gradient_search(genome, score, limits, rng, steps=budget)
+
+
+ALGORITHMS.add("gradient", _hard_limits("gradient", _gradient, archs=True))

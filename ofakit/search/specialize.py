@@ -30,7 +30,8 @@ class SpecializeConfig:
     macs: float | None = None
     params: float | None = None
     algorithm: str = "evolution"  # a name of ofakit.search.algorithms.ALGORITHMS
-    budget: int | None = None  # archs scored (about population x generations); None: 5000, 300 with the supernet
+    budget: int | None = None  # archs scored (about population x generations; gradient: steps); None: 5000,
+    # 300 scored with the supernet, 150 steps of the gradient search
     population: int = 100  # with the supernet's score: at most budget / 10 (at least 10)
     seed: int = 0
     latency_model: str = "lut"  # a name of ofakit.predict.estimators.ESTIMATORS
@@ -69,7 +70,8 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
         raise ConfigError("--verify measures one subnet: give one latency budget")
     info = read_bundle_info(bundle)
     scored_by = _score_kind(bundle, cfg)
-    budget = cfg.budget if cfg.budget is not None else (5000 if scored_by == "predictor" else 300)
+    budget = cfg.budget if cfg.budget is not None else (
+        5000 if scored_by == "predictor" else 150 if ALGORITHMS.canonical(cfg.algorithm) == "gradient" else 300)
     device = get_device(cfg.device)
     space = get_space(info.space)
     predictor = AccuracyPredictor.load(bundle) if scored_by == "predictor" else None
@@ -91,7 +93,12 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
         others.append(params_limit(genome, cfg.params))
 
     def limits_at(ms: float) -> list[Limit]:
-        return [latency_limit(f"latency_ms@{device.name}", ms, estimator, genome, scale), *others]
+        latency = latency_limit(f"latency_ms@{device.name}", ms, estimator, genome, scale)
+        if ALGORITHMS.canonical(cfg.algorithm) == "gradient":  # it differentiates the table's sum
+            from ofakit.search.gradient import with_table_form
+
+            latency = with_table_form(latency, device.name, space.name, scale)
+        return [latency, *others]
 
     limits = limits_at(budgets[0]) if budgets else others
     if not limits:

@@ -60,9 +60,12 @@ class SupernetScore:
         calib = rest[: cfg.calibration_images] if len(rest) >= cfg.calibration_images \
             else order[-min(cfg.calibration_images, len(images)):]
         self.eval_set, self.calib_set = images.subset(np.sort(order[:n_eval])), images.subset(np.sort(calib))
+        # what a search may train on (the gradient search's batches): the split less the scored images, if enough
+        self.descent_set = images.subset(np.sort(rest)) if len(rest) >= 256 else images
         self.cache: dict[int, float] = {}
         self._inputs: dict[int, tuple] = {}
-        self.progress = SearchProgress(expected or 1, "scoring subnets", enabled=progress)
+        self.show_progress, self.expected = progress, expected
+        self.progress: SearchProgress | None = None  # started at the first arch scored
         self.best = -1.0
 
     @property
@@ -77,6 +80,8 @@ class SupernetScore:
             if key not in self.cache:
                 self.cache[key] = self.top1(self.genome.decode(rows[i : i + 1])[0])
                 self.best = max(self.best, self.cache[key])
+                if self.progress is None:
+                    self.progress = SearchProgress(max(1, self.expected), "scoring subnets", enabled=self.show_progress)
                 self.progress.advance(note=f"best {100 * self.best:.2f} %")
             out[i] = self.cache[key]
         return out
@@ -112,8 +117,15 @@ class SupernetScore:
             self._inputs[resolution] = (tensor(self.calib_set)[0], *tensor(self.eval_set))
         return self._inputs[resolution]
 
+    def expect(self, total: int) -> None:
+        """How many archs the search will score from now on (the bar's length)."""
+        self.close()
+        self.expected = total
+
     def close(self) -> None:
-        self.progress.close()
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
 
     def describe(self) -> dict[str, Any]:
         """What the scores were measured on, for the report."""

@@ -140,6 +140,7 @@ def test_no_predictor_and_no_score_names_both_ways(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--score", "supernet"], "--score supernet measures subnets on images: give --data DATA"),
+    (["--algorithm", "gradient"], "--algorithm gradient measures subnets on images: give --data DATA"),
 ])
 def test_the_supernets_score_without_data_is_one_line(tmp_path, capsys, extra, fragment):
     save_bundle(tmp_path / "b", build_supernet("ofa-mbv3-cifar"))

@@ -1,0 +1,271 @@
+"""A differentiable search on the trained supernet, its weights frozen (Liu et al., "DARTS", ICLR 2019; Wu et al.,
+"FBNet", CVPR 2019; Wan et al., "FBNetV2", CVPR 2020; Cai et al., "ProxylessNAS", ICLR 2019).
+
+Architecture logits per gene (kernel and expand ratio per block slot, depth per stage) set the probabilities of the
+relaxed supernet (`ofakit.supernet.relaxed`). Adam descends, on batches of the data's `train` split,
+
+    loss = cross-entropy + lambda x sum over limits of E[cost] / limit,
+
+where E[cost] is the limit's additive form (a latency table's block sum, MACs, params: `Limit.additive`) taken
+under the choice probabilities, so it is exact in expectation. A softmax temperature anneals the probabilities
+toward one-hot, where the relaxed network is the argmax subnet. lambda follows the argmax subnet: after every step it
+grows while that subnet breaks a limit (checked with the limit's own cost, the estimator every algorithm uses) and
+shrinks while it has room, multiplicatively (a dual ascent), so the search ends at the limit. The resolution is an
+outer loop over the space's resolutions at which the smallest subnet meets the limits.
+
+Each resolution leaves a few distinct argmax subnets that met the limits during its last steps (an infeasible final
+one is first repaired: the gene change that saves the most cost per unit of logit lost, until it fits); these are
+scored with the supernet itself (`ofakit.search.supernet_score`) and the best is the result. Its `history` holds,
+per step, the expected cost of the first additive limit over its maximum (the descent's expected latency).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ofakit.errors import CapabilityError, ConfigError
+from ofakit.search.constraints import Limit, feasible
+from ofakit.search.evolution import SearchResult, _Evaluator, _infeasible, _result
+from ofakit.search.progress import SearchProgress
+from ofakit.space.genome import Genome
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    batch_size: int = 32  # train-split images per step
+    learning_rate: float = 0.1  # Adam's step on the logits
+    temperature: tuple[float, float] = (1.0, 0.1)  # softmax temperature at the first and last step (geometric)
+    penalty: float = 0.3  # lambda at the first step
+    penalty_rate: float = 0.3  # lambda *= exp(rate x clip(worst cost / limit - 1, -1, 1)) after each step
+    candidates: int = 3  # distinct feasible argmax subnets per resolution scored with the supernet
+    resolutions: int = 4  # at most this many resolutions, evenly spread over the feasible ones
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "candidates", "resolutions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"gradient search: {name} must be positive, got {getattr(self, name)}")
+
+
+def gradient_search(genome: Genome, score: object, limits: Sequence[Limit], rng: np.random.Generator,
+                    cfg: GradientConfig = GradientConfig(), *, steps: int = 150,
+                    progress: bool | None = None) -> SearchResult:
+    """The best of the argmax subnets the descent ends at, per resolution (see the module docstring).
+
+    Args:
+        score: the supernet's score (`SupernetScore`): its supernet, images and scoring are what the search uses.
+        steps: descent steps in all, shared evenly by the resolutions.
+        rng: seeds the batches' order and torch.
+        progress: a bar on stderr (default: as the score's).
+    """
+    import torch
+
+    from ofakit.search.supernet_score import SupernetScore
+
+    started = time.perf_counter()
+    if not isinstance(score, SupernetScore):
+        raise ConfigError("--algorithm gradient descends on the supernet: it needs --data DATA and scores its picks "
+                          "with the supernet (not with a predictor)")
+    space = genome.space
+    if space.block_sum(lambda r, layer: 0.0) is None or not hasattr(score.supernet, "blocks"):
+        raise CapabilityError(f"space {space.name!r} ({space.family} family) has no relaxed supernet, which "
+                              "--algorithm gradient needs (MBConv spaces have one)")
+    terms = [lim for lim in limits if lim.additive is not None]
+    if not terms:
+        raise ConfigError("--algorithm gradient needs a limit with an additive cost (a latency table, --macs or "
+                          "--params); this latency model has none: use --latency-model lut")
+    ev = _Evaluator(genome, score, limits)
+    if steps < 1:
+        raise ConfigError(f"the gradient search needs at least one step, got {steps}")
+    resolutions = _resolutions(genome, ev, cfg.resolutions)
+    per_resolution = max(1, steps // len(resolutions))
+    seed = int(rng.integers(2**31))
+    bar = SearchProgress(per_resolution * len(resolutions), "gradient search",
+                         enabled=score.show_progress if progress is None else progress)
+    history: list[float] = []
+    try:
+        with torch.enable_grad():
+            for r in resolutions:
+                found = _descend(genome, score, ev, terms, r, per_resolution, cfg, seed, bar, history)
+                ev.add(found, _values(ev, found), later=True)
+    finally:
+        bar.close()
+    score.expect(ev.n)
+    ev.score_new()
+    return _result(ev, started, history)
+
+
+def _resolutions(genome: Genome, ev: _Evaluator, most: int) -> list[int]:
+    """Indices of the resolution gene whose smallest subnet meets the limits, at most `most` evenly spread."""
+    space, col = genome.space, int(genome.columns["resolution"][0])
+    smallest = genome.encode([space.smallest()])
+    rows = np.repeat(smallest, genome.sizes[col], axis=0)
+    rows[:, col] = np.arange(genome.sizes[col])
+    mask, _ = ev.check(rows)
+    ok = np.flatnonzero(mask)
+    if not ok.size:
+        raise _infeasible(ev)
+    if len(ok) > most:
+        ok = ok[np.unique(np.round(np.linspace(0, len(ok) - 1, most)).astype(int))]
+    return [int(i) for i in ok[::-1]]  # largest first
+
+
+def _values(ev: _Evaluator, rows: np.ndarray) -> dict[str, np.ndarray]:
+    return feasible(ev.limits, rows)[1]
+
+
+class _Layout:
+    """Where each relaxed distribution sits in a genome row, and the additive costs as torch arrays at one
+    resolution."""
+
+    def __init__(self, genome: Genome, terms: Sequence[Limit], resolution: int) -> None:
+        import torch
+
+        sp = genome.space
+        s = sp.spec
+        self.k_cols, self.e_cols = genome.columns["kernel_sizes"], genome.columns["expand_ratios"]
+        self.d_cols = genome.columns["depths"]
+        self.depth_sizes = [len(ds) for ds in sp.stage_depths]
+        n_d = max(self.depth_sizes)
+        self.depth_valid = torch.tensor([[j < n for j in range(n_d)] for n in self.depth_sizes])
+        # P(slot runs) = sum of the stage's depth probabilities for depths above the slot's position
+        self.runs = torch.zeros(sp.num_slots, len(sp.stage_slots), n_d)
+        for stage, slots in enumerate(sp.stage_slots):
+            for position, slot in enumerate(slots):
+                for j, d in enumerate(sp.stage_depths[stage]):
+                    self.runs[slot, stage, j] = float(d > position)
+        self.costs = []
+        r = genome.genes[int(genome.columns["resolution"][0])].choices[resolution]
+        for lim in terms:
+            add = lim.additive
+            tab = add.block_sum.tables(int(r))
+            self.costs.append((lim.maximum, add.scale * (tab.fixed + add.offset),
+                               torch.tensor(add.block_sum.tables(int(r)).blocks * add.scale, dtype=torch.float32)))
+        self.shape = (sp.num_slots, len(s.kernel_choices), len(s.expand_choices), n_d)
+
+    def expected(self, pk, pe, pd):  # noqa: ANN001, ANN201 - torch tensors
+        """E[cost] / limit of each limit with an additive form."""
+        active = (self.runs * pd[None]).sum((1, 2))  # [slots]
+        out = []
+        for maximum, fixed, blocks in self.costs:
+            per_slot = (blocks * pk[:, :, None] * pe[:, None, :]).sum((1, 2))
+            out.append((fixed + (active * per_slot).sum()) / maximum)
+        return out
+
+    def row(self, genome: Genome, resolution: int, ak, ae, ad) -> np.ndarray:  # noqa: ANN001
+        """The argmax subnet as a genome row."""
+        out = np.zeros((1, genome.width), dtype=np.int64)
+        out[0, int(genome.columns["resolution"][0])] = resolution
+        out[0, self.k_cols] = ak.argmax(1).numpy()
+        out[0, self.e_cols] = ae.argmax(1).numpy()
+        out[0, self.d_cols] = ad.masked_fill(~self.depth_valid, -math.inf).argmax(1).numpy()
+        return out
+
+
+def _descend(genome: Genome, score: object, ev: _Evaluator, terms: Sequence[Limit], resolution: int, steps: int,
+             cfg: GradientConfig, seed: int, bar: SearchProgress, history: list[float]) -> np.ndarray:
+    """Distinct feasible argmax rows of one resolution's descent, latest first (at most `cfg.candidates`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ofakit.supernet.relaxed import relaxed_forward
+    from ofakit.train.data import iterate_batches
+
+    torch.manual_seed(seed)
+    layout = _Layout(genome, terms, resolution)
+    slots, n_k, n_e, n_d = layout.shape
+    ak = torch.zeros(slots, n_k, requires_grad=True)
+    ae = torch.zeros(slots, n_e, requires_grad=True)
+    ad = torch.zeros(len(layout.depth_sizes), n_d, requires_grad=True)
+    opt = torch.optim.Adam([ak, ae, ad], lr=cfg.learning_rate)
+    net = score.supernet
+    for p in net.parameters():
+        p.requires_grad_(False)
+    r = int(genome.genes[int(genome.columns["resolution"][0])].choices[resolution])
+    images = score.descent_set
+
+    def batches():  # noqa: ANN202
+        epoch = 0
+        while True:
+            yield from iterate_batches(images, cfg.batch_size, resolution=r, shuffle=True, seed=seed, epoch=epoch,
+                                       drop_last=len(images) >= cfg.batch_size)
+            epoch += 1
+
+    lam, t0, t1 = cfg.penalty, *cfg.temperature
+    seen: list[np.ndarray] = []
+    row = layout.row(genome, resolution, ak.detach(), ae.detach(), ad.detach())
+    for step, (x, y) in zip(range(steps), batches()):
+        tau = t0 * (t1 / t0) ** (step / max(1, steps - 1))
+        pk, pe = F.softmax(ak / tau, 1), F.softmax(ae / tau, 1)
+        pd = F.softmax((ad / tau).masked_fill(~layout.depth_valid, -math.inf), 1)
+        x = x.contiguous(memory_format=torch.channels_last)  # depthwise backward is ~2x faster so on a CPU
+        ce = F.cross_entropy(relaxed_forward(net, x, pk, pe, pd), y)
+        expected = layout.expected(pk, pe, pd)
+        loss = ce + lam * sum(expected)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        row = layout.row(genome, resolution, ak.detach(), ae.detach(), ad.detach())
+        mask, values = feasible(ev.limits, row)
+        worst = max(float(values[lim.name][0]) / lim.maximum for lim in ev.limits)
+        lam *= math.exp(cfg.penalty_rate * min(1.0, max(-1.0, worst - 1.0)))
+        if mask[0]:
+            seen.append(row)
+        history.append(float(expected[0].detach()))
+        bar.advance(note=f"res {r}  lambda {lam:.3f}  argmax at {worst:.2f}x the limit")
+    if not feasible(ev.limits, row)[0][0]:
+        seen.append(_repair(genome, ev, row, [ak.detach().numpy(), ae.detach().numpy(), ad.detach().numpy()],
+                            layout))
+    out, keys = [], set()
+    for candidate in reversed(seen):
+        key = int(genome.keys(candidate)[0])
+        if key not in keys:
+            keys.add(key)
+            out.append(candidate)
+        if len(out) == cfg.candidates:
+            break
+    return np.concatenate(out)
+
+
+def _repair(genome: Genome, ev: _Evaluator, row: np.ndarray, logits: list[np.ndarray], layout: _Layout) -> np.ndarray:
+    """`row` changed one gene at a time (the change that saves the most of the worst limit's cost per unit of logit
+    lost) until it meets the limits; InfeasibleError if even that fails."""
+    columns = [layout.k_cols, layout.e_cols, layout.d_cols]
+    row = row.copy()
+    for _ in range(genome.width * int(genome.sizes.max())):
+        mask, values = feasible(ev.limits, row)
+        if mask[0]:
+            return row
+        worst = max(ev.limits, key=lambda lim: float(values[lim.name][0]) / lim.maximum)
+        options = []
+        for cols, lg in zip(columns, logits):
+            for i, col in enumerate(cols):
+                for choice in range(int(genome.sizes[col])):
+                    if choice != row[0, col]:
+                        option = row.copy()
+                        option[0, col] = choice
+                        options.append((option, float(lg[i, row[0, col]] - lg[i, choice])))
+        cand = np.concatenate([o for o, _ in options])
+        saved = float(values[worst.name][0]) - worst.cost(cand)
+        gain = np.where(saved > 0, saved / (np.array([loss for _, loss in options]) + 1e-3 + 1e-9), -np.inf)
+        if not np.isfinite(gain).any():
+            break
+        row = cand[int(np.argmax(gain)) : int(np.argmax(gain)) + 1]
+    raise _infeasible(ev)
+
+
+def with_table_form(limit: Limit, device: str, space: str, scale: float = 1.0) -> Limit:
+    """A latency limit whose model has no additive form (a learned predictor), given the device's table sum as the
+    form the descent differentiates; every check stays the limit's own cost. Unchanged where it has a form already
+    or the device has no table of the space."""
+    from dataclasses import replace
+
+    from ofakit.latency.estimate import LutEstimator
+    from ofakit.latency.table import available_tables, find_table
+
+    if limit.additive is not None or space not in available_tables(device):
+        return limit
+    return replace(limit, additive=LutEstimator(find_table(device, space)).additive(scale))

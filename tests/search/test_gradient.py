@@ -1,0 +1,121 @@
+"""The differentiable search on the tiny space, a small supernet and generated images: the same seed gives the same
+result, the result meets the limits (checked with the limit's own cost), a tighter limit gives a cheaper subnet, and
+what it cannot do is one clear error."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ofakit.bundle import save_bundle  # noqa: E402
+from ofakit.cli.main import main  # noqa: E402
+from ofakit.errors import ConfigError  # noqa: E402
+from ofakit.search.algorithms import ALGORITHMS  # noqa: E402
+from ofakit.search.constraints import InfeasibleError, arch_cost, macs_limit, params_limit  # noqa: E402
+from ofakit.search.gradient import GradientConfig, gradient_search  # noqa: E402
+from ofakit.search.supernet_score import SupernetScore, SupernetScoreConfig  # noqa: E402
+from ofakit.space.genome import Genome  # noqa: E402
+from ofakit.supernet import build_supernet  # noqa: E402
+from tests.search.test_supernet_score import images, write_data  # noqa: E402
+
+CFG = GradientConfig(batch_size=16, candidates=2)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    net = build_supernet("tiny", num_classes=10).eval()
+    genome = Genome(net.space)
+    score = SupernetScore(net, genome, images(400), SupernetScoreConfig(images=64, calibration_images=64))
+    return net, genome, score
+
+
+def search(setup, limits, seed=0, steps=12):
+    _, genome, score = setup
+    return gradient_search(genome, score, limits, np.random.default_rng(seed), CFG, steps=steps)
+
+
+def middle_macs(space) -> float:
+    return float(np.mean([space.macs(space.smallest()), space.macs(space.largest())]))
+
+
+def test_the_same_seed_gives_the_same_result_and_it_meets_the_limits(setup):
+    net, genome, score = setup
+    space = net.space
+    limits = [macs_limit(genome, middle_macs(space)), params_limit(genome, space.params(space.largest()) * 0.9)]
+    first, again = search(setup, limits), search(setup, limits)
+    assert first.best == again.best and first.rows.tolist() == again.rows.tolist() and first.history == again.history
+    assert space.macs(first.best) <= limits[0].maximum and space.params(first.best) <= limits[1].maximum
+    assert first.costs == {"macs": space.macs(first.best), "params": space.params(first.best)}
+    assert first.score == pytest.approx(max(first.scores)) and first.score == score(genome.encode([first.best]))[0]
+    assert 1 <= first.evaluations <= CFG.candidates * len(space.resolutions) and len(first.history) == 12
+    assert all(h > 0 for h in first.history)
+
+
+def test_a_tighter_limit_gives_a_smaller_expected_cost(setup):
+    """`history`: E[MACs] / limit per step; with everything allowed the probabilities stay spread, a tight limit
+    pulls the expected cost down to it."""
+    net, genome, _ = setup
+    space = net.space
+    low, high = space.macs(space.smallest()), space.macs(space.largest())
+    tight_limit = low + 0.15 * (high - low)
+    loose = search(setup, [macs_limit(genome, high)], steps=24)
+    tight = search(setup, [macs_limit(genome, tight_limit)], steps=24)
+    end = slice(-4, None)
+    assert np.mean(tight.history[end]) * tight_limit < 0.8 * np.mean(loose.history[end]) * high
+    assert space.macs(tight.best) <= tight_limit
+
+
+def test_the_limit_steers_the_descent(setup):
+    """With a limit barely above the smallest subnet the penalty must grow until the argmax fits; every subnet the
+    search ends with fits."""
+    net, genome, _ = setup
+    space = net.space
+    limit = macs_limit(genome, space.macs(space.smallest()) * 1.05)
+    result = search(setup, [limit])
+    assert all(space.macs(a) <= limit.maximum for a in result.archs())
+
+
+def test_what_it_cannot_do_is_one_clear_error(setup):
+    net, genome, score = setup
+    space = net.space
+    limit = macs_limit(genome, middle_macs(space))
+    with pytest.raises(ConfigError, match="descends on the supernet: it needs --data DATA"):
+        gradient_search(genome, lambda rows: np.zeros(len(rows)), [limit], np.random.default_rng(0))
+    flat = arch_cost(genome, lambda archs: np.array([space.macs(a) for a in archs], dtype=float))
+    from ofakit.search.constraints import Limit
+
+    with pytest.raises(ConfigError, match="needs a limit with an additive cost"):
+        gradient_search(genome, score, [Limit("macs", 1e9, flat)], np.random.default_rng(0))
+    with pytest.raises(InfeasibleError, match="smallest reached"):
+        search(setup, [macs_limit(genome, space.macs(space.smallest()) * 0.5)])
+    with pytest.raises(ConfigError, match="batch_size must be positive"):
+        GradientConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="rl controller's|RL controller's"):
+        from ofakit.search.rl import Reward
+
+        ALGORITHMS.get("gradient")(genome, score, [limit], None, 6, np.random.default_rng(0), reward=Reward("mnas"))
+
+
+def test_specialize_runs_it_with_data_and_no_predictor(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_bundle(tmp_path / "b", build_supernet("ofa-mbv3-cifar"))
+    data = write_data(tmp_path / "d.npz", n_train=40)
+    argv = ["specialize", "--device", "cpu-ort", "--latency", "0.8ms", "--no-drift", "--latency-model", "lut",
+            "--bundle", str(tmp_path / "b"), "--algorithm", "gradient", "--data", str(data), "--budget", "3",
+            "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["algorithm"] == "gradient" and report["score"]["kind"] == "supernet"
+    assert report["latency_ms"] <= 0.8 and 1 <= report["evaluations"] <= 9
+
+
+def test_gradient_refuses_the_predictor_score(tmp_path, capsys):
+    save_bundle(tmp_path / "b", build_supernet("ofa-mbv3-cifar"))
+    assert main(["specialize", "--device", "cpu-ort", "--latency", "0.8ms", "--bundle", str(tmp_path / "b"),
+                 "--algorithm", "gradient", "--score", "predictor", "--data", "x.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "drop --score predictor" in err
