@@ -276,6 +276,15 @@ class AdaptedEstimator:
         return cls(resolved, intercept, coef, meta, path=path)
 
 
+def describe(model: AdaptedEstimator) -> dict[str, Any]:
+    """What a report says about an adapted model: the records and sources it was fitted on and its cross-validated
+    error."""
+    m = model.meta
+    return {"kind": "few-shot adaptation", "device": m["device"], "file": model.path.name if model.path else None,
+            "spaces": [m["space"]], "records": m["records"], "sources": [s["device"] for s in m["sources"]],
+            "cv": m["cv"], "resolution_range": m.get("resolution_range")}
+
+
 # -- where adapted devices live ---------------------------------------------------------------------------------
 def adapted_file(device: str, source: str = "") -> Path | None:
     """The adapted model of `device` (canonical name): next to its device file `source` first, then in the table

@@ -11,7 +11,7 @@ import pytest
 from ofakit.errors import ArchError, ConfigError, LatencyLookupError
 from ofakit.metrics import error_metrics
 from ofakit.latency.measure import LatencyRecord
-from ofakit.predict.adapt import SUFFIX, AdaptedEstimator, adapt, fit_combination, source_entry
+from ofakit.predict.adapt import SUFFIX, AdaptedEstimator, adapt, describe, fit_combination, source_entry
 from ofakit.predict.structural import StructuralFeatures, load_structural
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
@@ -88,6 +88,7 @@ def test_save_load_and_a_changed_source(tmp_path):
     again = AdaptedEstimator.load(path, lambda device, space: load_structural(device, space))
     fresh = _archs(20, 6)
     assert np.allclose(again.estimate_batch(fresh), 0.8 * src.estimate_batch(fresh), rtol=0.02)
+    assert describe(again)["records"] == 12 and describe(again)["sources"] == ["v100-b32"]
     data = json.loads(path.read_text())
     data["meta"]["sources"][0]["sha256"] = "0" * 64
     path.write_text(json.dumps(data))
