@@ -110,13 +110,12 @@ def _latency(arch: ArchConfig, device: str, model: str, drift: str) -> dict[str,
     as `drift` (auto | on | off, `ofakit.latency.drift.drift_for`) says: no network is built unless the drift is
     measured, and then only the first time on a machine (the exported reference model is cached)."""
     from ofakit.latency import get_device
-    from ofakit.latency.drift import Drift, drift_for
+    from ofakit.latency.drift import drift_for
     from ofakit.predict.estimators import estimator_for
 
     name = get_device(device).name
     est = estimator_for(name, arch.space, model=model)
-    correction = (Drift(1.0, "none", "no drift correction: the device's latency model has no table to drift from")
-                  if est.table is None and drift == "auto" else drift_for(name, arch.space, mode=drift))
+    correction = drift_for(name, arch.space, mode=drift, table_free=est.table is None)
     scale = correction.scale
     out: dict[str, object] = {"device": name, "latency_ms": round(est.estimate(arch, scale=scale), 4),
                               "latency_estimator": est.name, "latency_table": est.table and str(est.table.path),

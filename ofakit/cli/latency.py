@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ofakit.cli.output import add_drift_options
 from ofakit.io import check_output_file
 
 
@@ -79,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--latency-model", default="auto", metavar="MODEL",
                    help="which latency model (see `ofakit devices`; default auto)")
     e.add_argument("--json", action="store_true", help='print [{"arch": ..., "latency_ms": ...}]')
+    add_drift_options(e)
     e.set_defaults(run=run_estimate)
 
 
@@ -215,13 +217,16 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from ofakit.cli.output import print_json
+    from ofakit.cli.output import print_drift, print_json
+    from ofakit.latency.drift import drift_for
     from ofakit.predict.batch import estimate_archs, read_arch_lines
     from ofakit.predict.estimators import estimator_for
 
     archs = read_arch_lines(args.archs, args.space)
     est = estimator_for(args.device, args.space, model=args.latency_model)
-    rows = estimate_archs(est, archs)
+    drift = drift_for(args.device, args.space, mode=args.drift, table_free=est.table is None)
+    print_drift(drift.to_dict())
+    rows = estimate_archs(est, archs, scale=drift.scale)
     print(f"ofakit: {len(rows)} archs estimated with the {est.name} latency model of {args.device}", file=sys.stderr)
     if args.json:
         print_json(rows)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ofakit.cli.output import print_json, print_table
+from ofakit.cli.output import add_drift_options, print_drift, print_json, print_table
 from ofakit.io import check_output_dir
 
 
@@ -25,13 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-model", default="auto", metavar="MODEL",
                    help="lut | predictor | auto: auto (default) uses the learned latency predictor when one is fitted "
                         "for the device and space (ofakit latency fit), else the LUT sum")
-    drift = p.add_mutually_exclusive_group()
-    drift.add_argument("--drift", dest="drift", action="store_const", const="on", default="auto",
-                       help="always measure the table's reference model on the device now and scale every latency "
-                            "estimate by (now / in the table); an error where it cannot be measured. Default: done "
-                            "for devices that run here and tables with a reference (about a second; imports torch)")
-    drift.add_argument("--no-drift", dest="drift", action="store_const", const="off",
-                       help="use the table's numbers as they are (deterministic: no timing on this machine)")
+    add_drift_options(p)
     p.add_argument("--algorithm", default="evolution", metavar="NAME",
                    help=f"search algorithm: {' | '.join(ALGORITHMS.names())} (default %(default)s)")
     p.add_argument("--reward", choices=("hard", "mnas"), default="hard",
@@ -80,11 +74,7 @@ def run(args: argparse.Namespace) -> int:
     _, report = specialize(bundle, cfg, pareto=args.pareto, verify=args.verify)
     if args.out is not None:
         write_results(args.out, report)
-    drift = report.get("latency_drift")
-    if drift is not None:
-        print(f"latency: {drift['why']}", file=sys.stderr)
-        if drift.get("hint"):
-            print(f"note: {drift['hint']}", file=sys.stderr)
+    print_drift(report.get("latency_drift"))
     if args.json:
         print_json(report)
         return 0

@@ -76,11 +76,13 @@ def _reference(table: LatencyTable) -> float | None:
     return float(ref["ms"]) if ref.get("ms") and ref.get("arch") else None
 
 
-def drift_for(device: str, space: str, *, mode: str = "auto",
+def drift_for(device: str, space: str, *, mode: str = "auto", table_free: bool = False,
               measure: Callable[[LatencyTable, DeviceSpec], float] | None = None) -> Drift:
     """The drift correction of `device`'s (name or alias) table for `space` under `mode` (one of DRIFT_MODES).
 
     Args:
+        table_free: the latency model in use has no table behind it (an op model, a calibration, a structural
+            model): in auto mode, no correction.
         measure: times the table's reference model now and returns (reference now) / (reference in the table);
             default: `ofakit.latency.profile.reference_scale` with the device's backend (imports torch).
     """
@@ -89,7 +91,9 @@ def drift_for(device: str, space: str, *, mode: str = "auto",
     spec = get_device(device)
     if mode == "off":
         return Drift(1.0, "off", "no drift correction (--no-drift): the table's own numbers")
-    reason = _why_not_here(spec) if mode == "auto" else None
+    reason = None
+    if mode == "auto":
+        reason = "the device's latency model has no table to drift from" if table_free else _why_not_here(spec)
     if reason is not None:  # checked before the table: an estimate-only device may have none
         return Drift(1.0, "none", f"no drift correction: {reason}")
     table = find_table(spec.name, space)

@@ -42,7 +42,8 @@ def read_arch_lines(path: str | Path, space: str) -> list[ArchConfig]:
     return read_user_file(path, "an arch list (JSON lines of ArchConfig objects)", parse)
 
 
-def estimate_archs(estimator: Estimator, archs: list[ArchConfig]) -> list[dict[str, Any]]:
-    """`[{"arch": ..., "latency_ms": ...}]` in the order of `archs`, from one `estimate_batch` call."""
-    ms = estimator.estimate_batch(archs) if archs else []
+def estimate_archs(estimator: Estimator, archs: list[ArchConfig], *, scale: float = 1.0) -> list[dict[str, Any]]:
+    """`[{"arch": ..., "latency_ms": ...}]` in the order of `archs`, from one `estimate_batch` call (times `scale`,
+    the machine's drift)."""
+    ms = estimator.estimate_batch(archs, scale=scale) if archs else []
     return [{"arch": a.to_dict(), "latency_ms": round(float(m), 4)} for a, m in zip(archs, ms)]

@@ -227,8 +227,8 @@ def what_to_measure(device: str, space: str) -> str:
     tflite = get_device(device).backend.name == "tflite"
     how = " with TFLite's benchmark_model (1 thread, fp32, batch 1)" if tflite else ""
     return (f"time a few subnets of {space} end to end on the device{how}, write them as JSONL lines "
-            f"{{\"arch\": {{...}}, \"measured_ms\": ...}} and calibrate on them: python -m ofakit.predict.phones "
-            f"--device {device} --records MEASURED.jsonl")
+            f"{{\"arch\": {{...}}, \"measured_ms\": ...}} and fit a model on them: ofakit latency adapt "
+            f"--device {device} --space {space} --records MEASURED.jsonl")
 
 
 def _no_reference(device: str, space: str) -> str:

@@ -80,7 +80,11 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
                           f"{space.name!r}; refit it with: ofakit predictor fit --bundle {bundle}")
     _check_device_serves(device.name, space.name, bundle)
     estimator = estimator_for(device.name, space.name, model=cfg.latency_model)
-    drift = _drift(device.name, space.name, cfg) if budgets else None
+    drift = None
+    if budgets:
+        from ofakit.latency.drift import drift_for
+
+        drift = drift_for(device.name, space.name, mode=cfg.drift, table_free=estimator.table is None)
     scale = cfg.latency_scale * (drift.scale if drift is not None else 1.0)
     from ofakit.predict.ofa_predictor import predictor_space
 
@@ -186,22 +190,6 @@ def _score_kind(bundle: str | Path, cfg: SpecializeConfig) -> str:
         raise ConfigError(f"{what} measures subnets on images: give --data DATA (its train split is used; e.g. the "
                           "bundle's calibration.npz, or what --verify takes)")
     return kind
-
-
-def _drift(device: str, space: str, cfg: SpecializeConfig) -> Any:
-    """The drift correction of the latency limit (`ofakit.latency.drift`); in auto mode none for a latency model
-    without a table (an op model, a calibration, a structural model)."""
-    from ofakit.latency.drift import Drift, drift_for
-
-    if cfg.drift == "auto" and not _has_table(device, space):
-        return Drift(1.0, "none", "no drift correction: the device's latency model has no table to drift from")
-    return drift_for(device, space, mode=cfg.drift)
-
-
-def _has_table(device: str, space: str) -> bool:
-    from ofakit.latency.table import available_tables
-
-    return space in available_tables(device)
 
 
 def write_results(out: Path, report: dict[str, Any]) -> list[Path]:

@@ -150,7 +150,7 @@ def test_latency_model_mistakes(cli, tmp_path):
         "no latency predictor for device 'note10' and space 'ofa-mbv3-w1.2'",
         "fit one: ofakit latency fit --device note10 --space ofa-mbv3-w1.2 --samples 40")
     cli("arch", "info", path, "--device", "note10", "--latency-model", "predicter").assert_user_error(
-        "unknown latency model 'predicter'; known: auto, calibrated, lut, op-model, predictor.",
+        "unknown latency model 'predicter'; known: adapted, auto, calibrated, lut, op-model, predictor, structural.",
         "Did you mean 'predictor'?")
     cli("arch", "info", path, "--latency-model", "lut").assert_user_error("--latency-model needs --device")
     auto = cli("arch", "info", path, "--device", "note10", "--json")  # auto without a predictor: the LUT sum
@@ -158,7 +158,7 @@ def test_latency_model_mistakes(cli, tmp_path):
     cli("latency", "validate", *NO_PREDICTOR, "--latency-model", "predictor").assert_user_error(
         "no latency predictor for device 'note10'", "ofakit latency fit --device note10")
     cli("latency", "validate", *NO_PREDICTOR, "--latency-model", "sum").assert_user_error(
-        "unknown latency model 'sum'; known: auto, calibrated, lut, op-model, predictor")
+        "unknown latency model 'sum'; known: adapted, auto, calibrated, lut, op-model, predictor, structural")
     cli("specialize", "--device", "cpu-ort", "--latency", "1ms", "--bundle", "ofa-mbv3-cifar10",
         "--latency-model", "lutt").assert_user_error("unknown latency model 'lutt'", "Did you mean 'lut'?")
 

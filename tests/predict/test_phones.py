@@ -89,7 +89,7 @@ def test_a_phone_and_the_cifar_space_is_an_error_that_says_what_to_measure(tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     for fragment in ("nothing was measured for space 'ofa-mbv3-cifar'", "benchmark_model",
-                     "python -m ofakit.predict.phones --device pixel1 --records MEASURED.jsonl"):
+                     "ofakit latency adapt --device pixel1 --space ofa-mbv3-cifar --records MEASURED.jsonl"):
         assert fragment in err
 
 
