@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ofakit.errors import ConfigError
+from ofakit.errors import BackendUnavailableError, ConfigError
 from ofakit.latency.devices import DeviceSpec, get_device
 from ofakit.latency.table import LatencyTable, find_table, how_to_profile
 
@@ -106,7 +106,12 @@ def drift_for(device: str, space: str, *, mode: str = "auto", table_free: bool =
         return Drift(1.0, "none", f"no drift correction: {reason}")
     if measure is None:
         measure = _measure_reference
-    scale = float(measure(table, spec))
+    try:
+        scale = float(measure(table, spec))
+    except BackendUnavailableError as exc:  # e.g. a GPU device on a machine without one
+        if mode == "on":
+            raise
+        return Drift(1.0, "none", f"no drift correction: {exc}")
     now = scale * ref_ms
     why = (f"the {spec.name} table ({table.meta.get('date', 'undated')}, {table.meta.get('host', 'unknown host')}) "
            f"scaled x{scale:.3f}: its reference model runs {now:.3f} ms here now, {ref_ms:.3f} ms in the table")

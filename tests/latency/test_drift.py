@@ -62,6 +62,18 @@ def test_devices_that_do_not_run_here_get_no_correction_and_say_why():
     assert d.how == "none" and "not profiled by ofakit (backend 'tflite')" in d.why
 
 
+def test_a_runtime_that_cannot_run_here_means_no_correction_in_auto_mode(monkeypatch):
+    from ofakit.errors import BackendUnavailableError
+
+    def no_gpu(table, device):
+        raise BackendUnavailableError("no CUDA GPU visible to torch")
+
+    d = drift_for("cpu-ort", SPACE, measure=no_gpu)
+    assert (d.scale, d.how) == (1.0, "none") and "no CUDA GPU" in d.why
+    with pytest.raises(BackendUnavailableError):
+        drift_for("cpu-ort", SPACE, mode="on", measure=no_gpu)
+
+
 def test_a_table_without_a_reference_cannot_be_corrected(tmp_path, monkeypatch):
     _copy_table(tmp_path, monkeypatch, lambda data: data["meta"].pop("reference"))
     d = drift_for("cpu-ort", SPACE, measure=lambda *_: pytest.fail("must not measure"))
