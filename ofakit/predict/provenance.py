@@ -17,6 +17,7 @@ from typing import Any
 from ofakit.latency.devices import get_device
 from ofakit.latency.table import LatencyTable, available_tables
 from ofakit.predict.adapt import adapted_file
+from ofakit.predict.adapt import describe as describe_adapted
 from ofakit.predict.latency import find_predictor
 from ofakit.predict.phones import table_free_models
 from ofakit.predict.structural import describe as describe_structural
@@ -50,16 +51,20 @@ def _predictor(device: str, space: str) -> dict[str, Any] | None:
 
 
 def _adapted(device: str, source: str) -> dict[str, Any] | None:
-    import json
-
     path = adapted_file(device, source)
     if path is None:
         return None
-    meta = json.loads(path.read_text())["meta"]
-    return {"kind": "few-shot adaptation", "spaces": [meta.get("space")], "file": path.name,
-            "records": meta.get("records"), "sources": [s.get("device", s) if isinstance(s, dict) else s
-                                                          for s in meta.get("sources", [])],
-            "held_out": meta.get("cv") or meta.get("held_out"), "source": meta.get("source")}
+    from ofakit.predict.estimators import estimator_for
+
+    model = estimator_for(device, json_space(path), model="adapted")
+    entry = describe_adapted(model)
+    return {**entry, "held_out": {"scheme": "5-fold cross-validation of the whole fit", **entry.pop("cv")}}
+
+
+def json_space(path: Any) -> str:
+    import json
+
+    return str(json.loads(path.read_text())["meta"]["space"])
 
 
 def device_models(device: str) -> list[dict[str, Any]]:

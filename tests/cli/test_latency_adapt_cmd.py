@@ -54,6 +54,11 @@ def test_adapt_makes_a_user_device_that_estimate_uses(user_dir, tmp_path, capsys
     want = 1.25 * load_structural("v100-b32", SPACE).estimate_batch(fresh)
     assert np.allclose([r["latency_ms"] for r in rows], want, rtol=0.03)
     assert "adapted latency model of my-gpu" in err
+    assert main(["devices", "--json"]) == 0  # provenance: what it was fitted on, from what, and its error
+    mine = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "my-gpu")
+    [model] = mine["latency_models"]
+    assert model["kind"] == "few-shot adaptation" and model["records"] == 20
+    assert model["sources"] == ["v100-b32", "titan-xp-b32"] and "within_10pct" in model["held_out"]
 
 
 def test_estimate_refuses_an_arch_of_another_space(tmp_path, capsys):
