@@ -20,7 +20,7 @@ scored, the best feasible score, the seconds since the search began) at the firs
 score of MIT's winner, both scored by the bundle's predictor as the search scores rows. Both winners are also
 re-scored with ofakit's predictor and LUT arch by arch.
 
-    python -m bench.search_speed                          # 5 seeds, MIT via /work/ofa-venv/bin/python
+    python -m bench.search_speed                          # 5 seeds, MIT via $OFAKIT_MIT_PYTHON
     python -m bench.search_speed --seeds 1 --mit-python PATH
     python -m bench.search_speed --threads 2              # BLAS / torch threads of both sides
 
@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACE = "ofa-mbv3-w1.2"
 DEVICE = "note10"
 DEFAULT_PREDICTOR = ROOT / "tests" / "fixtures" / "ofa" / "acc_predictor_tutorial.pth"
-DEFAULT_MIT_YAML = ROOT.parent / "shared" / "data" / "latency" / "note10-ofa-mbv3-w1.2"
+SHARED_DATA = Path(os.environ.get("OFAKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")  # the dev data folder
+DEFAULT_MIT_YAML = SHARED_DATA / "latency" / "note10-ofa-mbv3-w1.2"
 MIT_RESOLUTIONS = (160, 176, 192, 208, 224)  # MIT's tutorial ArchManager
 
 
@@ -166,7 +167,8 @@ def run_worker(python: str, flag: str, cfg: dict, env: dict | None = None) -> di
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--predictor", type=Path, default=DEFAULT_PREDICTOR, help="MIT tutorial-format acc_predictor.pth")
-    p.add_argument("--mit-python", default="/work/ofa-venv/bin/python", help="interpreter with MIT's ofa package")
+    p.add_argument("--mit-python", default=os.environ.get("OFAKIT_MIT_PYTHON"),
+                   help="interpreter with MIT's ofa package (default: $OFAKIT_MIT_PYTHON)")
     p.add_argument("--mit-yaml", type=Path, default=DEFAULT_MIT_YAML,
                    help="folder of MIT's <resolution>_lookup_table.yaml (Note10); else ofakit's table is used")
     p.add_argument("--limit-ms", type=float, default=25.0)
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(json.loads(Path(path).read_text()))))
         return
 
+    if not args.mit_python:
+        p.error("MIT's side needs a python with MIT's ofa package: pass --mit-python or set OFAKIT_MIT_PYTHON")
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
