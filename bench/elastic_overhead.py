@@ -11,7 +11,7 @@ It uses one torch thread unless told otherwise: on a small shared VM, two spinni
 whenever another process takes a core, which swamps a few-percent effect.
 
     python -m bench.elastic_overhead
-    python -m bench.elastic_overhead --mit-python /work/ofa-venv/bin/python
+    python -m bench.elastic_overhead --mit-python "$OFAKIT_MIT_PYTHON"     # a python with MIT's ofa package
 
 Only the standard library and torch are imported at module level: the MIT worker runs where ofakit is not installed.
 """
@@ -268,7 +268,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last models and batch")
     p.add_argument("--mit-python", metavar="PYTHON",
-                   help="also measure MIT's once-for-all, run under this interpreter (e.g. /work/ofa-venv/bin/python)")
+                   help="also measure MIT's once-for-all, run under this interpreter (one with its ofa package)")
     p.add_argument("--worker", choices=("mit",), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.archs < 0 or args.batch < 1 or args.threads < 0:

@@ -18,7 +18,7 @@ machine's slow and fast stretches are shared out evenly. It prints one JSON line
 step kind (median over rounds of batch / step time), the ratios to MIT (median over rounds of the paired ratio),
 load average and CPU pressure, and the machine.
 
-    python -m bench.train_throughput --mit-python /work/ofa-venv/bin/python
+    python -m bench.train_throughput --mit-python "$OFAKIT_MIT_PYTHON"     # a python with MIT's ofa package
 
 Defaults (`--resolution 128 --batch 32 --steps 6 --warmup 1 --threads 2`: the setting of the issue's MIT figure) take
 about 3 minutes on a quiet 2-core CPU. Two threads stall badly when other processes want the cores (steps ran 10x
@@ -384,7 +384,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the issue's MIT figure; 1 is steadier on a shared machine)")
     p.add_argument("--no-nchw", action="store_true", help="skip ofakit without channels_last (saves a third)")
     p.add_argument("--mit-python", metavar="PYTHON",
-                   help="also measure MIT's once-for-all, run under this interpreter (e.g. /work/ofa-venv/bin/python)")
+                   help="also measure MIT's once-for-all, run under this interpreter (one with its ofa package)")
     p.add_argument("--worker", choices=("mit",), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.threads < 0 or args.resolution < 32:
