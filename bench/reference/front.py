@@ -1,6 +1,6 @@
 """Specialized subnets vs uniform scaling on the reference bundle: real test accuracy vs measured latency.
 
-    python -m bench.reference.front --test-data ../shared/data/cifar10-jpeg.npz --calib-data RUN-DATA/cifar10-45k.npz \\
+    python -m bench.reference.front [--test-data CIFAR10-JPEG.npz] --calib-data RUN-DATA/cifar10-45k.npz \\
         [--bundle ofa-mbv3-cifar10] [--device cpu-ort] [--png bench/reference/front.png]
 
 - specialized: `specialize` (evolution on the bundle's predictor and the device's latency estimator, the learned
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.arch import ArchConfig
 from ofakit.bundles import resolve_bundle
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=None)
     p.add_argument("--device", default="cpu-ort")
-    p.add_argument("--test-data", required=True)
+    p.add_argument("--test-data", default=cifar10_archive(), help=DATA_HELP)
     p.add_argument("--calib-data", required=True)
     p.add_argument("--budgets", type=int, default=12, help="latency budgets for specialize")
     p.add_argument("--search-budget", type=int, default=4000)

@@ -1,6 +1,6 @@
 """Package a finished training run as the shipped reference bundle (fp16 safetensors + JSON, with provenance).
 
-    python -m bench.reference.package --run RUN --test-data ../shared/data/cifar10-jpeg.npz \\
+    python -m bench.reference.package --run RUN [--test-data CIFAR10-JPEG.npz] \\
         --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10
 
 Reads RUN/bundle (written by `ofakit train`, predictor files from `ofakit predictor fit` included) and RUN/run.json
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
 from ofakit.io import atomic_write_npz
 from ofakit.latency.backends.base import host_cpu
@@ -40,7 +41,8 @@ def write_calibration(path: Path, calib, test, n_calib: int, n_check: int) -> No
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True)
-    p.add_argument("--test-data", required=True, help="data whose val split is the test set (all of it is used)")
+    p.add_argument("--test-data", default=cifar10_archive(),
+                   help="data whose val split is the test set (all of it is used); default: " + DATA_HELP)
     p.add_argument("--calib-data", required=True, help="data whose train split recalibrates BN")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--recipe", default="recipes/ofa-mbv3-cifar10-cpu90.yaml")

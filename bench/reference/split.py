@@ -1,6 +1,6 @@
 """Hold out part of CIFAR-10's training set for the reference bundle's accuracy predictor.
 
-    python -m bench.reference.split --data ../shared/data/cifar10-jpeg.npz --holdout 5000 --out RUN/cifar10-45k.npz
+    python -m bench.reference.split [--data CIFAR10-JPEG.npz] --holdout 5000 --out RUN/cifar10-45k.npz
 
 Writes an array dataset (see ofakit.train.data): `train_*` = the other 45,000 training images (the supernet trains on
 these), `val_*` = the held-out 5,000 (balanced, 500 per class; BN-recalibrated subnets are scored on them to fit the
@@ -13,13 +13,14 @@ import json
 
 import numpy as np
 
+from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.io import atomic_write_npz
 from ofakit.train.data import load_dataset
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=cifar10_archive(), help=DATA_HELP)
     p.add_argument("--holdout", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
