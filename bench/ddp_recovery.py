@@ -5,7 +5,7 @@ Each run kills one worker once (its rank and step drawn from `--seed`, anywhere 
 attempt; torchrun restarts both, and they resume from rank 0's last checkpoint. A run that does not end within
 `--timeout` seconds counts as hung. It prints one JSON line:
 
-    python bench/ddp_recovery.py --runs 10 --out /tmp/ddp-recovery
+    python bench/ddp_recovery.py --runs 10 --out runs/ddp-recovery
 
 The script is also its own torchrun worker (`--worker`).
 """
