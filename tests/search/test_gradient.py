@@ -119,3 +119,26 @@ def test_gradient_refuses_the_predictor_score(tmp_path, capsys):
                  "--algorithm", "gradient", "--score", "predictor", "--data", "x.npz"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "drop --score predictor" in err
+
+
+def test_a_learned_latency_model_gets_the_tables_sum_to_differentiate():
+    from ofakit.latency.estimate import LutEstimator
+    from ofakit.latency.table import find_table
+    from ofakit.predict.estimators import estimator_for
+    from ofakit.search.constraints import latency_limit
+    from ofakit.search.gradient import with_table_form
+    from ofakit.space import get_space
+
+    genome = Genome(get_space("ofa-mbv3-cifar"))
+    learned = latency_limit("latency_ms@cpu-ort", 0.6, estimator_for("cpu-ort", "ofa-mbv3-cifar", model="predictor"),
+                            genome, 1.1)
+    assert learned.additive is None
+    given = with_table_form(learned, "cpu-ort", "ofa-mbv3-cifar", 1.1)
+    rows = genome.sample(20, np.random.default_rng(0))
+    form = given.additive
+    lut = LutEstimator(find_table("cpu-ort", "ofa-mbv3-cifar"))
+    np.testing.assert_allclose(form.scale * (form.block_sum.of_rows(genome, rows) + form.offset),
+                               lut.estimate_rows(genome, rows, scale=1.1))
+    assert given.cost is learned.cost and given.maximum == 0.6  # the checks stay the learned model's
+    assert with_table_form(given, "cpu-ort", "ofa-mbv3-cifar") is given
+    assert with_table_form(learned, "note10", "ofa-mbv3-cifar") is learned  # no table of the space: unchanged
