@@ -12,7 +12,7 @@ evaluations so far, the best feasible score, the seconds since the search began)
   reach it, and how many do), and the same for the best any method found with the same seed ("seed_999");
 - a PNG of the median anytime curves with their min-max band (`--png`).
 
-Part (b) (the reference bundle on cpu-ort, real test top-1) is another script's or a later option's.
+Part (b) (the reference bundle on cpu-ort, real test top-1) is bench/search_methods_bundle.py.
 
     python -m bench.search_methods --part a
     python -m bench.search_methods --part a --budget 20000 --seeds 5 --png bench/results/search_methods_a.png
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     for var in THREAD_VARS:
         os.environ.setdefault(var, str(args.threads))
     if args.part == "b":
-        raise SystemExit("part b (the reference bundle on cpu-ort) is not in this script yet")
+        raise SystemExit("part b (the reference bundle on cpu-ort) is bench/search_methods_bundle.py: "
+                         "python -m bench.search_methods_bundle --data ../shared/data/cifar10-jpeg.npz")
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
