@@ -180,7 +180,8 @@ def _descend(genome: Genome, score: object, ev: _Evaluator, terms: Sequence[Limi
     ak = torch.zeros(slots, n_k, requires_grad=True)
     ae = torch.zeros(slots, n_e, requires_grad=True)
     ad = torch.zeros(len(layout.depth_sizes), n_d, requires_grad=True)
-    opt = torch.optim.Adam([ak, ae, ad], lr=cfg.learning_rate)
+    params = [ak, ae, ad]
+    moments = [(torch.zeros_like(a), torch.zeros_like(a)) for a in params]  # Adam's (torch.optim imports dynamo: s)
     net = score.supernet
     for p in net.parameters():
         p.requires_grad_(False)
@@ -205,9 +206,13 @@ def _descend(genome: Genome, score: object, ev: _Evaluator, terms: Sequence[Limi
         ce = F.cross_entropy(relaxed_forward(net, x, pk, pe, pd), y)
         expected = layout.expected(pk, pe, pd)
         loss = ce + lam * sum(expected)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for a, g, (m, v) in zip(params, grads, moments):
+                m.mul_(0.9).add_(g, alpha=0.1)
+                v.mul_(0.999).addcmul_(g, g, value=0.001)
+                a.sub_(cfg.learning_rate * (m / (1 - 0.9 ** (step + 1)))
+                       / ((v / (1 - 0.999 ** (step + 1))).sqrt() + 1e-8))
         row = layout.row(genome, resolution, ak.detach(), ae.detach(), ad.detach())
         mask, values = feasible(ev.limits, row)
         worst = max(float(values[lim.name][0]) / lim.maximum for lim in ev.limits)

@@ -21,7 +21,7 @@ from ofakit.space.genome import Genome  # noqa: E402
 from ofakit.supernet import build_supernet  # noqa: E402
 from tests.search.test_supernet_score import images, write_data  # noqa: E402
 
-CFG = GradientConfig(batch_size=16, candidates=2)
+CFG = GradientConfig(batch_size=16, candidates=2, resolutions=2)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,9 @@ def setup():
     return net, genome, score
 
 
-def search(setup, limits, seed=0, steps=12):
+def search(setup, limits, seed=0, steps=8, cfg=CFG):
     _, genome, score = setup
-    return gradient_search(genome, score, limits, np.random.default_rng(seed), CFG, steps=steps)
+    return gradient_search(genome, score, limits, np.random.default_rng(seed), cfg, steps=steps)
 
 
 def middle_macs(space) -> float:
@@ -51,7 +51,7 @@ def test_the_same_seed_gives_the_same_result_and_it_meets_the_limits(setup):
     assert space.macs(first.best) <= limits[0].maximum and space.params(first.best) <= limits[1].maximum
     assert first.costs == {"macs": space.macs(first.best), "params": space.params(first.best)}
     assert first.score == pytest.approx(max(first.scores)) and first.score == score(genome.encode([first.best]))[0]
-    assert 1 <= first.evaluations <= CFG.candidates * len(space.resolutions) and len(first.history) == 12
+    assert 1 <= first.evaluations <= CFG.candidates * CFG.resolutions and len(first.history) == 8
     assert all(h > 0 for h in first.history)
 
 
@@ -62,8 +62,9 @@ def test_a_tighter_limit_gives_a_smaller_expected_cost(setup):
     space = net.space
     low, high = space.macs(space.smallest()), space.macs(space.largest())
     tight_limit = low + 0.15 * (high - low)
-    loose = search(setup, [macs_limit(genome, high)], steps=24)
-    tight = search(setup, [macs_limit(genome, tight_limit)], steps=24)
+    one = GradientConfig(batch_size=16, candidates=1, resolutions=1)  # the largest resolution where it fits
+    loose = search(setup, [macs_limit(genome, high)], steps=16, cfg=one)
+    tight = search(setup, [macs_limit(genome, tight_limit)], steps=16, cfg=one)
     end = slice(-4, None)
     assert np.mean(tight.history[end]) * tight_limit < 0.8 * np.mean(loose.history[end]) * high
     assert space.macs(tight.best) <= tight_limit
