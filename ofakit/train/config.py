@@ -146,9 +146,13 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig:
     """Validate a recipe mapping (as read from YAML) into a TrainConfig."""
     cfg = build(TrainConfig, data, where)
+    from ofakit.errors import UnknownNameError
     from ofakit.space import get_space
 
-    space = get_space(cfg.space)  # unknown space: error with close match
+    try:
+        space = get_space(cfg.space)
+    except UnknownNameError as exc:  # the close match, with the recipe named
+        raise ConfigError(f"{where}: space: {exc}") from None
     for stage in cfg.stages:
         if stage.arch is not None:
             try:

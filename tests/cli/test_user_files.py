@@ -295,7 +295,7 @@ SLOTS: dict[str, Slot] = {
 TRAIN = SLOTS["train-recipe"].argv[:-1]  # without --quiet
 # `train` reads the recipe through the train package, which another helper is fixing; these stay strict xfails
 # only while they fail
-TRAIN_XFAIL: set[str] = {"train-recipe-wrong7"}  # an unknown space in a recipe does not name the recipe
+TRAIN_XFAIL: set[str] = set()
 
 
 def _cases() -> list:
