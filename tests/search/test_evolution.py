@@ -106,3 +106,20 @@ def test_pareto_front():
     costs = [3, 1, 2, 2, 4]
     scores = [0.7, 0.5, 0.6, 0.65, 0.6]
     assert pareto_front(costs, scores).tolist() == [1, 3, 0]
+
+
+def test_evolution_restarts_a_stalled_population():
+    """A population whose best has not risen for `restart_after` generations starts again from fresh archs: more
+    distinct archs are scored, the best so far never drops, and the same seed gives the same run."""
+    space = get_space("ofa-mbv3-w1.0")
+    genome = Genome(space)
+    score, limit = linear_score(genome, 3), macs_limit(genome, 250e6)
+    runs = {after: evolve(genome, score, [limit], EvolutionConfig(population=20, generations=40,
+                                                                   restart_after=after), rng(2))
+            for after in (0, 2)}
+    restarted, plain = runs[2], runs[0]
+    assert restarted.evaluations > plain.evaluations + 20  # at least one fresh population, mostly new archs
+    assert np.all(np.diff(restarted.history) >= 0) and restarted.history[-1] <= restarted.score
+    assert restarted.score == restarted.scores.max()
+    again = evolve(genome, score, [limit], EvolutionConfig(population=20, generations=40, restart_after=2), rng(2))
+    assert again.best == restarted.best and again.evaluations == restarted.evaluations
