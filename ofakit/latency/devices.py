@@ -179,11 +179,32 @@ def devices() -> Registry[DeviceSpec]:
 def reload_devices() -> None:
     """Forget the device files read so far, so that one just written (`ofakit latency adapt`) is found."""
     _registry.cache_clear()
+    _own_file.cache_clear()
 
 
 def get_device(name: str) -> DeviceSpec:
-    """The device registered under `name` or an alias; raises UnknownNameError listing the known devices."""
-    return devices().get(name)
+    """The device registered under `name` or an alias; raises UnknownNameError listing the known devices.
+
+    A name that one device folder holds a file of (`<name>.yaml`) is read from that file alone, unless the registry
+    is loaded already; an alias, or any other name, loads every device file (`devices()`, which also refuses a name
+    or alias defined twice).
+    """
+    folders = tuple(device_dirs())
+    if _registry.cache_info().currsize == 0:
+        own = _own_file(folders, name)
+        if own is not None:
+            return own
+    return _registry(folders).get(name)
+
+
+@lru_cache(maxsize=32)
+def _own_file(folders: tuple[Path, ...], name: str) -> DeviceSpec | None:
+    """The device in `<name>.yaml` when exactly one of `folders` holds that file, else None."""
+    if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\", os.sep)):
+        return None
+    paths = [Path(folder) / f"{name}.yaml" for folder in folders]
+    found = [path for path in paths if path.is_file()]
+    return load_device(found[0]) if len(found) == 1 else None
 
 
 def __getattr__(name: str) -> Any:  # `DEVICES` reads the device files on first use, not on import

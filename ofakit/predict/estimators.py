@@ -16,31 +16,60 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ofakit.errors import LatencyLookupError
-from ofakit.latency.estimate import Estimator, LutEstimator
-from ofakit.latency.table import available_tables, find_table
-from ofakit.predict.adapt import adapted_file, load_adapted
-from ofakit.predict.latency import load_predictor
-from ofakit.predict.op_estimator import load_op_model
-from ofakit.predict.phones import load_phone_model, table_free_estimator
-from ofakit.predict.structural import load_structural, model_file
 from ofakit.registry import Registry
+
+if TYPE_CHECKING:
+    from ofakit.latency.estimate import Estimator
+
+# Each factory imports its model's module when it runs: a LUT search pays for the table code only, not for the
+# adapted, structural and op models' modules (and the measuring code those pull in).
 
 
 def _lut(device: str, space: str) -> Estimator:
+    from ofakit.latency.estimate import LutEstimator
+    from ofakit.latency.table import find_table
+
     return LutEstimator(find_table(device, space))
 
 
 def _predictor(device: str, space: str) -> Estimator:
+    from ofakit.predict.latency import load_predictor
+
     return load_predictor(device, space)
 
 
+def _op_model(device: str, space: str) -> Estimator:
+    from ofakit.predict.op_estimator import load_op_model
+
+    return load_op_model(device, space)
+
+
+def _calibrated(device: str, space: str) -> Estimator:
+    from ofakit.predict.phones import load_phone_model
+
+    return load_phone_model(device, space)
+
+
+def _structural(device: str, space: str) -> Estimator:
+    from ofakit.predict.structural import load_structural
+
+    return load_structural(device, space)
+
+
 def _auto(device: str, space: str) -> Estimator:
+    from ofakit.predict.latency import load_predictor
+
     try:
         return load_predictor(device, space, fallback=True)
     except LatencyLookupError:
         from ofakit.latency.devices import get_device
+        from ofakit.latency.table import available_tables
+        from ofakit.predict.adapt import adapted_file
+        from ofakit.predict.phones import table_free_estimator
+        from ofakit.predict.structural import model_file
 
         spec = get_device(device)
         if space in available_tables(spec.name):
@@ -48,7 +77,7 @@ def _auto(device: str, space: str) -> Estimator:
         if adapted_file(spec.name, spec.source):
             return _adapted(device, space)
         if model_file(spec.name):
-            return load_structural(device, space)
+            return _structural(device, space)
         model = table_free_estimator(device, space)
         if model is None:
             raise
@@ -56,15 +85,17 @@ def _auto(device: str, space: str) -> Estimator:
 
 
 def _adapted(device: str, space: str) -> Estimator:
+    from ofakit.predict.adapt import load_adapted
+
     return load_adapted(device, space, _auto)  # its sources as `auto` finds them
 
 
 ESTIMATORS: Registry[Callable[[str, str], Estimator]] = Registry("latency model")
 ESTIMATORS.add("lut", _lut)  # the sum of the table's layers
 ESTIMATORS.add("predictor", _predictor)  # the learned predictor fitted for (device, space): ofakit latency fit
-ESTIMATORS.add("op-model", load_op_model)  # the op model fitted on the device's table: ofakit.predict.op_model
-ESTIMATORS.add("calibrated", load_phone_model)  # an op model times a factor fitted on the device's published nets
-ESTIMATORS.add("structural", load_structural)  # a structural model fitted on the device's measured subnets
+ESTIMATORS.add("op-model", _op_model)  # the op model fitted on the device's table: ofakit.predict.op_model
+ESTIMATORS.add("calibrated", _calibrated)  # an op model times a factor fitted on the device's published nets
+ESTIMATORS.add("structural", _structural)  # a structural model fitted on the device's measured subnets
 ESTIMATORS.add("adapted", _adapted)  # fitted on a few measured subnets over other devices' models: latency adapt
 ESTIMATORS.add("auto", _auto)  # predictor, else LUT sum; with no table: adapted, structural, op model, calibration
 

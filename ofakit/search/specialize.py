@@ -241,11 +241,14 @@ def _check_device_serves(device: str, space: str, bundle: str | Path) -> None:
     from ofakit.errors import LatencyLookupError
     from ofakit.latency.devices import devices
     from ofakit.latency.table import available_tables, how_to_profile
-    from ofakit.predict.phones import has_table_free_model
 
     tables = sorted(available_tables(device))
-    if not tables or space in tables or has_table_free_model(device, space):
-        return  # no table at all: estimator_for's error names the profile command; an op model or calibration
+    if not tables or space in tables:
+        return  # no table at all: estimator_for's error names the profile command
+    from ofakit.predict.phones import has_table_free_model  # (imports the measuring code: only when needed)
+
+    if has_table_free_model(device, space):
+        return  # an op model or calibration
     serves = "; ".join(f"space {t}: {how_to_get_bundle(t)}" for t in tables)
     others = [name for name in devices().names() if space in available_tables(name)]
     alternatives = f"devices with a table for {space!r}: {', '.join(others)}; " if others else ""
