@@ -8,10 +8,12 @@ relaxed supernet (`ofakit.supernet.relaxed`). Adam descends, on batches of the d
 
 where E[cost] is the limit's additive form (a latency table's block sum, MACs, params: `Limit.additive`) taken
 under the choice probabilities, so it is exact in expectation. A softmax temperature anneals the probabilities
-toward one-hot, where the relaxed network is the argmax subnet. lambda follows the argmax subnet: after every step it
-grows while that subnet breaks a limit (checked with the limit's own cost, the estimator every algorithm uses) and
-shrinks while it has room, multiplicatively (a dual ascent), so the search ends at the limit. The resolution is an
-outer loop over the space's resolutions at which the smallest subnet meets the limits.
+toward one-hot, where the relaxed network is the argmax subnet. lambda follows the argmax subnet by a dual ascent:
+after every step it grows while that subnet breaks a limit (checked with the limit's own cost, the estimator every
+algorithm uses) and falls while the subnet leaves room, below zero if need be, so that the cost is pulled toward the
+limit from both sides (TuNAS's absolute reward, Bender et al., CVPR 2020, does the same with a fixed weight): with
+frozen weights the cross-entropy alone rarely asks for the depth a looser limit allows. The resolution is an outer
+loop over the space's resolutions at which the smallest subnet meets the limits.
 
 Each resolution leaves a few distinct argmax subnets that met the limits during its last steps (an infeasible final
 one is first repaired: the gene change that saves the most cost per unit of logit lost, until it fits); these are
@@ -39,9 +41,10 @@ class GradientConfig:
     batch_size: int = 32  # train-split images per step
     learning_rate: float = 0.1  # Adam's step on the logits
     temperature: tuple[float, float] = (1.0, 0.1)  # softmax temperature at the first and last step (geometric)
-    penalty: float = 0.3  # lambda at the first step
-    penalty_rate: float = 0.3  # lambda *= exp(rate x clip(worst cost / limit - 1, -1, 1)) after each step
+    penalty: float = 0.0  # lambda at the first step
+    penalty_rate: float = 0.3  # lambda += rate x clip(worst cost / limit - 1, -1, 1) after each step
     candidates: int = 3  # distinct feasible argmax subnets per resolution scored with the supernet
+    samples: int = 6  # and subnets drawn from each resolution's final distribution (the feasible new ones)
     resolutions: int = 4  # at most this many resolutions, evenly spread over the feasible ones
 
     def __post_init__(self) -> None:
@@ -108,8 +111,8 @@ def _resolutions(genome: Genome, ev: _Evaluator, most: int) -> list[int]:
     ok = np.flatnonzero(mask)
     if not ok.size:
         raise _infeasible(ev)
-    if len(ok) > most:
-        ok = ok[np.unique(np.round(np.linspace(0, len(ok) - 1, most)).astype(int))]
+    if len(ok) > most:  # evenly spread from the largest down
+        ok = ok[np.unique(np.round(np.linspace(len(ok) - 1, 0, most)).astype(int))]
     return [int(i) for i in ok[::-1]]  # largest first
 
 
@@ -181,7 +184,9 @@ def _descend(genome: Genome, score: object, ev: _Evaluator, terms: Sequence[Limi
     ae = torch.zeros(slots, n_e, requires_grad=True)
     ad = torch.zeros(len(layout.depth_sizes), n_d, requires_grad=True)
     params = [ak, ae, ad]
-    moments = [(torch.zeros_like(a), torch.zeros_like(a)) for a in params]  # Adam's (torch.optim imports dynamo: s)
+    # Adam's moments, the second one shared by all logits: a gene whose choices matter little (both to the loss and
+    # to the cost) then moves little, as with plain gradient descent, where per-logit scaling would amplify its noise
+    first, second = [torch.zeros_like(a) for a in params], torch.zeros(())
     net = score.supernet
     for p in net.parameters():
         p.requires_grad_(False)
@@ -208,15 +213,15 @@ def _descend(genome: Genome, score: object, ev: _Evaluator, terms: Sequence[Limi
         loss = ce + lam * sum(expected)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            for a, g, (m, v) in zip(params, grads, moments):
+            second = 0.999 * second + 0.001 * torch.cat([g.ravel() for g in grads]).square().mean()
+            scale = cfg.learning_rate / ((second / (1 - 0.999 ** (step + 1))).sqrt() + 1e-12)
+            for a, g, m in zip(params, grads, first):
                 m.mul_(0.9).add_(g, alpha=0.1)
-                v.mul_(0.999).addcmul_(g, g, value=0.001)
-                a.sub_(cfg.learning_rate * (m / (1 - 0.9 ** (step + 1)))
-                       / ((v / (1 - 0.999 ** (step + 1))).sqrt() + 1e-8))
+                a.sub_(scale * m / (1 - 0.9 ** (step + 1)))
         row = layout.row(genome, resolution, ak.detach(), ae.detach(), ad.detach())
         mask, values = feasible(ev.limits, row)
         worst = max(float(values[lim.name][0]) / lim.maximum for lim in ev.limits)
-        lam *= math.exp(cfg.penalty_rate * min(1.0, max(-1.0, worst - 1.0)))
+        lam += cfg.penalty_rate * min(1.0, max(-1.0, worst - 1.0))
         if mask[0]:
             seen.append(row)
         history.append(float(expected[0].detach()))
@@ -232,7 +237,29 @@ def _descend(genome: Genome, score: object, ev: _Evaluator, terms: Sequence[Limi
             out.append(candidate)
         if len(out) == cfg.candidates:
             break
+    if cfg.samples:  # as FBNet: subnets drawn from the learned distribution (temperature 1), the feasible new ones
+        drawn = _sample(genome, resolution, [ak.detach().numpy(), ae.detach().numpy(), ad.detach().numpy()], layout,
+                        cfg.samples, np.random.default_rng([seed, resolution]))
+        mask, _ = feasible(ev.limits, drawn)
+        for candidate, key in zip(drawn[mask], genome.keys(drawn[mask]).tolist()):
+            if key not in keys:
+                keys.add(key)
+                out.append(candidate[None])
     return np.concatenate(out)
+
+
+def _sample(genome: Genome, resolution: int, logits: list[np.ndarray], layout: _Layout, n: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """`n` rows drawn gene by gene from softmax(logits) at `resolution`."""
+    rows = np.zeros((n, genome.width), dtype=np.int64)
+    rows[:, int(genome.columns["resolution"][0])] = resolution
+    for cols, lg, sizes in zip([layout.k_cols, layout.e_cols, layout.d_cols], logits,
+                               [None, None, layout.depth_sizes]):
+        for i, col in enumerate(cols):
+            z = lg[i, : sizes[i]] if sizes is not None else lg[i]
+            p = np.exp(z - z.max())
+            rows[:, col] = rng.choice(len(p), size=n, p=p / p.sum())
+    return rows
 
 
 def _repair(genome: Genome, ev: _Evaluator, row: np.ndarray, logits: list[np.ndarray], layout: _Layout) -> np.ndarray:

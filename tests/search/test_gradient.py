@@ -51,22 +51,23 @@ def test_the_same_seed_gives_the_same_result_and_it_meets_the_limits(setup):
     assert space.macs(first.best) <= limits[0].maximum and space.params(first.best) <= limits[1].maximum
     assert first.costs == {"macs": space.macs(first.best), "params": space.params(first.best)}
     assert first.score == pytest.approx(max(first.scores)) and first.score == score(genome.encode([first.best]))[0]
-    assert 1 <= first.evaluations <= CFG.candidates * CFG.resolutions and len(first.history) == 8
+    assert 1 <= first.evaluations <= (CFG.candidates + CFG.samples) * CFG.resolutions and len(first.history) == 8
     assert all(h > 0 for h in first.history)
 
 
 def test_a_tighter_limit_gives_a_smaller_expected_cost(setup):
-    """`history`: E[MACs] / limit per step; with everything allowed the probabilities stay spread, a tight limit
-    pulls the expected cost down to it."""
+    """`history`: E[MACs] / limit per step; the penalty pulls the expected cost toward each limit, from above
+    or below."""
     net, genome, _ = setup
     space = net.space
     low, high = space.macs(space.smallest()), space.macs(space.largest())
     tight_limit = low + 0.15 * (high - low)
-    one = GradientConfig(batch_size=16, candidates=1, resolutions=1)  # the largest resolution where it fits
-    loose = search(setup, [macs_limit(genome, high)], steps=16, cfg=one)
+    one = GradientConfig(batch_size=16, candidates=1, samples=0, resolutions=1, learning_rate=0.5)  # one resolution
+    loose_limit = low + 0.8 * (high - low)
+    loose = search(setup, [macs_limit(genome, loose_limit)], steps=16, cfg=one)
     tight = search(setup, [macs_limit(genome, tight_limit)], steps=16, cfg=one)
     end = slice(-4, None)
-    assert np.mean(tight.history[end]) * tight_limit < 0.8 * np.mean(loose.history[end]) * high
+    assert np.mean(tight.history[end]) * tight_limit < 0.8 * np.mean(loose.history[end]) * loose_limit
     assert space.macs(tight.best) <= tight_limit
 
 
@@ -111,7 +112,7 @@ def test_specialize_runs_it_with_data_and_no_predictor(tmp_path, capsys):
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["algorithm"] == "gradient" and report["score"]["kind"] == "supernet"
-    assert report["latency_ms"] <= 0.8 and 1 <= report["evaluations"] <= 9
+    assert report["latency_ms"] <= 0.8 and 1 <= report["evaluations"] <= 27
 
 
 def test_gradient_refuses_the_predictor_score(tmp_path, capsys):
