@@ -65,7 +65,7 @@ class LutEstimator:
         return self._checked(self._sum.of_rows(genome, rows), lambda i: genome.decode(rows[i : i + 1])[0], scale)
 
     def additive(self, scale: float = 1.0) -> Additive | None:
-        """`estimate_rows` as `scale * (block sum + call overhead)`, for compiled searches; None where the space has
+        """`estimate_rows` as `scale * (block sum + call overhead)`, for the gradient search; None where the space has
         no block sum."""
         return None if self._sum is None else Additive(self._sum, scale, self._overhead)
 

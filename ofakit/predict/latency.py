@@ -193,7 +193,7 @@ class LatencyPredictor:
         return scale * _predict(self.kind, self.arrays, x)
 
     def additive(self, scale: float = 1.0) -> None:
-        """None: a learned model is not a sum over layers (the compiled search needs one; see LutEstimator)."""
+        """None: a learned model is not a sum over layers (the gradient search needs one; see LutEstimator)."""
         return None
 
     def fitted_on(self, arch: ArchConfig) -> bool:

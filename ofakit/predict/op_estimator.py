@@ -82,7 +82,7 @@ class OpModelEstimator:
         return scale * self.factor * (self._sum.of_rows(genome, rows) + self._overhead)
 
     def additive(self, scale: float = 1.0) -> Additive:
-        """`estimate_rows` as `scale * factor * (block sum + call overhead)`, for compiled searches."""
+        """`estimate_rows` as `scale * factor * (block sum + call overhead)`, for the gradient search."""
         return Additive(self._sum, scale * self.factor, self._overhead)
 
     def fitted_on(self, arch: ArchConfig) -> bool:
