@@ -256,3 +256,20 @@ def cache_dir() -> Path:
     """Where ofakit keeps what it can make again (decoded datasets, exported reference models): $OFAKIT_CACHE, else
     ~/.cache/ofakit."""
     return Path(os.environ.get("OFAKIT_CACHE", Path.home() / ".cache" / "ofakit"))
+
+
+def read_model_file(path: str | Path, what: str, fmt: str, version: int) -> Any:
+    """The JSON object of a file `what` whose "format" is `fmt` and "version" `version` (the model files ofakit
+    writes); anything else is one ConfigError line naming the file."""
+    from collections.abc import Mapping
+
+    from ofakit.errors import ConfigError
+
+    data = read_json_file(path, what)
+    if not isinstance(data, Mapping) or data.get("format") != fmt:
+        raise ConfigError(f"{path}: not an ofakit {what} (expected \"format\": {fmt!r})")
+    if data.get("version") != version:
+        raise ConfigError(f"{path}: {what} version {data.get('version')!r} is not supported (this ofakit reads "
+                          f"version {version})")
+    return data
+

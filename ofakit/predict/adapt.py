@@ -34,13 +34,12 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import save_text_file
+from ofakit.io import read_model_file, save_text_file
 from ofakit.latency.estimate import Estimator
 from ofakit.latency.measure import LatencyRecord
 from ofakit.latency.table import table_dirs
 from ofakit.metrics import error_metrics
 from ofakit.predict.latency import arch_digest
-from ofakit.predict.op_model import read_model_file
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
 

@@ -34,7 +34,7 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_json_file, save_text_file
+from ofakit.io import read_model_file, save_text_file
 from ofakit.errors import CapabilityError
 from ofakit.latency.devices import get_device
 from ofakit.latency.estimate import LutEstimator
@@ -219,13 +219,8 @@ class LatencyPredictor:
         from ofakit.schema import check_keys, coerce
 
         path = Path(path)
-        data = read_json_file(path, "a latency predictor")
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise ConfigError(f"{path}: not an ofakit latency predictor (expected \"format\": {FORMAT!r})")
+        data = read_model_file(path, "latency predictor", FORMAT, VERSION)
         check_keys(data, ("format", "version", "meta", "model"), str(path), required=("meta", "model"))
-        if data.get("version") != VERSION:
-            raise ConfigError(f"{path}: predictor version {data.get('version')!r} is not supported (this ofakit "
-                              f"reads version {VERSION})")
         meta = check_keys(data["meta"], None, f"{path}: meta", required=("device", "space", "table"))
         model = check_keys(data["model"], ("kind", "arrays"), f"{path}: model", required=("kind", "arrays"))
         for key, hint in (("device", str), ("space", str), ("table", dict[str, Any]), ("fitted_archs", list[str])):

@@ -35,7 +35,7 @@ import numpy as np
 
 from ofakit import __version__
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_json_file, save_text_file
+from ofakit.io import read_model_file, save_text_file
 from ofakit.latency.table import LatencyTable, find_table, layer_key, parse_layer_key
 from ofakit.schema import build
 from ofakit.space import LayerShape
@@ -302,17 +302,6 @@ class OpModel:
             raise LatencyLookupError(f"op model {self.path} was fitted on another version of table {table.name!r} "
                                      f"({table.path}); refit it: {how_to_fit(self.device, table.meta['space'])}")
         return OpModel(self.coef, self.meta, table=table, path=self.path)
-
-
-def read_model_file(path: Path, what: str, fmt: str, version: int) -> Mapping[str, Any]:
-    """The JSON object of a model file whose "format" is `fmt` and "version" `version`; else one ConfigError line."""
-    data = read_json_file(path, what)
-    if not isinstance(data, Mapping) or data.get("format") != fmt:
-        raise ConfigError(f"{path}: not an ofakit {what} (expected \"format\": {fmt!r})")
-    if data.get("version") != version:
-        raise ConfigError(f"{path}: {what} version {data.get('version')!r} is not supported (this ofakit reads "
-                          f"version {version})")
-    return data
 
 
 def how_to_fit(device: str, space: str = "SPACE") -> str:

@@ -34,13 +34,13 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_json_file, save_text_file
+from ofakit.io import read_json_file, read_model_file, save_text_file
 from ofakit.latency.measure import read_measured
 from ofakit.latency.table import LatencyTable, table_dirs
 from ofakit.predict.latency import arch_digest
 from ofakit.predict.op_estimator import OpModelEstimator, describe, find_model_file, load_op_model, read_op_model
 from ofakit.predict.op_model import SUFFIX as OP_MODEL_SUFFIX
-from ofakit.predict.op_model import OpModel, fit_op_model, read_model_file
+from ofakit.predict.op_model import OpModel, fit_op_model
 from ofakit.schema import build
 from ofakit.space import get_space
 

@@ -36,11 +36,10 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_json_file, save_text_file
+from ofakit.io import read_json_file, read_model_file, save_text_file
 from ofakit.latency.table import table_dirs
 from ofakit.metrics import error_metrics
 from ofakit.predict.latency import arch_digest
-from ofakit.predict.op_model import read_model_file
 from ofakit.space import LayerShape, SearchSpace, get_space
 from ofakit.space.genome import Genome
 from ofakit.space.mbconv import MBConvSpace, se_channels
