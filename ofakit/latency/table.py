@@ -26,7 +26,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -51,13 +51,10 @@ _KEY_RE = re.compile(
 
 
 # -- keys -----------------------------------------------------------------------------------------------------
-def _hwc(shape: tuple[int, int, int]) -> str:
-    return "x".join(map(str, shape))
-
-
 def layer_key(layer: LayerShape) -> str:
     """The canonical table key of a layer: every LayerShape field, always in the same order."""
-    return (f"{layer.op}/{_hwc(layer.input)}-{_hwc(layer.output)}/k{layer.kernel}/s{layer.stride}/m{layer.mid}"
+    (h, w, c), (ho, wo, co) = layer.input, layer.output  # (no join: a search's first cost check keys ~1,200 layers)
+    return (f"{layer.op}/{h}x{w}x{c}-{ho}x{wo}x{co}/k{layer.kernel}/s{layer.stride}/m{layer.mid}"
             f"/se{int(layer.se)}/{layer.act or 'none'}/skip{int(layer.skip)}")
 
 
@@ -112,30 +109,48 @@ class Entry:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Entry:
         """An entry from its JSON object; unknown keys, wrong types and negative times are a ConfigError."""
-        if _plain_entry(data):  # the usual entry, numbers only: the checks below without the per-field coercion
-            values = data
-        else:
-            data = check_keys(data, ENTRY_KEYS, where, required=("mean",))
-            hints = _hints(cls)  # once per class: get_type_hints costs ~0.1 ms, a table has ~1,600 entries
-            values = {k: coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}
+        entry = _quick_entry(data)  # the usual entry, numbers only
+        if entry is not None:
+            return entry
+        data = check_keys(data, ENTRY_KEYS, where, required=("mean",))
+        hints = _hints(cls)  # once per class: get_type_hints costs ~0.1 ms, a table has ~1,600 entries
+        values = {k: coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}
         for k in ("mean", "std", "median", "p10", "ref_ms", "count"):
             if values.get(k) is not None and values[k] < 0:
                 raise ConfigError(f"{where}: {k!r} must not be negative, got {values[k]!r}")
         if values.get("ref_ms") == 0:
             raise ConfigError(f"{where}: 'ref_ms' must be positive")
-        times = {k: float(v) for k, v in values.items() if k in ("mean", "std", "median", "p10", "ref_ms")
+        times = {k: float(v) for k, v in values.items() if k in _TIME_KEYS
                  and v is not None}  # 1 and 1.0 are one value: a table's JSON (and its fingerprint) stay the same
         return cls(**{**values, **times})
 
 
+_DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(Entry)}  # (in field order)
+_TIME_KEYS = frozenset(("mean", "std", "median", "p10", "ref_ms"))  # stored as float (1 and 1.0 are one value)
 _NUMBER_KEYS = frozenset(ENTRY_KEYS) - {"note"}
 
 
-def _plain_entry(data: Any) -> bool:
-    """An entry of finite numbers under known keys, with its mean, and a whole count: what coercion would pass."""
-    return (type(data) is dict and "mean" in data and _NUMBER_KEYS.issuperset(data)
-            and type(data.get("count", 0)) is int
-            and all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in data.values()))
+def _quick_entry(data: Any) -> Entry | None:
+    """The Entry of a JSON object that `Entry.from_dict`'s checks pass without coercion (known keys holding numbers,
+    its mean, a whole count, nothing negative or infinite, no zero ref_ms), built without the constructor's
+    per-field cost: a table has ~1,600 entries to read before a search starts. None for any other object."""
+    if type(data) is not dict or "mean" not in data or not _NUMBER_KEYS.issuperset(data):
+        return None
+    values = {**_DEFAULTS, **data}
+    for k, v in data.items():
+        if type(v) is float:
+            if not 0.0 <= v < math.inf:  # (NaN fails too)
+                return None
+        elif type(v) is int and v >= 0:
+            if k in _TIME_KEYS:
+                values[k] = float(v)
+        else:
+            return None
+        if k == "count" and type(v) is not int or k == "ref_ms" and v == 0:
+            return None
+    entry = object.__new__(Entry)
+    object.__setattr__(entry, "__dict__", values)
+    return entry
 
 
 @dataclass(frozen=True)
@@ -235,10 +250,9 @@ class LatencyTable:
         entry = self.get(resolution, key)
         if entry is None:
             raise self.missing(resolution, key)
-        ref = self.reference_ms
         value = entry.value(self.statistic)
-        if per_round and entry.ref_ms is not None and ref:
-            return value * ref / entry.ref_ms
+        if per_round and entry.ref_ms is not None and self.reference_ms:
+            return value * self.reference_ms / entry.ref_ms
         return value
 
     def missing(self, resolution: int, key: str) -> LatencyLookupError:
@@ -276,11 +290,14 @@ class LatencyTable:
             if not re.fullmatch(r"[1-9][0-9]*", str(res)) or not isinstance(section, Mapping):
                 raise ConfigError(f"{where}: 'entries' maps resolutions (\"224\") to objects of entries, got {res!r}")
             for key, value in section.items():
-                try:
-                    parse_layer_key(key)
-                except ConfigError as exc:
-                    raise ConfigError(f"{where}: {exc}") from None
-                table.put(int(res), key, Entry.from_dict(value, f"{where}: entry {key!r} at {res}"))
+                if not _KEY_RE.match(key):  # what parse_layer_key checks, without building the shape
+                    try:
+                        parse_layer_key(key)
+                    except ConfigError as exc:
+                        raise ConfigError(f"{where}: {exc}") from None
+                entry = _quick_entry(value)  # (a message naming the entry is formatted only for the others)
+                table.put(int(res), key, entry if entry is not None else Entry.from_dict(
+                    value, f"{where}: entry {key!r} at {res}"))
         return table
 
     def to_json(self) -> str:

@@ -124,9 +124,10 @@ class BlockSum:
         first = 2  # stem and first block precede the slots in `layers`
         for ki, k in enumerate(s.kernel_choices):
             for ei, e in enumerate(s.expand_choices):
-                values = [self.per_layer(resolution, layer)
-                          for layer in sp.layers(sp.full_depth(kernel=k, expand=e, resolution=resolution))]
-                blocks[:, ki, ei] = values[first:first + sp.num_slots]
-                fixed = sum(values[:first]) + sum(values[first + sp.num_slots:])
+                layers = sp.layers(sp.full_depth(kernel=k, expand=e, resolution=resolution))
+                blocks[:, ki, ei] = [self.per_layer(resolution, layer) for layer in layers[first:first + sp.num_slots]]
+                if ki == ei == 0:  # the other layers are the same for every kernel and expand ratio
+                    fixed = sum(self.per_layer(resolution, layer) for layer in layers[:first]) + sum(
+                        self.per_layer(resolution, layer) for layer in layers[first + sp.num_slots:])
         self._tables[resolution] = _Tables(fixed, blocks)
         return self._tables[resolution]

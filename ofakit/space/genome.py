@@ -41,6 +41,8 @@ class Genome:
         self._gate = np.array([self.genes[j].gate for j in self._gated], dtype=np.int64)
         self._threshold = np.array([self.genes[j].threshold for j in self._gated], dtype=np.float64)
         self._index = [{v: i for i, v in enumerate(g.choices)} for g in self.genes]
+        self._choices = np.empty(int(self.sizes.sum()), dtype=object)  # every gene's own values, one-hot order
+        self._choices[:] = [v for g in self.genes for v in g.choices]
         # key = canonical row . key_weights (mod 2^64); gate_code: see _active_table
         self.key_weights = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
         self.gate_code = self._active_table()
@@ -75,13 +77,10 @@ class Genome:
 
     def decode(self, rows: np.ndarray) -> list[ArchConfig]:
         """The archs of `rows` (values taken from the space's own choices, so no checks are repeated)."""
-        fields = {f: [(j, self.genes[j].choices) for j in self.columns[f]] for f in FIELDS}
-        res_col, res_choices = int(self.columns["resolution"][0]), self.genes[int(self.columns["resolution"][0])].choices
-        out = []
-        for row in np.asarray(rows).tolist():
-            parts = {f: tuple(choices[row[j]] for j, choices in cols) for f, cols in fields.items()}
-            out.append(ArchConfig.trusted(self.space.name, res_choices[row[res_col]], **parts))
-        return out
+        values = self._choices[np.asarray(rows, dtype=np.int64) + self.offsets]  # the choices themselves, [n, width]
+        res = values[:, self.columns["resolution"][0]].tolist()
+        parts = [map(tuple, values[:, self.columns[f]].tolist()) for f in FIELDS]
+        return [ArchConfig.trusted(self.space.name, r, *fields) for r, *fields in zip(res, *parts)]
 
     # -- facts of rows ----------------------------------------------------------------------------------------
     def values(self, rows: np.ndarray, field: str) -> np.ndarray:
@@ -106,7 +105,7 @@ class Genome:
     def _active_table(self, most: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(gating genes, their mixed radix, mask per code) when the gating genes have at most `most` joint
         choices; else None (`active` then compares values)."""
-        gates = np.unique(self._gate)
+        gates = np.array(sorted(set(self._gate.tolist())), dtype=np.int64)  # (np.unique would import numpy.ma)
         if not gates.size or int(np.prod(self.sizes[gates].astype(float))) > most:
             return None
         radix = np.concatenate([[1], np.cumprod(self.sizes[gates])[:-1]]).astype(np.int64)
@@ -135,16 +134,39 @@ class Genome:
         """W with `onehot(rows) @ W == features(decode(rows))`, or None when the features are not linear in the
         active choices (then a caller decodes and encodes instead).
 
-        Every one-hot encoding of an arch (ofakit's, MIT's two layouts) is such a map; it is found by least squares
-        on random rows and checked, to 1e-6, on others.
+        Every one-hot encoding of an arch (ofakit's, MIT's two layouts) is such a map. It is the least-squares
+        (minimum-norm) solution on `spanning_rows`, whose one-hot codes span those of every row, checked, to 1e-6,
+        on random rows; where that check fails, on random rows and checked again.
         """
         rng = np.random.default_rng(seed)
-        fit = self.sample(4 * int(self.sizes.sum()) + 64, rng)
-        x = self.onehot(fit).astype(np.float64)
-        w = np.linalg.lstsq(x, np.asarray(features(self.decode(fit)), dtype=np.float64), rcond=None)[0]
-        check = self.sample(256, rng)
-        err = np.abs(self.onehot(check).astype(np.float64) @ w - features(self.decode(check)))
-        return w if err.size == 0 or float(err.max()) < 1e-6 else None
+        check = self.sample(64, rng)
+        want = np.asarray(features(self.decode(check)), dtype=np.float64)
+        for fit in (self.spanning_rows(), self.sample(4 * int(self.sizes.sum()) + 64, rng)):
+            x = self.onehot(fit).astype(np.float64)
+            w = np.linalg.lstsq(x, np.asarray(features(self.decode(fit)), dtype=np.float64), rcond=None)[0]
+            err = np.abs(self.onehot(check).astype(np.float64) @ w - want)
+            if err.size == 0 or float(err.max()) < 1e-6:
+                return w
+        return None
+
+    def spanning_rows(self) -> np.ndarray:
+        """A base row with every gene active (each gating gene at its largest value), and the base with one gene
+        moved to each of its other choices: 1 + sum(sizes - 1) rows.
+
+        Their one-hot codes span the one-hot code of every row when no gating gene is itself gated (as in every
+        space's genes): a row's code is the base's, plus, per gating gene, the change of moving it to the row's
+        value (which drops the genes it then skips, at their base values), plus, per other active gene, the change
+        of moving it to the row's value.
+        """
+        base = np.zeros(self.width, dtype=np.int64)
+        for g in set(self._gate.tolist()):
+            base[g] = int(np.nanargmax(self._numeric[g]))
+        gene = np.repeat(np.arange(self.width), self.sizes)  # one entry per (gene, choice), one-hot order
+        choice = np.arange(len(gene)) - np.repeat(self.offsets, self.sizes)
+        moved = np.flatnonzero(choice != base[gene])
+        rows = np.tile(base, (1 + len(moved), 1))
+        rows[1 + np.arange(len(moved)), gene[moved]] = choice[moved]
+        return rows
 
     # -- variation --------------------------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

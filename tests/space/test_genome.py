@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -109,3 +111,37 @@ def test_mutation_redraws_about_prob_of_the_genes_and_keeps_the_others():
     changed = (moved != rows).mean()  # a redraw keeps the value with probability 1 / choices
     expected = 0.1 * float(np.mean(1 - 1 / genome.sizes))
     assert abs(changed - expected) < 0.01 and (moved < genome.sizes).all() and (moved >= 0).all()
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_spanning_rows_span_the_one_hot_codes_of_random_rows(name):
+    genome = Genome(get_space(name))
+    span = genome.spanning_rows()
+    assert len(span) == 1 + int((genome.sizes - 1).sum()) and genome.active(span[:1]).all()
+    basis = genome.onehot(span).astype(np.float64)
+    rows = genome.onehot(genome.sample(500, np.random.default_rng(2))).astype(np.float64)
+    rank = np.linalg.matrix_rank(basis)
+    assert rank == np.linalg.matrix_rank(np.vstack([basis, rows]))  # random rows add no direction
+    assert rank == np.linalg.matrix_rank(rows)  # and the span holds no direction they lack (same minimum-norm map)
+
+
+def test_a_map_on_the_spanning_rows_equals_one_on_random_rows():
+    """The minimum-norm least-squares map is the same whichever rows span the codes (what a search's predictor
+    scores with, so the same seed picks the same archs)."""
+    space = get_space("ofa-mbv3-w1.2")
+    genome = Genome(space)
+    fit = genome.sample(4 * int(genome.sizes.sum()) + 64, np.random.default_rng(0))
+    on_random = np.linalg.lstsq(genome.onehot(fit).astype(np.float64), space.encode(genome.decode(fit)),
+                                rcond=None)[0]
+    np.testing.assert_allclose(genome.linear_map(space.encode), on_random, atol=1e-12)
+
+
+def test_rows_and_their_maps_import_no_masked_arrays():
+    """numpy.ma (pulled in by np.unique) costs ~15 ms of a fresh process; a specialize call needs none of it."""
+    code = ("import sys; import numpy as np; from ofakit.space import get_space; "
+            "from ofakit.space.genome import Genome; space = get_space('ofa-mbv3-w1.2'); genome = Genome(space); "
+            "rows = genome.sample(10, np.random.default_rng(0)); genome.linear_map(space.encode); "
+            "genome.decode(rows); genome.keys(rows); "
+            "assert 'numpy.ma' not in sys.modules, 'numpy.ma imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
