@@ -14,11 +14,12 @@ keys), population 100, 500 generations, its own parent and mutation settings; it
 
 ofakit's side runs `specialize(bundle, SpecializeConfig("note10", latency_ms=..., budget=50,000, drift="off",
 latency_model="lut"))` once per seed in a fresh process ("cold": the lazy imports and every load inside the call
-count), then again in the same process ("warm": what a long-lived process pays). Its time to MIT's score is the
-report's `setup_s` plus the search's anytime record (`SearchResult.anytime`: after each scored generation, the archs
-scored, the best feasible score, the seconds since the search began) at the first generation whose best reaches the
-score of MIT's winner, both scored by the bundle's predictor as the search scores rows. Both winners are also
-re-scored with ofakit's predictor and LUT arch by arch.
+count; ofakit's modules are byte-compiled first, as an installed package's are), then again in the same process
+("warm": what a long-lived process pays). Its time to MIT's score is the report's `setup_s` plus the search's anytime
+record (`SearchResult.anytime`: after each scored generation, the archs scored, the best feasible score, the seconds
+since the search began) at the first generation whose best reaches the score of MIT's winner, both scored by the
+bundle's predictor as the search scores rows. Both winners are also re-scored with ofakit's predictor and LUT arch by
+arch.
 
     python -m bench.search_speed                          # 5 seeds, MIT via $OFAKIT_MIT_PYTHON
     python -m bench.search_speed --seeds 1 --mit-python PATH
@@ -197,6 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     from ofakit.predict.accuracy import AccuracyPredictor
     from ofakit.predict.estimators import estimator_for
 
+    # ofakit's modules byte-compiled, as an installed package has them: where PYTHONDONTWRITEBYTECODE is set (as on
+    # the development VM), a module edited since its .pyc was written is otherwise compiled again inside the clock
+    # of every cold call that imports it lazily (~20 ms for the latency table's module)
+    import compileall
+
+    compileall.compile_dir(ROOT / "ofakit", quiet=1)
     estimator = estimator_for(DEVICE, SPACE)
     mit_lut = None if args.mit_yaml.is_dir() else _mit_lut_from_ofakit(estimator.table)
     load = os.getloadavg()
@@ -249,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         "timing": "MIT: its run_evolution_search call; ofakit: from the specialize() call (cold: the first in a fresh "
                   "process, the module imported before; warm: the second) until its best feasible score first "
                   "reaches MIT's winner's = setup_s + the anytime record's seconds; ratio = MIT / ofakit; score and "
-                  "latency_ms: winners re-scored arch by arch with ofakit's imported predictor and LUT",
+                  "latency_ms: winners re-scored arch by arch with ofakit's imported predictor and LUT; ofakit's "
+                  ".pyc files written before the runs (compileall), as an installed package has them",
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "numpy": np.__version__, "mit_table": mit["table"], "mit_torch": mit["torch"],
                     "load_average_before": [round(x, 2) for x in load],
