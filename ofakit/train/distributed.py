@@ -193,6 +193,19 @@ def unused_parameters(supernet: nn.Module, archs: list[ArchConfig], device: torc
         supernet.train(training)
 
 
+def mark_varying_graph(module: nn.Module) -> None:
+    """Give a module that DDP wraps with `find_unused_parameters` one parameter that no step ever uses.
+
+    In a stage of random subnets some steps leave parameters unused and others happen to use them all (every block
+    drew a kernel that needs both transforms); DDP's flag is per constructor, and at the first step that uses them all
+    each process prints a C++ warning (`find_unused_parameters=True was specified ... but did not find any unused
+    parameters`) that no Python filter reaches. The extra parameter keeps that warning's premise false. It is outside
+    the supernet, so no optimizer, checkpoint or bundle sees it, and its gradient stays None on every process."""
+    param = next(module.parameters(), None)
+    module.register_parameter("varying_graph", nn.Parameter(torch.zeros(1, device=param.device if param is not None
+                                                                        else None)))
+
+
 def ddp_unused_parameters(supernet: nn.Module, space: SearchSpace, stage: StageConfig, device: torch.device,
                           memory: torch.memory_format, *, grad_accum: int = 1) -> dict[str, bool]:
     """DDP's settings for the parameters a stage's steps leave unused: none where every step uses every parameter,

@@ -35,8 +35,8 @@ from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_chec
 from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
 from ofakit.train.data import iterate_batches, load_dataset
 from ofakit.train.distill import make_teacher, soft_cross_entropy
-from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, match_grad_strides, pick_device,
-                                      processes_from_env)
+from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, mark_varying_graph, match_grad_strides,
+                                      pick_device, processes_from_env)
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
 from ofakit.train.report import RunReport, machine
 from ofakit.train.run_dir import RunLock, RunRecord, TrainingError, check_run_dir, is_finished, write_run_record
@@ -327,11 +327,13 @@ class Trainer:
                                     self.processes)
         self.model = StepModule(self.supernet, self.teacher, cfg.label_smoothing)
         if self.processes.world > 1:
+            options = ddp_unused_parameters(self.supernet, self.space, plan.stage, self.device, self.memory,
+                                            grad_accum=cfg.grad_accum)
+            if options.get("find_unused_parameters"):
+                mark_varying_graph(self.model)
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                process_group=self.processes.group,
-                **ddp_unused_parameters(self.supernet, self.space, plan.stage, self.device, self.memory,
-                                        grad_accum=cfg.grad_accum))
+                process_group=self.processes.group, **options)
         self.optimizer = torch.optim.SGD(_param_groups(self.supernet, cfg.weight_decay, cfg.decay_bn_and_bias),
                                          lr=0.0, momentum=cfg.momentum, nesterov=cfg.nesterov)
         if self.optimizer_state is not None and local > 0:
