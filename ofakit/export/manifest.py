@@ -46,6 +46,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_artifact(path: Path) -> str:
+    """sha256 of an artifact: of the file, or for a folder (a Core ML package) of its files' relative paths and
+    contents in sorted order."""
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(item.relative_to(path).as_posix().encode() + b"\0" + sha256_file(item).encode())
+    return digest.hexdigest()
+
+
 def describe_data(info: BundleInfo, data: ArrayDataset | None, source: str | None) -> dict[str, Any]:
     """Normalization and class names: from the data given on the command line when its classes are the model's,
     else from the dataset the bundle names, else unknown (null)."""

@@ -19,7 +19,7 @@ from ofakit.arch import ArchConfig
 from ofakit.bundle import read_bundle_info
 from ofakit.errors import ArchError, ConfigError
 from ofakit.export.formats import FORMATS, ArtifactSpec, ExportError, ExportFormat
-from ofakit.export.manifest import build_manifest, describe_data, manifest_path
+from ofakit.export.manifest import build_manifest, describe_data, manifest_path, sha256_artifact
 from ofakit.export.onnx import MIN_OPSET
 from ofakit.export.verify import Parity, check, compare, compare_images, not_compared, random_inputs, torch_predict
 from ofakit.io import atomic_write_json
@@ -91,6 +91,25 @@ def _publish(src: Path, dest: Path, trash: Path) -> None:
         raise
 
 
+def _publish_pair(artifact: Path, out: Path, workspace: Path) -> None:
+    """Rename the artifact and then its manifest into place. When the manifest's rename fails, the artifact's is
+    undone (the replaced one put back, or the new one removed), so an artifact never sits beside another's manifest.
+    (A process killed between the two renames can still leave such a pair; the manifest's `artifact_sha256` tells.)"""
+    replaced = workspace / "replaced-artifact"
+    _publish(artifact, out, replaced)
+    try:
+        _publish(manifest_path(artifact), manifest_path(out), workspace / "replaced-manifest")
+    except OSError:
+        if replaced.exists() or replaced.is_symlink():
+            os.replace(out, artifact)
+            os.replace(replaced, out)
+        elif out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+        raise
+
+
 def export_subnet(bundle: str | Path, arch: ArchConfig, out: str | Path, cfg: ExportConfig = ExportConfig(), *,
                   data: str | None = None, log: Callable[[str], None] = lambda message: None) -> ExportResult:
     """Export the subnet `arch` of the bundle's supernet to `out`, check it against PyTorch, write its manifest.
@@ -144,10 +163,10 @@ def export_subnet(bundle: str | Path, arch: ArchConfig, out: str | Path, cfg: Ex
             format_name=fmt.name, artifact=out, arch=arch, bundle=bundle, info=info, spec=spec, parity=parity,
             export_facts=facts, versions=versions, data_facts=describe_data(info, train, data),
             bn_recalibration=bn_recalibration, macs=space.macs(arch), params=space.params(arch))
+        manifest["artifact_sha256"] = sha256_artifact(artifact)
         atomic_write_json(manifest_path(artifact), manifest)
         try:
-            _publish(artifact, out, workspace / "replaced-artifact")
-            _publish(manifest_path(artifact), manifest_path(out), workspace / "replaced-manifest")
+            _publish_pair(artifact, out, workspace)
         except OSError as exc:
             raise ExportError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     finally:

@@ -28,6 +28,7 @@ def test_manifest_with_data(tiny_bundle, arch, tmp_path):
     manifest = json.loads(result.manifest.read_text())
     assert manifest == result.data
     assert manifest["format"] == "onnx" and manifest["artifact"] == "model.onnx" and manifest["precision"] == "fp32"
+    assert manifest["artifact_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert manifest["arch"] == arch.to_dict()
     assert manifest["macs"] == get_space("tiny").macs(arch) and manifest["params"] == get_space("tiny").params(arch)
     bundle = manifest["bundle"]

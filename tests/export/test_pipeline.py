@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,6 +117,31 @@ def test_publish_replaces_a_folder_and_puts_it_back_when_the_rename_fails(tmp_pa
     monkeypatch.setattr(pipeline.os, "replace", real_replace)
     pipeline._publish(new, old, trash)
     assert old.read_text() == "new" and (trash / "Data" / "weights").read_text() == "old"
+
+
+@pytest.mark.parametrize("old", [True, False], ids=["replacing", "new"])
+def test_an_artifact_whose_manifest_cannot_follow_is_taken_back(tiny_bundle, tmp_path, monkeypatch, old):
+    """The artifact's rename succeeded, the manifest's failed: the old pair (or nothing) is left, never a new artifact
+    beside the old manifest."""
+    out = tmp_path / "m.onnx"
+    if old:
+        out.write_bytes(b"old artifact")
+        manifest_path(out).write_text("old manifest")
+    real_replace = os.replace
+
+    def failing_replace(src, dest):
+        if Path(src).name == "m.onnx.json" and Path(dest) == manifest_path(out):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dest)
+
+    monkeypatch.setattr(pipeline.os, "replace", failing_replace)
+    with pytest.raises(ExportError, match="No space left on device"):
+        export_subnet(tiny_bundle, ARCH, out, ExportConfig(force=True))
+    if old:
+        assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.json"]
+        assert out.read_bytes() == b"old artifact" and manifest_path(out).read_text() == "old manifest"
+    else:
+        assert os.listdir(tmp_path) == []
 
 
 # -- BN recalibration and int8 calibration ------------------------------------------------------------------------
