@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,13 +33,14 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_model_file, save_text_file
+from ofakit.io import read_model_file
 from ofakit.errors import CapabilityError
 from ofakit.latency.devices import get_device
 from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.measure import LatencyRecord
 from ofakit.latency.table import PREDICTOR_SUFFIX, LatencyTable, find_table, table_dirs
 from ofakit.metrics import error_metrics
+from ofakit.predict.saving import SavedAsJson
 from ofakit.predict.trees import check_gbm_arrays, gbm_predict, gbm_to_arrays
 from ofakit.space import SearchSpace
 from ofakit.space.genome import Genome
@@ -149,7 +149,7 @@ def _fit_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, 
 
 
 # -- the predictor ----------------------------------------------------------------------------------------------
-class LatencyPredictor:
+class LatencyPredictor(SavedAsJson):
     """The LUT sum of `table` times a learned correction; `estimate` and `estimate_batch` as LutEstimator's.
 
     Args:
@@ -160,6 +160,8 @@ class LatencyPredictor:
         space: the search space (defaults to the table's).
         path: the file it was read from or written to.
     """
+
+    FILE_WHAT = "latency predictor"
 
     name = "predictor"
 
@@ -204,13 +206,6 @@ class LatencyPredictor:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "meta": self.meta,
                 "model": {"kind": self.kind, "arrays": {k: v.tolist() for k, v in self.arrays.items()}}}
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (a crash leaves the previous file); returns the path."""
-        path = Path(path)
-        save_text_file(path, json.dumps(self.to_dict(), indent=1) + "\n", "latency predictor")
-        self.path = path
-        return path
 
     @classmethod
     def load(cls, path: str | Path, table: LatencyTable) -> LatencyPredictor:

@@ -35,8 +35,9 @@ import numpy as np
 
 from ofakit import __version__
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_model_file, save_text_file
+from ofakit.io import read_model_file
 from ofakit.latency.table import LatencyTable, find_table, layer_key, parse_layer_key
+from ofakit.predict.saving import SavedAsJson
 from ofakit.schema import build
 from ofakit.space import LayerShape
 from ofakit.space.mbconv import se_channels
@@ -209,7 +210,7 @@ class OpModelMeta:
             raise ConfigError(f"resolution_range must be [low, high] with 0 < low <= high, got [{lo}, {hi}]")
 
 
-class OpModel:
+class OpModel(SavedAsJson):
     """Per-layer latency of one device from a table's entries and the fitted coefficients.
 
     Args:
@@ -218,6 +219,8 @@ class OpModel:
         table: the table it was fitted on (its entries win where they exist); None predicts every layer.
         path: the file it was read from or written to.
     """
+
+    FILE_WHAT = "op model"
 
     def __init__(self, coef: Sequence[float], meta: OpModelMeta, *, table: LatencyTable | None = None,
                  path: Path | None = None) -> None:
@@ -267,13 +270,6 @@ class OpModel:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "meta": dataclasses.asdict(self.meta),
                 "model": {"features": list(FEATURES), "coef": self.coef.tolist()}}
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically; returns the path."""
-        path = Path(path)
-        save_text_file(path, json.dumps(self.to_dict(), indent=1) + "\n", "op model")
-        self.path = path
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> OpModel:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,10 +35,11 @@ import numpy as np
 from ofakit import __version__
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError, LatencyLookupError
-from ofakit.io import read_json_file, read_model_file, save_text_file
+from ofakit.io import read_json_file, read_model_file
 from ofakit.latency.table import table_dirs
 from ofakit.metrics import error_metrics
 from ofakit.predict.latency import arch_digest
+from ofakit.predict.saving import SavedAsJson
 from ofakit.space import LayerShape, SearchSpace, get_space
 from ofakit.space.genome import Genome
 from ofakit.space.mbconv import MBConvSpace, se_channels
@@ -224,7 +224,7 @@ def predict_complete(trees: tuple[np.ndarray, np.ndarray, np.ndarray, float], x:
 
 
 # -- the estimator ----------------------------------------------------------------------------------------------
-class StructuralEstimator:
+class StructuralEstimator(SavedAsJson):
     """A structural model as an Estimator (`ofakit.latency.estimate`): no table behind it.
 
     Args:
@@ -233,6 +233,9 @@ class StructuralEstimator:
             the fitted subnets.
         path: the file it was read from or written to.
     """
+
+    FILE_WHAT = "structural latency model"
+    COMPACT = True
 
     name = "structural"
     table = None
@@ -301,13 +304,6 @@ class StructuralEstimator:
                                                                                 for row in v]
         return {"format": FORMAT, "version": VERSION, "meta": self.meta,
                 "model": {"kind": "gbm-log", "arrays": {k: compact(k, v) for k, v in self.arrays.items()}}}
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically; returns the path."""
-        path = Path(path)
-        save_text_file(path, json.dumps(self.to_dict(), separators=(",", ":")) + "\n", "structural latency model")
-        self.path = path
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> StructuralEstimator:
