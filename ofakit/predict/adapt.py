@@ -50,64 +50,91 @@ MIN_RECORDS = 3
 TOLERANCE = float(np.log(1.1))  # +-10 %, in log ms
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
 POWER_ALPHA = 3.0  # a source to a power: shrunk towards power 1
-KEEP = 3  # candidates averaged
+KEEP = 3  # candidates averaged at most
+KEEP_WITHIN = 1.25  # ... of those whose leave-one-out error is at most this many times the best one's
 CV_FOLDS = 5  # cross-validation of the whole fit, for the metadata
 Resolve = Callable[[str, str], Estimator]  # (device, space) -> that device's estimator (ofakit.predict.estimators)
 
 
 # -- fitting ----------------------------------------------------------------------------------------------------
-def _mode_shift(d: np.ndarray) -> float:
-    """The shift that most values of `d` lie within TOLERANCE of (ties: the median of the tied), refined to the
-    median of those values."""
-    count = (np.abs(d[:, None] - d[None, :]) <= TOLERANCE).sum(axis=0)
-    centre = float(np.median(d[count == count.max()]))
-    inliers = np.abs(d - centre) <= TOLERANCE
-    return float(np.median(d[inliers])) if inliers.any() else centre
+# Every fit below runs for many subsets of the records at once: `mask` [F, n] marks the records each of F fits may
+# use (leave-one-out is F = n fits, each without one record), so scoring a candidate is a few batched array operations.
+def _nanmedian(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per row, the median of the values of `x` where `keep` (every row keeps at least one)."""
+    return np.nanmedian(np.where(keep, x, np.nan), axis=1)
 
 
-def _robust_ridge(z: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> tuple[float, np.ndarray]:
-    """(intercept, coef) of t ~ z, ridge towards the weights `prior`, reweighted three times so that records more
-    than two robust deviations off count less. The first weights come from the prior scaled by the mode shift, so
-    that disturbed timings are down-weighted from the start."""
-    r = np.abs(t - z @ prior - _mode_shift(t - z @ prior))
-    w = np.where(r <= 2 * TOLERANCE, 1.0, 2 * TOLERANCE / np.maximum(r, 1e-12))
+def _mode_shift(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, the shift that most of its kept values lie within TOLERANCE of (ties: the median of the tied),
+    refined to the median of those values."""
+    close = np.abs(d[:, :, None] - d[:, None, :]) <= TOLERANCE
+    count = np.where(mask, (close & mask[:, :, None]).sum(axis=1), -1)
+    top = count == count.max(axis=1, keepdims=True)
+    centre = _nanmedian(d, top)
+    inliers = mask & (np.abs(d - centre[:, None]) <= TOLERANCE)
+    return _nanmedian(d, np.where(inliers.any(axis=1, keepdims=True), inliers, top))
+
+
+def _robust_ridge(z: np.ndarray, t: np.ndarray, mask: np.ndarray, alpha: float, prior: np.ndarray, *,
+                  mode: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `mask`, (intercept, coef) of t ~ z on the kept records, ridge towards the weights `prior`,
+    reweighted three times so that records far off count less. The first weights come from the prior scaled by the
+    mode shift, so that disturbed timings are down-weighted from the start.
+
+    `mode=False` aims at the mean: records beyond two robust deviations are down-weighted (Huber). `mode=True` aims
+    at the mode, where most subnets lie: Tukey's biweight drops records beyond three robust deviations altogether and
+    the intercept is the mode shift. When a device's timings have a heavy tail or a second cluster, the mode is what
+    puts most subnets within +-10 %."""
+    m = mask.astype(np.float64)
+    r0 = t - z @ prior
+    r = np.abs(r0[None, :] - _mode_shift(np.broadcast_to(r0, mask.shape), mask)[:, None])
+    w = m * np.where(r <= 2 * TOLERANCE, 1.0, 2 * TOLERANCE / np.maximum(r, 1e-12))
+    eye = alpha * np.eye(z.shape[1])
     for _ in range(3):
-        zm, tm = np.average(z, axis=0, weights=w), float(np.average(t, weights=w))
-        zc = z - zm
-        coef = prior + np.linalg.solve(zc.T @ (w[:, None] * zc) + alpha * np.eye(z.shape[1]),
-                                       zc.T @ (w * (t - tm - zc @ prior)))
-        r = np.abs(t - tm - zc @ coef)
-        s = max(1.4826 * float(np.median(r)), 0.02)
-        w = np.where(r <= 2 * s, 1.0, 2 * s / np.maximum(r, 1e-12))
-    return tm - float(zm @ coef), coef
+        zm = (w @ z) / w.sum(axis=1, keepdims=True)
+        tm = (w @ t) / w.sum(axis=1)
+        zc = z[None, :, :] - zm[:, None, :]
+        gram = np.einsum("fnk,fn,fnl->fkl", zc, w, zc) + eye
+        rhs = np.einsum("fnk,fn->fk", zc, w * (t[None, :] - tm[:, None] - zc @ prior))
+        coef = prior + np.linalg.solve(gram, rhs[..., None])[..., 0]
+        res = t[None, :] - np.einsum("fnk,fk->fn", zc, coef)
+        b = _mode_shift(res, mask) if mode else tm
+        r = np.abs(res - b[:, None])
+        s = np.maximum(1.4826 * _nanmedian(r, mask), 0.02)[:, None]
+        if mode:
+            w = m * (np.clip(1 - (r / (3 * s)) ** 2, 0.0, None) ** 2 + 1e-6)
+        else:
+            w = m * np.where(r <= 2 * s, 1.0, 2 * s / np.maximum(r, 1e-12))
+    return b - np.einsum("fk,fk->f", zm, coef), coef
 
 
-Fit = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]  # (log-estimates z, log ms t) -> (intercept, coef)
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""(log-estimates z [n, sources], log ms t [n], mask [F, n]) -> (intercepts [F], coefs [F, sources])"""
 
 
 def _scale(j: int, n: int) -> Fit:
-    return lambda z, t: (_mode_shift(t - z[:, j]), np.eye(n)[j])
-
-
-def _power(j: int, n: int) -> Fit:
-    def fit(z: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-        b, c = _robust_ridge(z[:, [j]], t, POWER_ALPHA, np.ones(1))
-        return b, c[0] * np.eye(n)[j]
+    def fit(z: np.ndarray, t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b = _mode_shift(np.broadcast_to(t - z[:, j], mask.shape), mask)
+        return b, np.broadcast_to(np.eye(n)[j], (len(mask), n))
     return fit
 
 
-def _ridge(alpha: float, prior: np.ndarray) -> Fit:
-    return lambda z, t: _robust_ridge(z, t, alpha, prior)
+def _power(j: int, n: int, *, mode: bool) -> Fit:
+    def fit(z: np.ndarray, t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, c = _robust_ridge(z[:, [j]], t, mask, POWER_ALPHA, np.ones(1), mode=mode)
+        return b, c * np.eye(n)[j]
+    return fit
+
+
+def _ridge(alpha: float, prior: np.ndarray, *, mode: bool) -> Fit:
+    return lambda z, t, mask: _robust_ridge(z, t, mask, alpha, prior, mode=mode)
 
 
 def loo_error(fit: Fit, z: np.ndarray, t: np.ndarray) -> float:
     """Leave-one-out error of a candidate: the mean absolute log error, each record's capped at twice the tolerance
     (a disturbed timing counts as one miss, not as its size)."""
-    err = np.empty(len(t))
-    for i in range(len(t)):
-        keep = np.arange(len(t)) != i
-        b, coef = fit(z[keep], t[keep])
-        err[i] = abs(b + z[i] @ coef - t[i])
+    b, coef = fit(z, t, ~np.eye(len(t), dtype=bool))
+    err = np.abs(b + np.einsum("nk,nk->n", z, coef) - t)
     return float(np.mean(np.minimum(err, 2 * TOLERANCE)))
 
 
@@ -115,20 +142,30 @@ def fit_combination(z: np.ndarray, t: np.ndarray) -> tuple[str, float, np.ndarra
     """(names of the kept candidates, intercept, coef, every candidate's leave-one-out error).
 
     Candidates: each source times a factor, each source to a power times a factor, and ridge combinations of all
-    sources shrunk towards the source that scales best (four strengths). The three with the lowest leave-one-out
+    sources shrunk towards the source that scales best (four strengths); the powers and combinations each fitted
+    for the mean and for the mode (`_robust_ridge`, names `mode-...`). The three with the lowest leave-one-out
     error are averaged (in log ms): with 20 records, picking one candidate is itself noisy.
     """
     n = z.shape[1]
     cands: dict[str, Fit] = {f"scale:{j}": _scale(j, n) for j in range(n)}
     scores = {name: loo_error(fit, z, t) for name, fit in cands.items()}
-    best = min(scores, key=scores.get)
-    cands.update({f"power:{j}": _power(j, n) for j in range(n)})
-    if n > 1:
-        cands.update({f"ridge:{a:g}": _ridge(a, np.eye(n)[int(best.split(':')[1])]) for a in RIDGE_ALPHAS})
+    best = np.eye(n)[int(min(scores, key=scores.get).split(":")[1])]
+    for mode, prefix in ((False, ""), (True, "mode-")):
+        cands.update({f"{prefix}power:{j}": _power(j, n, mode=mode) for j in range(n)})
+        if n > 1:
+            cands.update({f"{prefix}ridge:{a:g}": _ridge(a, best, mode=mode) for a in RIDGE_ALPHAS})
     scores.update({name: loo_error(fit, z, t) for name, fit in cands.items() if name not in scores})
-    keep = sorted(scores, key=scores.get)[:KEEP]
-    fits = [cands[name](z, t) for name in keep]
-    return "+".join(keep), float(np.mean([f[0] for f in fits])), np.mean([f[1] for f in fits], axis=0), scores
+    ranked = sorted(scores, key=scores.get)
+    keep = [name for name in ranked[:KEEP] if scores[name] <= KEEP_WITHIN * scores[ranked[0]]]
+    fits = [cands[name](z, t, np.ones((1, len(t)), dtype=bool)) for name in keep]
+    return ("+".join(keep), float(np.mean([f[0][0] for f in fits])), np.mean([f[1][0] for f in fits], axis=0),
+            scores)
+
+
+def _named(kind: str, names: Sequence[str]) -> str:
+    """A candidate's name with its source index replaced by the source device ('mode-power:1' -> 'mode-power:v100')."""
+    stem, _, arg = kind.partition(":")
+    return f"{stem}:{names[int(arg)]}" if stem.endswith(("scale", "power")) else kind
 
 
 def source_entry(device: str, estimator: Estimator) -> dict[str, Any]:
@@ -164,8 +201,7 @@ def adapt(device: str, space: str, records: Sequence[LatencyRecord], sources: Ma
     z = np.log(np.column_stack([sources[n].estimate_batch(archs) for n in names]))
     t = np.log(ms)
     kind, intercept, coef, scores = fit_combination(z, t)
-    kind = "+".join(f"{k.split(':')[0]}:{names[int(k.split(':')[1])]}" if k.startswith(("scale", "power")) else k
-                    for k in kind.split("+"))
+    kind = "+".join(_named(k, names) for k in kind.split("+"))
     cv = np.empty(len(t))  # the whole procedure (candidates, choice, average), CV_FOLDS-fold
     folds = min(CV_FOLDS, len(t))
     for f in range(folds):
@@ -176,7 +212,7 @@ def adapt(device: str, space: str, records: Sequence[LatencyRecord], sources: Ma
             "sources": [source_entry(n, sources[n]) for n in names],
             "cv": {"method": f"{folds}-fold, the whole fit in each fold",
                    **{k: round(v, 4) for k, v in error_metrics(np.exp(cv), ms).items()}},
-            "candidates_loo_error": {k: round(v, 4) for k, v in scores.items()},
+            "candidates_loo_error": {_named(k, names): round(v, 4) for k, v in scores.items()},
             "resolution_range": [min(a.resolution for a in archs), max(a.resolution for a in archs)],
             "date": datetime.date.today().isoformat(), "ofakit_version": __version__, **(meta or {}),
             "fitted_archs": sorted(arch_digest(a) for a in archs)}
