@@ -61,7 +61,10 @@ Resolve = Callable[[str, str], Estimator]  # (device, space) -> that device's es
 # use (leave-one-out is F = n fits, each without one record), so scoring a candidate is a few batched array operations.
 def _nanmedian(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Per row, the median of the values of `x` where `keep` (every row keeps at least one)."""
-    return np.nanmedian(np.where(keep, x, np.nan), axis=1)
+    ordered = np.sort(np.where(keep, x, np.inf), axis=1)
+    k = keep.sum(axis=1)
+    rows = np.arange(len(x))
+    return (ordered[rows, (k - 1) // 2] + ordered[rows, k // 2]) / 2
 
 
 def _mode_shift(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
