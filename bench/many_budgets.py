@@ -6,7 +6,8 @@ The goal: 10 budgets in at most 3x the wall time of one, each budget's pick as g
 Each timed call is `specialize()` in a fresh process (the module imported before the clock starts; every set-up
 step and lazy import inside the call counted), one budget and many budgets alternating, `--repeats` times each; the
 figure is the ratio of the medians. Then, in this process, every budget is searched on its own with the same seed, and
-its predicted score compared with the many-budget run's pick for it.
+its predicted score compared with the many-budget run's pick for it; with `--quality-seeds N`, for N seeds from
+`--seed` on (the timed runs use `--seed`).
 
     python -m bench.many_budgets                                  # note10, MIT's tutorial predictor, 20-40 ms
     python -m bench.many_budgets --bundle ofa-mbv3-cifar10 --device cpu-ort --latency 0.4ms:1.2ms:10 --single 0.8ms
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quality-seeds", type=int, default=1, help="seeds whose picks are compared with their own "
+                                                                "searches (from --seed on)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -104,13 +107,20 @@ def main(argv: list[str] | None = None) -> None:
             many.append(run_worker({**common, "latency": args.latency}))
             print(f"repeat {r}: one {one[-1]['call_s']:.3f} s, many {many[-1]['call_s']:.3f} s", file=sys.stderr)
         budgets = parse_latency_budgets(args.latency)
-        alone = []
-        for b in budgets:
-            _, report = specialize(bundle, SpecializeConfig(args.device, latency_ms=b, budget=args.budget,
-                                                            seed=args.seed, drift="off", algorithm=args.algorithm))
-            alone.append(report["predicted_accuracy"])
-    picks = many[0]["picks"]
-    gaps = [round(100 * (m - a), 4) for m, a in zip(picks, alone)]  # points: many-budget pick minus its own search
+        quality = []
+        for seed in range(args.seed, args.seed + args.quality_seeds):
+            spec = {"budget": args.budget, "seed": seed, "drift": "off", "algorithm": args.algorithm}
+            _, report = specialize(bundle, SpecializeConfig(args.device, latency_budgets=budgets, **spec))
+            picks = [e["predicted_accuracy"] for e in report["budgets"]]
+            alone = [specialize(bundle, SpecializeConfig(args.device, latency_ms=b, **spec))[1]["predicted_accuracy"]
+                     for b in budgets]
+            gaps = [round(100 * (m - a), 4) for m, a in zip(picks, alone)]  # points: pick minus its own search
+            quality.append({"seed": seed, "pick_minus_alone_points": gaps, "worst_gap_points": min(gaps),
+                            "below_0.1": sum(g < -0.1 for g in gaps), "picks": picks, "alone": alone})
+            print(f"seed {seed}: worst {min(gaps):+.2f} points, {quality[-1]['below_0.1']} budgets below -0.1",
+                  file=sys.stderr)
+    if quality[0]["picks"] != many[0]["picks"]:
+        raise SystemExit("the timed many-budget run and the in-process one picked differently for the same seed")
     t_one, t_many = (float(np.median([w["call_s"] for w in runs])) for runs in (one, many))
     out = {
         "bench": "many_budgets", "goal": "10 budgets in <= 3x the wall time of one; each pick within 0.1 points of "
@@ -124,8 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         "one_setup_s": float(np.median([w["setup_s"] for w in one])),
         "many_setup_s": float(np.median([w["setup_s"] for w in many])),
         "evaluations_one": one[0]["evaluations"], "evaluations_many": many[0]["evaluations"],
-        "pick_minus_alone_points": gaps, "worst_gap_points": min(gaps),
-        "picks": picks, "alone": alone,
+        **{k: quality[0][k] for k in ("pick_minus_alone_points", "worst_gap_points", "picks", "alone")},
+        "quality_seeds": [{k: q[k] for k in ("seed", "worst_gap_points", "below_0.1", "pick_minus_alone_points")}
+                          for q in quality],
+        "quality_below_0.1": f"{sum(q['below_0.1'] for q in quality)} of {len(budgets) * len(quality)}",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
                     "load_average_before": [round(x, 2) for x in load],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},

@@ -8,24 +8,28 @@ far under its budget (by any of them) competing with its population for parents,
 would (Whitley et al., "The island model genetic algorithm", 1998). An arch feasible at 0.5 ms is feasible at 0.6 ms,
 so a tight budget's finds seed the looser ones, and a loose budget's children that land under a tighter limit count
 there. The tightest budget gets no such help from below; a second population there, without the archive and
-restarting when stalled, keeps exploring it. Each budget runs `share` of a single-budget search's generations, the
-children of all budgets are checked and scored in one batch per round, and each budget's pick is the best arch
-scored under it by any of them.
+restarting when stalled, keeps exploring it. Each budget runs 3/n of a single-budget search's generations
+(`ShareConfig`), the children of all budgets are checked and scored together each generation, and each budget's pick
+is the best arch scored under it by any of them.
 
-Measured on the two benchmarks of `bench/many_budgets.py` (10 budgets, seeds 1-9): at 0.3 of the generations the
-picks were on median above their own single-budget searches (+0.2 points on MIT's tutorial predictor at Note10,
-+0.01 on the reference bundle), but 2 in 90 (reference) and 14 in 90 (Note10's rugged stand-in predictor) fell more
-than 0.1 points below: a search with a third of the work per budget does not match a lucky single run everywhere.
+Measured by `bench/many_budgets.py` (10 budgets, seeds 0-9; ~15,000 archs scored where each budget's own search
+scored ~4,600): the picks were on median as good as their own single-budget searches or better (+0.20 points on
+MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 3 in 100 on the reference bundle (the two
+loosest budgets, down to -0.15) and 17 in 100 on Note10's rugged stand-in predictor (down to -1.79) fell more than
+0.1 points below: with a third of the work per budget, the search does not match a lucky single run everywhere.
 
 Other algorithms run once per budget exactly as a single-budget search with the same seed would, and every budget's
 pick is the best arch scored under it by any of the runs, so each pick is at least as good as its own search's.
 
 (Measured and dropped: a chain from the loosest budget to the tightest, each starting from the best archs scored so
 far under it with a quarter of the generations, took 2.1-3.1x one budget's time for 10 budgets, but its worst pick
-was 0.14-0.79 points below the budget's own search on 5 of 6 (setting, seed) pairs. In the shared search: only 5
-archive archs among the parents (14-22 % more picks below their own search on Note10), parents from the budget's own
-latency band only, two half-size populations per budget (one without the archive), and a second population at the
-loosest budget were no better.)
+was 0.14-0.79 points below the budget's own search on 5 of 6 (setting, seed) pairs. In the shared search, counting
+picks more than 0.1 points below their own search: 5 archive archs among the parents instead of 25 (Note10: 11 in 40
+against 3), none (more still), parents from the budget's own latency band only (6 in 40), two half-size populations
+per budget (24 in 50), a second population at the loosest budget or at a virtual budget above it (Note10: 15-18 in
+50 against 4), more generations for the looser budgets and fewer for the tighter (reference: 10-23 in 100 against
+3), smaller populations over all the generations (reference: 10-13 in 90 against 2). On Note10 any such change moves
+which budgets fall below more than how many: its predictor's optima are far apart.)
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ class ShareConfig:
     work: float = 3.0  # the budgets' generations together, in single-budget searches (at most one per budget)
     min_generations: int = 10  # but each budget at least this many (or all of cfg.generations): evolution climbs
     # over generations, and sharing does not replace them (on a linear score, 10 budgets at 3 of 10 generations each
-    # picked 0.5-2.6 below their own searches)
+    # picked 0.4-2.6 below their own searches; at 10 generations each, 6-8 above)
     elites: int = 25  # the best archs scored so far under a budget that compete with its population for parents
     explore: bool = True  # a second population at the tightest budget, without the archive (as long as the others)
 
