@@ -10,10 +10,15 @@ Prediction for NAS via Meta-Learning", NeurIPS 2021, make the same point with a 
 Candidates: one source times a factor, one source to a power times a factor, and ridge combinations of all sources
 shrunk towards the source that scales best (four strengths). Each is fitted robustly: the factor is the mode of the
 records' log ratios (the value most records lie within +-10 % of), the regressions down-weight records far from the
-fit, because a few disturbed timings among 20 would otherwise pull the whole model. Each candidate is scored by
-leave-one-out over the records (absolute log error, capped at twice the tolerance so that a disturbed timing counts
-as one miss), and the best three are averaged: with 20 records, picking a single candidate is itself noisy. The
-error of the whole procedure, cross-validated, is kept in the metadata with the record count and the sources.
+fit, because a few disturbed timings among 20 would otherwise pull the whole model. The powers and combinations are
+fitted twice: for the mean (far records down-weighted) and for the mode (far records dropped, the intercept where
+most records lie). The second matters when a device's timings have a heavy tail or a second cluster (HELP's RTX
+2080 Ti at batch 32, Titan Xp at batch 1): a fit for the mean lands between the clusters and puts fewer subnets
+within +-10 %. Each candidate is scored by leave-one-out over the records (absolute log error, capped at twice the
+tolerance so that a disturbed timing counts as one miss; all the leave-one-out fits of a candidate at once, as
+masks), and the best three are averaged, those within 1.25x of the best's error: with 20 records, picking a single
+candidate is itself noisy. The error of the whole procedure, cross-validated, is kept in the metadata with the record
+count and the sources.
 
 Stored as JSON (`<device>.adapted.json`, never pickled) with the sources' names and file digests: the model is
 only valid with the sources it was fitted on, so a changed source is an error naming the command to refit.
