@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from ofakit.latency.measure import LatencyRecord
 from ofakit.latency.table import table_dirs
 from ofakit.metrics import error_metrics
 from ofakit.predict.latency import arch_digest
+from ofakit.predict.saving import SavedAsJson
 from ofakit.space import get_space
 from ofakit.space.genome import Genome
 
@@ -228,7 +228,7 @@ def adapt(device: str, space: str, records: Sequence[LatencyRecord], sources: Ma
 
 
 # -- the estimator ----------------------------------------------------------------------------------------------
-class AdaptedEstimator:
+class AdaptedEstimator(SavedAsJson):
     """The adapted model as an Estimator (`ofakit.latency.estimate`): no table behind it.
 
     Args:
@@ -238,6 +238,8 @@ class AdaptedEstimator:
         meta: device, space, kind, records, sources (with file digests), cross-validated error, fitted subnets.
         path: the file it was read from or written to.
     """
+
+    FILE_WHAT = "adapted latency model"
 
     name = "adapted"
     table = None
@@ -284,13 +286,6 @@ class AdaptedEstimator:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "meta": self.meta,
                 "model": {"intercept": self.intercept, "coef": self.coef.tolist()}}
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically; returns the path."""
-        path = Path(path)
-        save_text_file(path, json.dumps(self.to_dict(), indent=1) + "\n", "adapted latency model")
-        self.path = path
-        return path
 
     @classmethod
     def load(cls, path: str | Path, resolve: Resolve) -> AdaptedEstimator:
