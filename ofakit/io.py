@@ -135,6 +135,20 @@ def read_user_bytes(path: str | Path, what: str, parse: Callable[[bytes], T]) ->
     return _parsed(str(path), what, parse, _read_bytes(Path(path), what))
 
 
+def read_user_mapped(path: str | Path, what: str, parse: Callable[[Path], T]) -> T:
+    """As `read_user_bytes`, for a parser that reads or maps the file itself (safetensors' `load_file` copies its
+    tensors once, where bytes in memory cost three copies): `parse` gets the path."""
+    from ofakit.errors import ConfigError
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder; expected {what} (a file)")
+        return _parsed(str(path), what, parse, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
 def _read_bytes(path: Path, what: str) -> bytes:
     from ofakit.errors import ConfigError
 

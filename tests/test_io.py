@@ -13,7 +13,7 @@ import pytest
 from ofakit.errors import ArchError, ConfigError
 from ofakit.io import (append_jsonl, atomic_path, atomic_write_json, atomic_write_npz, atomic_write_text,
                        check_output_dir, check_output_file, read_json_file, read_jsonl, read_user_bytes,
-                       read_user_file, read_yaml_file, save_text_file)
+                       read_user_file, read_user_mapped, read_yaml_file, save_text_file)
 from ofakit.schema import build
 
 
@@ -154,6 +154,18 @@ def test_read_user_bytes_gives_bytes_and_names_the_file(tmp_path):
         read_user_bytes(path, "weights", lambda data: data[5])
     with pytest.raises(ConfigError, match=r"is a folder; expected weights"):
         read_user_bytes(tmp_path, "weights", bytes.hex)
+
+
+def test_read_user_mapped_gives_the_path_and_names_the_file(tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"\x00\xff")
+    assert read_user_mapped(path, "weights", lambda p: p.read_bytes().hex()) == "00ff"
+    with pytest.raises(ConfigError, match=r"w\.bin: not weights \(IndexError: "):
+        read_user_mapped(path, "weights", lambda p: p.read_bytes()[5])
+    with pytest.raises(ConfigError, match=r"is a folder; expected weights"):
+        read_user_mapped(tmp_path, "weights", lambda p: p.read_bytes())
+    with pytest.raises(ConfigError, match=r"cannot read weights .*gone\.bin'"):
+        read_user_mapped(tmp_path / "gone.bin", "weights", lambda p: p.read_bytes())
 
 
 # -- JSON lines -----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, BundleError, ConfigError
-from ofakit.io import atomic_path, atomic_write_json, read_json_file, read_user_bytes
+from ofakit.io import atomic_path, atomic_write_json, read_json_file, read_user_mapped
 from ofakit.predict.trees import check_gbm_arrays, gbm_predict, gbm_to_arrays
 from ofakit.schema import build
 from ofakit.space import SearchSpace, get_space
@@ -103,7 +103,7 @@ class AccuracyPredictor:
     def load(cls, directory: str | Path) -> AccuracyPredictor:
         """The predictor stored in a bundle folder; a missing, malformed or inconsistent file is one BundleError or
         ConfigError line naming it."""
-        from safetensors.numpy import load
+        from safetensors.numpy import load_file
 
         from ofakit.bundle import check_safetensors
 
@@ -117,8 +117,8 @@ class AccuracyPredictor:
                               build=lambda data: build(PredictorInfo, data, str(meta_path)))
         weights = directory / PREDICTOR_ARRAYS
         check_safetensors(weights)
-        arrays = read_user_bytes(weights, "accuracy predictor weights (safetensors)",
-                                 lambda data: {k: v.astype(np.float64) for k, v in load(data).items()})
+        arrays = read_user_mapped(weights, "accuracy predictor weights (safetensors)", lambda path: {
+            k: v.astype(np.float64, copy=False) for k, v in load_file(path).items()})  # (its own, writable arrays)
         _check_arrays(info, arrays, str(weights))
         return cls(space=info.space, kind=info.kind, arrays=arrays, encoding=info.encoding, meta=info.meta)
 
