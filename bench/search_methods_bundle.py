@@ -10,7 +10,8 @@ out from the supernet's training (bench/reference/split.py: seed 0, 500 per clas
 Every pick is BN-recalibrated on those held-out images and evaluated on all 10,000 CIFAR-10 test images, and its
 latency measured end to end on cpu-ort (`ofakit.search.verify.measure_subnet_latency`: two interleaved passes with
 the table's reference). Budgets: evenly in log between the smallest and largest subnet's estimate (the device's
-default latency model, scaled by the drift measured once at the start: every method sees the same limits).
+default latency model, scaled by the drift measured once at the start: every method sees the same limits; `--drift`
+gives an earlier run's scale instead, so that one method can be rerun at that run's limits).
 
     python -m bench.search_methods_bundle --data ../shared/data/cifar10-jpeg.npz
     python -m bench.search_methods_bundle --data ../shared/data/cifar10-jpeg.npz --methods evolution,gradient \\
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--supernet-budget", type=int, default=300, help="archs per supernet-scored search")
     p.add_argument("--gradient-steps", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--drift", type=float, default=None, help="the latency estimates' scale (default: measured at the "
+                                                             "start); give an earlier run's to search its limits")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "search_methods_bundle.jsonl"))
     args = p.parse_args(argv)
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     bundle = resolve_bundle(args.bundle)
     supernet, info = load_bundle(bundle)
     space = supernet.space
-    scale = drift_scale(args.device, space.name)
+    scale = args.drift if args.drift is not None else drift_scale(args.device, space.name)
     est = estimator_for(args.device, space.name, model="auto")
     low, high = (scale * est.estimate(a) for a in (space.smallest(), space.largest()))
     budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else \
