@@ -38,7 +38,7 @@ from ofakit.train.distill import make_teacher, soft_cross_entropy
 from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, mark_varying_graph, match_grad_strides,
                                       pick_device, processes_from_env)
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
-from ofakit.train.report import RunReport, machine
+from ofakit.train.report import RunReport, machine, trim_metrics
 from ofakit.train.run_dir import RunLock, RunRecord, TrainingError, check_run_dir, is_finished, write_run_record
 from ofakit.train.sampling import StepPlan, plan_step
 from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages
@@ -283,6 +283,7 @@ class Trainer:
         self.train_seconds, self.last_eval = ckpt.state.train_seconds, ckpt.state.eval
         if processes.main:
             write_run_record(self.run_dir, record.resumed(processes.world, self.step))
+            trim_metrics(self.run_dir / "metrics.jsonl", self.step)
             if self.progress:
                 print(f"resuming {self.run_dir} at step {self.step} of {self.total_steps}")
 

@@ -3,6 +3,7 @@ installed), a progress bar and the stage-end evaluation table on the terminal, a
 main process reports."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -11,7 +12,24 @@ from typing import Any
 
 import torch
 
-from ofakit.io import append_jsonl
+from ofakit.io import append_jsonl, atomic_write_text
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Drop the metrics lines of steps after `step`, the checkpoint a run resumes from (and torn lines): the resumed
+    run writes those steps again, so each step keeps one line. Written atomically."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
+            continue
+        keep.append(line + "\n")
+    atomic_write_text(path, "".join(keep))
 
 
 class RunReport:

@@ -2,6 +2,7 @@
 refusals (several processes: test_distributed.py)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -135,6 +136,31 @@ def test_kill_9_and_resume_gives_bitwise_equal_weights(tmp_path):
         got = _final_weights(tmp_path / run)
         assert got.keys() == ref.keys()
         assert all(torch.equal(got[k], ref[k]) for k in ref), f"{run}: weights differ from the uninterrupted run"
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    """A run stopped after step 9 (last checkpoint at 8) and resumed: its metrics hold each step once, the same steps
+    and losses as an uninterrupted run's."""
+    cfg = recipe_from_dict(tiny_recipe())
+    run_training(cfg, tmp_path / "ref", progress=False, log_every=1)
+
+    def stop_at_9(step: int) -> None:
+        if step == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "run", progress=False, log_every=1, on_step=stop_at_9)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 9, "stage": "expa')  # a line torn by a kill
+    run_training(cfg, tmp_path / "run", progress=False, log_every=1)
+
+    def losses(run: str) -> list[tuple[int, float]]:
+        lines = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in lines if "loss" in r]
+
+    ref, got = losses("ref"), losses("run")
+    assert [s for s, _ in got] == [s for s, _ in ref] == list(range(1, 11))
+    assert [loss for _, loss in got] == pytest.approx([loss for _, loss in ref])
 
 
 def test_refusals(tmp_path):
