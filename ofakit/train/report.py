@@ -12,24 +12,17 @@ from typing import Any
 
 import torch
 
-from ofakit.io import append_jsonl, atomic_write_text
+from ofakit.io import append_jsonl, atomic_write_text, read_jsonl
 
 
 def trim_metrics(path: Path, step: int) -> None:
-    """Drop the metrics lines of steps after `step`, the checkpoint a run resumes from (and torn lines): the resumed
-    run writes those steps again, so each step keeps one line. Written atomically."""
+    """Drop the metrics lines of steps after `step`, the checkpoint a run resumes from (and torn lines, which
+    `read_jsonl` skips): the resumed run writes those steps again, so each step keeps one line. Written atomically."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
-            continue
-        keep.append(line + "\n")
-    atomic_write_text(path, "".join(keep))
+    keep = [r for r in read_jsonl(path, "a training metrics file")
+            if not (isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] > step)]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 class RunReport:
