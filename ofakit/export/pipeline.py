@@ -80,33 +80,35 @@ def _workspace(out: Path) -> Path:
 
 
 def _publish(src: Path, dest: Path, trash: Path) -> None:
-    """Rename `src` to `dest`; an existing `dest` (file or folder) is first moved into `trash`."""
+    """Rename `src` to `dest`; an existing `dest` (file or folder) is first moved into `trash`, and put back when the
+    rename fails."""
     if dest.exists() or dest.is_symlink():
         os.replace(dest, trash)
     try:
         os.replace(src, dest)
     except OSError:
-        if trash.exists() or trash.is_symlink():
-            os.replace(trash, dest)
+        _put_back(dest, trash)
         raise
+
+
+def _put_back(dest: Path, trash: Path) -> None:
+    """Move what `_publish` set aside in `trash`, if anything, back to `dest`."""
+    if trash.exists() or trash.is_symlink():
+        os.replace(trash, dest)
 
 
 def _publish_pair(artifact: Path, out: Path, workspace: Path) -> None:
     """Rename the artifact and then its manifest into place. When the manifest's rename fails, the artifact's is
-    undone (the replaced one put back, or the new one removed), so an artifact never sits beside another's manifest.
-    (A process killed between the two renames can still leave such a pair; the manifest's `artifact_sha256` tells.)"""
+    undone (the new one moved back into the workspace, the replaced one put back), so an artifact never sits beside
+    another's manifest. (A process killed between the two renames can still leave such a pair; the manifest's
+    `artifact_sha256` tells.)"""
     replaced = workspace / "replaced-artifact"
     _publish(artifact, out, replaced)
     try:
         _publish(manifest_path(artifact), manifest_path(out), workspace / "replaced-manifest")
     except OSError:
-        if replaced.exists() or replaced.is_symlink():
-            os.replace(out, artifact)
-            os.replace(replaced, out)
-        elif out.is_dir() and not out.is_symlink():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
+        os.replace(out, artifact)
+        _put_back(out, replaced)
         raise
 
 
