@@ -8,9 +8,15 @@ found by name (`<device>_<space>.json`, see `ofakit.latency.table`), so profilin
 The shipped device files live in `devices/` at the repository root. A source checkout (and an editable install)
 reads them there; a wheel installs a copy under `<prefix>/share/ofakit/devices` (pyproject `data-files`), which is
 the second place looked at. Directories in `$OFAKIT_DEVICES_PATH` (os.pathsep-separated) add the user's own devices.
+
+Beside the shipped files, `devices.json` (their twin) holds each one's text and parsed data, so that a search on a
+shipped device does not import PyYAML (~12 ms of a cold start, most of it compiling its regular expressions): a
+shipped file whose text is its twin's takes the twin's data; any other file, and every user file, is read with
+YAML's safe loader. After editing a shipped file, `write_device_twin()` writes the twin again; a test checks it.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ofakit.errors import ConfigError
-from ofakit.io import read_yaml_file
+from ofakit.io import atomic_write_text, read_json_file, read_user_file, read_yaml_file
 from ofakit.registry import Registry
 from ofakit.schema import build, check_keys
 
@@ -31,6 +37,8 @@ REACH = ("local", "ssh", "adb")
 # ofakit has no TFLite profiler, so such devices are table-only.
 BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt", "coreml", "tflite")
 DEVICES_PATH_ENV = "OFAKIT_DEVICES_PATH"
+TWIN = "devices.json"  # the shipped device files' text and data, read without PyYAML (see the module docstring)
+TWIN_FORMAT = "ofakit-devices-twin"
 
 
 @dataclass(frozen=True)
@@ -129,12 +137,49 @@ def _check_reach(reach: Reach, where: str) -> None:
 
 
 def load_device(path: str | Path) -> DeviceSpec:
-    """Read one device YAML file."""
+    """Read one device YAML file (a shipped one whose text is its twin's: the twin's data)."""
     path = Path(path)
-    device = read_yaml_file(path, "a device file", build=lambda data: device_from_dict(data, str(path)))
+    twin = _shipped_twin().get(path.name) if path.parent == shipped_dir("devices") else None
+    if twin is not None and read_user_file(path, "a device file") == twin["text"]:
+        device = device_from_dict(twin["data"], str(path))
+    else:
+        device = read_yaml_file(path, "a device file", build=lambda data: device_from_dict(data, str(path)))
     if device.name != path.stem:
         raise ConfigError(f"{path}: name {device.name!r} differs from the file name; rename one of them")
     return device
+
+
+@lru_cache(maxsize=1)
+def _shipped_twin() -> dict[str, dict[str, Any]]:
+    """File name -> {"text", "data"} from the shipped folder's twin (empty when there is none)."""
+    path = shipped_dir("devices") / TWIN
+    if not path.is_file():
+        return {}
+    return read_json_file(path, "the shipped device files' twin", build=_twin_files)
+
+
+def _twin_files(data: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(data, dict) or data.get("format") != TWIN_FORMAT or not isinstance(data.get("files"), dict):
+        raise ValueError(f"expected {{\"format\": {TWIN_FORMAT!r}, \"files\": {{...}}}}")
+    files = data["files"]
+    if not all(isinstance(v, dict) and isinstance(v.get("text"), str) and "data" in v for v in files.values()):
+        raise ValueError("each file needs its \"text\" and \"data\"")
+    return files
+
+
+def device_twin(folder: Path) -> dict[str, Any]:
+    """The twin of the device files in `folder`: each one's text and its data as YAML's safe loader reads it."""
+    files = {path.name: {"text": read_user_file(path, "a device file"), "data": read_yaml_file(path, "a device file")}
+             for path in sorted(folder.glob("*.yaml"))}
+    return {"format": TWIN_FORMAT, "files": files}
+
+
+def write_device_twin(folder: Path | None = None) -> Path:
+    """Write `devices.json` for the shipped device files (or those in `folder`); returns its path."""
+    folder = shipped_dir("devices") if folder is None else Path(folder)
+    path = folder / TWIN
+    atomic_write_text(path, json.dumps(device_twin(folder), indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def shipped_dir(name: str) -> Path:
@@ -180,6 +225,7 @@ def reload_devices() -> None:
     """Forget the device files read so far, so that one just written (`ofakit latency adapt`) is found."""
     _registry.cache_clear()
     _own_file.cache_clear()
+    _shipped_twin.cache_clear()
 
 
 def get_device(name: str) -> DeviceSpec:

@@ -17,6 +17,7 @@ from ofakit.latency.devices import (
     load_device,
     load_devices,
     shipped_dir,
+    write_device_twin,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +131,7 @@ def test_user_devices_from_the_environment(tmp_path, monkeypatch):
 
 def test_pyproject_ships_devices_and_tables_with_the_wheel():
     text = (ROOT / "pyproject.toml").read_text()
-    assert '"share/ofakit/devices" = ["devices/*.yaml"]' in text
+    assert '"share/ofakit/devices" = ["devices/*.yaml", "devices/devices.json"]' in text
     assert '"share/ofakit/latency_tables" = ["latency_tables/*.json", "latency_tables/README.md"]' in text
 
 
@@ -145,3 +146,39 @@ def test_a_device_file_that_is_not_utf8_is_one_line(tmp_path):
     (tmp_path / "x.yaml").write_bytes(b"name: x\ndescription: caf\xe9\n")
     with pytest.raises(ConfigError, match=r"x.yaml: not a device file \(not UTF-8 text\)$"):
         load_device(tmp_path / "x.yaml")
+
+
+def test_the_twin_holds_the_shipped_files_as_yaml_reads_them(tmp_path):
+    for path in shipped_dir("devices").glob("*.yaml"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    fresh = json.loads(write_device_twin(tmp_path).read_text())
+    shipped = json.loads((shipped_dir("devices") / "devices.json").read_text())
+    assert shipped == fresh, ("devices/devices.json is stale: run python -c 'from ofakit.latency.devices import "
+                              "write_device_twin; write_device_twin()'")
+
+
+def test_a_shipped_device_loads_without_pyyaml():
+    import subprocess
+    import sys
+
+    code = "import sys; from ofakit.latency.devices import get_device; get_device('note10'); print('yaml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_shipped_file_unlike_its_twin_is_read_as_yaml(tmp_path, monkeypatch):
+    import ofakit.latency.devices as mod
+
+    (tmp_path / "board.yaml").write_text("name: board\nkind: npu\ndescription: the file\nbackend: {name: torch}\n")
+    twin = json.loads(json.dumps(mod.device_twin(tmp_path)))
+    twin["files"]["board.yaml"]["data"]["description"] = "the twin"
+    (tmp_path / "devices.json").write_text(json.dumps(twin))
+    monkeypatch.setattr(mod, "shipped_dir", lambda name: tmp_path)
+    mod.reload_devices()
+    try:
+        assert load_device(tmp_path / "board.yaml").description == "the twin"  # the same text: the twin's data
+        (tmp_path / "board.yaml").write_text("name: board\nkind: npu\ndescription: edited\nbackend: {name: torch}\n")
+        assert load_device(tmp_path / "board.yaml").description == "edited"
+    finally:
+        monkeypatch.undo()
+        mod.reload_devices()
