@@ -362,17 +362,31 @@ def available_tables(device: str, dirs: Iterable[Path] | None = None) -> dict[st
 
 def find_table(device: str, space: str, dirs: Iterable[Path] | None = None) -> LatencyTable:
     """The table of `device` (a name or alias) for `space`; LatencyLookupError says how to make a missing one."""
+    return load_table_for(table_path(device, space, dirs), device, space)
+
+
+def load_table_for(path: Path, device: str, space: str) -> LatencyTable:
+    """The table at `path` (from `table_path`), checked to be for `device` (a name or alias) and `space`."""
+    from ofakit.latency.devices import get_device
+
+    name = get_device(device).name
+    table = LatencyTable.load(path)
+    if table.meta.get("device") != name or table.meta.get("space") != space:
+        raise ConfigError(f"{path}: the table is for device {table.meta.get('device')!r} and space "
+                          f"{table.meta.get('space')!r}, but its file name says {name!r} and {space!r}")
+    return table
+
+
+def table_path(device: str, space: str, dirs: Iterable[Path] | None = None) -> Path:
+    """Where `find_table` reads the table of `device` for `space`; LatencyLookupError says how to make a missing
+    one."""
     from ofakit.latency.devices import get_device
 
     spec = get_device(device)
     dirs = table_dirs() if dirs is None else list(dirs)
     tables = available_tables(spec.name, dirs)
     if space in tables:
-        table = LatencyTable.load(tables[space])
-        if table.meta.get("device") != spec.name or table.meta.get("space") != space:
-            raise ConfigError(f"{tables[space]}: the table is for device {table.meta.get('device')!r} and space "
-                              f"{table.meta.get('space')!r}, but its file name says {spec.name!r} and {space!r}")
-        return table
+        return tables[space]
     have = f"; it has tables for: {', '.join(sorted(tables))}" if tables else ""
     where = ", ".join(str(d) for d in dirs) or "no table folder found"
     raise LatencyLookupError(f"no latency table for device {spec.name!r} and space {space!r} (looked in {where})"

@@ -60,3 +60,22 @@ def test_batch_of_archs_of_another_space_is_refused():
     est = LutEstimator(synthetic_table("tiny"))
     with pytest.raises(ArchError, match=r"arch is for space 'ofa-mbv3-cifar', not 'tiny'"):
         est.estimate_batch([get_space("ofa-mbv3-cifar").largest()])
+
+
+def test_a_table_estimator_is_kept_until_its_file_changes(tmp_path, monkeypatch):
+    from ofakit.latency.table import TABLES_PATH_ENV
+    from ofakit.predict.estimators import estimator_for
+
+    monkeypatch.setenv(TABLES_PATH_ENV, str(tmp_path))
+    table = synthetic_table("tiny")
+    table.save(tmp_path / "cpu-ort_tiny.json")
+    arch = get_space("tiny").largest()
+    first = estimator_for("cpu-ort", "tiny")
+    assert estimator_for("cpu-ort", "tiny") is first
+    for section in table.entries.values():
+        for key, entry in section.items():
+            section[key] = Entry(2 * entry.mean, median=2 * entry.mean)
+    table.save()
+    second = estimator_for("cpu-ort", "tiny")
+    assert second is not first
+    assert second.estimate(arch) == pytest.approx(2 * first.estimate(arch))
