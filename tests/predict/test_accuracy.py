@@ -126,3 +126,30 @@ def test_uniform_grid_covers_every_setting_at_the_range_ends():
     assert {a.resolution for a in uniform_grid(get_space("ofa-mbv3-w1.0"), (128, 160, 192, 224))} == {128, 192, 224}
     resnet = uniform_grid(get_space("ofa-resnet50"), count=1)  # one expand ratio, width and depth everywhere
     assert len(resnet) == 3 * 3 * 3 and all(len(set(a.expand_ratios)) == len(set(a.width_mults)) == 1 for a in resnet)
+
+
+def test_a_loaded_mlp_folds_its_rows_once_until_its_files_change(tmp_path):
+    from ofakit.space.genome import Genome
+
+    space = get_space("tiny")
+    genome = Genome(space)
+    rows = genome.sample(50, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    width = space.encode([space.largest()]).shape[1]
+
+    def saved(scale):
+        arrays = {"w0": scale * rng.normal(size=(16, width)), "b0": rng.normal(size=16),
+                  "w1": rng.normal(size=(1, 16)), "b1": np.zeros(1)}
+        pred = AccuracyPredictor("tiny", "mlp", arrays)
+        pred.save(tmp_path)
+        return pred
+
+    first = saved(1.0)
+    loaded = AccuracyPredictor.load(tmp_path)
+    want = first.predict(genome.decode(rows))
+    np.testing.assert_allclose(loaded.for_rows(genome)(rows), want, rtol=1e-5, atol=1e-6)
+    again = AccuracyPredictor.load(tmp_path).for_rows(genome)  # the kept layers
+    np.testing.assert_allclose(again(rows), want, rtol=1e-5, atol=1e-6)
+    second = saved(3.0)  # new files at the same place: folded again
+    np.testing.assert_allclose(AccuracyPredictor.load(tmp_path).for_rows(genome)(rows),
+                               second.predict(genome.decode(rows)), rtol=1e-5, atol=1e-6)
