@@ -12,7 +12,7 @@ The module imports NumPy only; torch comes in when a scorer is built.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class SupernetScore:
         if images.labels.size and int(images.labels.max()) >= supernet.num_classes:
             raise ConfigError(f"data {images.name!r} has labels up to {int(images.labels.max())}, but the supernet "
                               f"has {supernet.num_classes} classes: give data of the bundle's task")
-        self.supernet, self.genome, self.cfg = supernet, genome, cfg
+        self.supernet, self.genome, self.cfg, self.split = supernet, genome, cfg, images
         order = np.random.default_rng(cfg.seed).permutation(len(images))
         n_eval = min(cfg.images, len(images))
         rest = order[n_eval:]  # calibration images apart from the scored ones where the split has enough
@@ -67,6 +67,19 @@ class SupernetScore:
         self.show_progress, self.expected = progress, expected
         self.progress: SearchProgress | None = None  # started at the first arch scored
         self.best = -1.0
+        self.whole: SupernetScore | None = None  # the scorer on the whole split (`on_whole_split`), made once
+
+    def on_whole_split(self, rows: np.ndarray) -> np.ndarray:
+        """Top-1 of `rows` on every image of the split (BN recalibrated as for `__call__`, cached apart), for a
+        final choice among a few subnets: its noise is about sqrt(images / split size) of the subset's."""
+        if self.whole is None:
+            self.whole = SupernetScore(self.supernet, self.genome, self.split,
+                                       replace(self.cfg, images=len(self.split)), progress=self.show_progress)
+        self.whole.expect(len(set(self.genome.keys(rows).tolist()) - set(self.whole.cache)))
+        try:
+            return self.whole(rows)
+        finally:
+            self.whole.close()
 
     @property
     def evaluations(self) -> int:
@@ -129,8 +142,11 @@ class SupernetScore:
 
     def describe(self) -> dict[str, Any]:
         """What the scores were measured on, for the report."""
-        return {"kind": "supernet", "split": "train", "images": len(self.eval_set),
-                "calibration_images": len(self.calib_set), "seed": self.cfg.seed, "subnets_scored": self.evaluations}
+        out = {"kind": "supernet", "split": "train", "images": len(self.eval_set),
+               "calibration_images": len(self.calib_set), "seed": self.cfg.seed, "subnets_scored": self.evaluations}
+        if self.whole is not None:
+            out["final_choice"] = {"images": len(self.whole.eval_set), "subnets_scored": self.whole.evaluations}
+        return out
 
 
 def supernet_score(bundle: str | Path, genome: Genome, data: str, cfg: SupernetScoreConfig = SupernetScoreConfig(),

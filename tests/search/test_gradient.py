@@ -50,8 +50,12 @@ def test_the_same_seed_gives_the_same_result_and_it_meets_the_limits(setup):
     assert first.best == again.best and first.rows.tolist() == again.rows.tolist() and first.history == again.history
     assert space.macs(first.best) <= limits[0].maximum and space.params(first.best) <= limits[1].maximum
     assert first.costs == {"macs": space.macs(first.best), "params": space.params(first.best)}
-    assert first.score == pytest.approx(max(first.scores)) and first.score == score(genome.encode([first.best]))[0]
-    assert 1 <= first.evaluations <= (CFG.candidates + CFG.samples) * CFG.resolutions and len(first.history) == 8
+    # the pick is the best finalist on the whole split, where it scores as the scorer scores it there
+    assert first.score == pytest.approx(max(first.scores)) and len(first.scores) <= CFG.finalists
+    assert first.score == score.on_whole_split(genome.encode([first.best]))[0]
+    assert score.describe()["final_choice"]["images"] == len(score.split) > score.describe()["images"]
+    # each candidate and its grown copy
+    assert 1 <= first.evaluations <= 2 * (CFG.candidates + CFG.samples) * CFG.resolutions and len(first.history) == 8
     assert all(h > 0 for h in first.history)
 
 
@@ -69,6 +73,32 @@ def test_a_tighter_limit_gives_a_smaller_expected_cost(setup):
     end = slice(-4, None)
     assert np.mean(tight.history[end]) * tight_limit < 0.8 * np.mean(loose.history[end]) * loose_limit
     assert space.macs(tight.best) <= tight_limit
+
+
+def test_fill_grows_a_subnet_into_the_room_the_limit_leaves(setup):
+    """The grown subnet meets the limits, costs more, and no change of one gene that raises its cost still fits;
+    the logits' favourite among the changes that fit is the one taken."""
+    from ofakit.search.evolution import _Evaluator
+    from ofakit.search.gradient import _Layout, _changes, _fill
+
+    net, genome, _ = setup
+    space = net.space
+    limits = [macs_limit(genome, middle_macs(space))]
+    row = genome.encode([space.smallest()])
+    layout = _Layout(genome, limits, int(row[0, genome.columns["resolution"][0]]))
+    logits = [np.random.default_rng(i).normal(size=shape) for i, shape in
+              enumerate([(space.num_slots, layout.shape[1]), (space.num_slots, layout.shape[2]),
+                         (len(layout.depth_sizes), layout.shape[3])])]
+    ev = _Evaluator(genome, None, limits)
+    grown = _fill(genome, ev, row, logits, layout)
+    cost = limits[0].cost
+    assert cost(row)[0] < cost(grown)[0] <= limits[0].maximum
+    options, _ = _changes(genome, grown, logits, layout)
+    assert not ((cost(options) > cost(grown)[0]) & (cost(options) <= limits[0].maximum)).any()
+    options, lost = _changes(genome, row, logits, layout)
+    fits = (cost(options) > cost(row)[0]) & (cost(options) <= limits[0].maximum)
+    first = options[int(np.argmin(np.where(fits, lost, np.inf)))]
+    assert (_fill(genome, ev, row, logits, layout, most=1) == first).all()
 
 
 def test_the_limit_steers_the_descent(setup):
@@ -112,7 +142,10 @@ def test_specialize_runs_it_with_data_and_no_predictor(tmp_path, capsys):
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["algorithm"] == "gradient" and report["score"]["kind"] == "supernet"
-    assert report["latency_ms"] <= 0.8 and 1 <= report["evaluations"] <= 27
+    assert report["latency_ms"] <= 0.8 and 1 <= report["evaluations"] <= 2 * 27
+    final = report["score"]["final_choice"]
+    assert final["images"] == 40 and 1 <= final["subnets_scored"] <= min(GradientConfig().finalists,
+                                                                          report["evaluations"])
 
 
 def test_gradient_refuses_the_predictor_score(tmp_path, capsys):
