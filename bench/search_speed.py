@@ -26,6 +26,7 @@ winners are also re-scored with ofakit's predictor and LUT arch by arch.
     python -m bench.search_speed --seeds 1 --mit-python PATH
     python -m bench.search_speed --threads 2              # BLAS / torch threads of both sides
     python -m bench.search_speed --repeats 1              # one fresh ofakit process per seed
+    python -m bench.search_speed --baseline DIR           # and an older ofakit tree's, side by side
 
 Prints one JSON line on stdout, progress on stderr. MIT's worker mode (`--mit-worker`) imports only MIT's code.
 """
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="BLAS / torch threads of each side (default 1)")
     p.add_argument("--repeats", type=int, default=3,
                    help="fresh ofakit processes per seed; each time is the median over them (default 3)")
+    p.add_argument("--baseline", type=Path,
+                   help="an older ofakit tree (ofakit/, devices/, latency_tables/; e.g. `git archive COMMIT ofakit "
+                        "devices latency_tables | tar -x -C DIR`) timed beside the current one, its processes "
+                        "alternating with the current tree's: a before/after at the same load")
     p.add_argument("--mit-worker", help=argparse.SUPPRESS)
     p.add_argument("--ofakit-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -208,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     import compileall
 
     compileall.compile_dir(ROOT / "ofakit", quiet=1)
+    if args.baseline:
+        if not (args.baseline / "ofakit" / "search" / "specialize.py").is_file():
+            p.error(f"--baseline {args.baseline}: no ofakit tree there (expected ofakit/search/specialize.py)")
+        compileall.compile_dir(args.baseline / "ofakit", quiet=1)
     estimator = estimator_for(DEVICE, SPACE)
     mit_lut = None if args.mit_yaml.is_dir() else _mit_lut_from_ofakit(estimator.table)
     load = os.getloadavg()
@@ -229,14 +238,27 @@ def main(argv: list[str] | None = None) -> None:
                 "generations": args.generations, "threads": args.threads})
             b = mit["best"]
             mit_arch = ArchConfig(SPACE, b["r"], tuple(b["d"]), tuple(b["ks"]), tuple(b["e"]))
-            repeats = [run_worker(sys.executable, "--ofakit-worker", {
-                "bundle": bundle, "limit_ms": args.limit_ms, "budget": args.budget, "seed": seed,
-                "population": args.population, "target_arch": mit_arch.to_dict()}) for _ in range(args.repeats)]
+            work = {"bundle": bundle, "limit_ms": args.limit_ms, "budget": args.budget, "seed": seed,
+                    "population": args.population, "target_arch": mit_arch.to_dict()}
+            repeats, before = [], []
+            for _ in range(args.repeats):  # with a baseline, its processes alternate with the current tree's
+                repeats.append(run_worker(sys.executable, "--ofakit-worker", work))
+                if args.baseline:
+                    before.append(run_worker(sys.executable, "--ofakit-worker", work,
+                                             env={"PYTHONPATH": str(args.baseline)}))
             ours = _median_of(repeats)
             for kind in ("cold", "warm"):
                 t = ours[kind]["time_to_mit_score_s"]
                 ours[kind]["ratio"] = round(mit["wall_time_s"] / t, 1) if t else None
                 ours[kind].update(rescore(ArchConfig.from_dict(ours[kind]["best"])))
+            if before:
+                ours["baseline"] = _median_of(before)
+                for kind in ("cold", "warm"):
+                    t = ours["baseline"][kind]["time_to_mit_score_s"]
+                    ours["baseline"][kind]["ratio"] = round(mit["wall_time_s"] / t, 1) if t else None
+                print(f"seed {seed}: baseline {ours['baseline']['cold']['time_to_mit_score_s']} s cold "
+                      f"({ours['baseline']['cold']['ratio']}x), {ours['baseline']['warm']['time_to_mit_score_s']} "
+                      f"s warm ({ours['baseline']['warm']['ratio']}x)", file=sys.stderr)
             theirs = rescore(mit_arch)
             ours["not_below_mit"] = ours["cold"]["score"] >= theirs["score"] - 1e-9
             print(f"seed {seed}: MIT {mit['wall_time_s']:.2f} s to {theirs['score']:.6f}; ofakit reaches it in "
@@ -272,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_cold_median": _median(ratios("cold")), "ratio_cold_min": _min(ratios("cold")),
         "ratio_warm_median": _median(ratios("warm")), "ratio_warm_min": _min(ratios("warm")),
         "seeds_reaching_mit": sum(r is not None for r in ratios("cold")),
+        **({"baseline": {"tree": str(args.baseline), **{
+            f"ratio_{kind}_{stat}": f([r["ofakit"]["baseline"][kind]["ratio"] for r in runs])
+            for kind in ("cold", "warm") for stat, f in (("median", _median), ("min", _min))}}}
+           if args.baseline else {}),
         "ofakit_not_below_mit": sum(r["ofakit"]["not_below_mit"] for r in runs),
         "runs": runs,
     }
