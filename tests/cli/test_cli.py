@@ -99,3 +99,17 @@ def test_light_commands_do_not_import_torch(tmp_path, argv, code):
                           timeout=60)
     assert "torch was imported" not in proc.stderr
     assert proc.returncode == code, proc.stderr
+
+
+@pytest.mark.parametrize("chosen", [None, "2"])
+def test_the_command_runs_numpys_blas_on_one_thread_unless_the_user_chose(chosen):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if chosen is not None:
+        env["OPENBLAS_NUM_THREADS"] = chosen
+    probe = ("import ofakit.cli.main, threadpoolctl; "
+             "print([p['num_threads'] for p in threadpoolctl.threadpool_info() if p['internal_api'] == 'openblas'])")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    threads = json.loads(out)
+    if not threads:
+        pytest.skip("NumPy here is not built on OpenBLAS")
+    assert threads == [int(chosen or 1)]
