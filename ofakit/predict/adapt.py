@@ -7,18 +7,19 @@ Prediction for NAS via Meta-Learning", NeurIPS 2021, make the same point with a 
 
     log ms = intercept + sum_j coef[j] * log(source_j ms)
 
-Candidates: one source times a factor, one source to a power times a factor, and ridge combinations of all sources
-shrunk towards the source that scales best (four strengths). Each is fitted robustly: the factor is the mode of the
-records' log ratios (the value most records lie within +-10 % of), the regressions down-weight records far from the
-fit, because a few disturbed timings among 20 would otherwise pull the whole model. The powers and combinations are
-fitted twice: for the mean (far records down-weighted) and for the mode (far records dropped, the intercept where
-most records lie). The second matters when a device's timings have a heavy tail or a second cluster (HELP's RTX
-2080 Ti at batch 32, Titan Xp at batch 1): a fit for the mean lands between the clusters and puts fewer subnets
-within +-10 %. Each candidate is scored by leave-one-out over the records (absolute log error, capped at twice the
-tolerance so that a disturbed timing counts as one miss; all the leave-one-out fits of a candidate at once, as
-masks), and the best three are averaged, those within 1.25x of the best's error: with 20 records, picking a single
-candidate is itself noisy. The error of the whole procedure, cross-validated, is kept in the metadata with the record
-count and the sources.
+Candidates: for each source and each of three strengths, a combination of all sources shrunk towards that source
+alone (ridge), with the weights summing to 1: a subnet k times slower on every source is about k times slower on the
+device (at 2,000 records of each HELP GPU setting, the unconstrained best weights sum to 0.98-1.03), and holding the
+sum removes the weight that 20 records estimate worst. The weights are fitted for the 20th percentile of the records'
+log residuals (quantile regression), the intercept then set where most records lie (the mode of the residuals).
+Timing noise is one-sided: a disturbed run is only ever slower, so a device's records have a tight lower side and a
+tail or a second cluster above (HELP's RTX 2080 Ti at batch 32, Titan Xp at batch 1); a fit for the mean, or even the
+median, is pulled by that tail and tilts the weights, while the lower side fixes them. Each candidate is scored by
+leave-one-out over the records (a Gaussian kernel of the log error with the tolerance as its width: a record counts
+by how nearly it lands within +-10 %; all the leave-one-out fits of a candidate at once, as masks), and the best
+three are averaged, those within 1.25x of the best's score: with 20 records, picking a single candidate is itself
+noisy. The error of the whole procedure, cross-validated, is kept in the metadata with the record count and the
+sources.
 
 Stored as JSON (`<device>.adapted.json`, never pickled) with the sources' names and file digests: the model is
 only valid with the sources it was fitted on, so a changed source is an error naming the command to refit.
@@ -53,8 +54,10 @@ VERSION = 1
 SUFFIX = ".adapted.json"
 MIN_RECORDS = 3
 TOLERANCE = float(np.log(1.1))  # +-10 %, in log ms
-RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
-POWER_ALPHA = 3.0  # a source to a power: shrunk towards power 1
+RIDGE_ALPHAS = (1.0, 3.0, 10.0)  # strengths of the pull towards one source
+PRIORS = 4  # the sources pulled towards: those that best match the records alone (times a factor)
+QUANTILE = 0.2  # the weights are fitted for this quantile of the records' log residuals
+IRLS_STEPS = 30  # reweighted least-squares steps of the quantile fit
 KEEP = 3  # candidates averaged at most
 KEEP_WITHIN = 1.25  # ... of those whose leave-one-out error is at most this many times the best one's
 CV_FOLDS = 5  # cross-validation of the whole fit, for the metadata
@@ -64,12 +67,14 @@ Resolve = Callable[[str, str], Estimator]  # (device, space) -> that device's es
 # -- fitting ----------------------------------------------------------------------------------------------------
 # Every fit below runs for many subsets of the records at once: `mask` [F, n] marks the records each of F fits may
 # use (leave-one-out is F = n fits, each without one record), so scoring a candidate is a few batched array operations.
-def _nanmedian(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Per row, the median of the values of `x` where `keep` (every row keeps at least one)."""
+def _quantile(x: np.ndarray, keep: np.ndarray, q: float) -> np.ndarray:
+    """Per row, the `q` quantile (linear interpolation) of the values of `x` where `keep` (every row keeps one)."""
     ordered = np.sort(np.where(keep, x, np.inf), axis=1)
-    k = keep.sum(axis=1)
+    pos = q * (keep.sum(axis=1) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, keep.sum(axis=1) - 1)
     rows = np.arange(len(x))
-    return (ordered[rows, (k - 1) // 2] + ordered[rows, k // 2]) / 2
+    return ordered[rows, lo] + (pos - lo) * (ordered[rows, hi] - ordered[rows, lo])
 
 
 def _mode_shift(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -78,91 +83,72 @@ def _mode_shift(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
     close = np.abs(d[:, :, None] - d[:, None, :]) <= TOLERANCE
     count = np.where(mask, (close & mask[:, :, None]).sum(axis=1), -1)
     top = count == count.max(axis=1, keepdims=True)
-    centre = _nanmedian(d, top)
+    centre = _quantile(d, top, 0.5)
     inliers = mask & (np.abs(d - centre[:, None]) <= TOLERANCE)
-    return _nanmedian(d, np.where(inliers.any(axis=1, keepdims=True), inliers, top))
+    return _quantile(d, np.where(inliers.any(axis=1, keepdims=True), inliers, top), 0.5)
 
 
-def _robust_ridge(z: np.ndarray, t: np.ndarray, mask: np.ndarray, alpha: float, prior: np.ndarray, *,
-                  mode: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of `mask`, (intercept, coef) of t ~ z on the kept records, ridge towards the weights `prior`,
-    reweighted three times so that records far off count less. The first weights come from the prior scaled by the
-    mode shift, so that disturbed timings are down-weighted from the start.
-
-    `mode=False` aims at the mean: records beyond two robust deviations are down-weighted (Huber). `mode=True` aims
-    at the mode, where most subnets lie: Tukey's biweight drops records beyond three robust deviations altogether and
-    the intercept is the mode shift. When a device's timings have a heavy tail or a second cluster, the mode is what
-    puts most subnets within +-10 %."""
+def _low_quantile_fit(z: np.ndarray, t: np.ndarray, mask: np.ndarray, alpha: float,
+                      prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `mask`, (intercept, coef) of t ~ z on the kept records: coef sums to 1 and minimises the check
+    loss at QUANTILE plus alpha * |coef - prior|^2 (iteratively reweighted least squares, the sum held by a Lagrange
+    multiplier); the intercept is then the mode shift of the residuals."""
+    f, k = len(mask), z.shape[1]
     m = mask.astype(np.float64)
-    r0 = t - z @ prior
-    r = np.abs(r0[None, :] - _mode_shift(np.broadcast_to(r0, mask.shape), mask)[:, None])
-    w = m * np.where(r <= 2 * TOLERANCE, 1.0, 2 * TOLERANCE / np.maximum(r, 1e-12))
-    eye = alpha * np.eye(z.shape[1])
-    for _ in range(3):
+    w = m
+    kkt = np.zeros((f, k + 1, k + 1))
+    kkt[:, :k, k] = kkt[:, k, :k] = 1.0
+    for _ in range(IRLS_STEPS):
         zm = (w @ z) / w.sum(axis=1, keepdims=True)
         tm = (w @ t) / w.sum(axis=1)
         zc = z[None, :, :] - zm[:, None, :]
-        gram = np.einsum("fnk,fn,fnl->fkl", zc, w, zc) + eye
+        kkt[:, :k, :k] = np.einsum("fnk,fn,fnl->fkl", zc, w, zc) + alpha * np.eye(k)
         rhs = np.einsum("fnk,fn->fk", zc, w * (t[None, :] - tm[:, None] - zc @ prior))
-        coef = prior + np.linalg.solve(gram, rhs[..., None])[..., 0]
-        res = t[None, :] - np.einsum("fnk,fk->fn", zc, coef)
-        b = _mode_shift(res, mask) if mode else tm
-        r = np.abs(res - b[:, None])
-        s = np.maximum(1.4826 * _nanmedian(r, mask), 0.02)[:, None]
-        if mode:
-            w = m * (np.clip(1 - (r / (3 * s)) ** 2, 0.0, None) ** 2 + 1e-6)
-        else:
-            w = m * np.where(r <= 2 * s, 1.0, 2 * s / np.maximum(r, 1e-12))
-    return b - np.einsum("fk,fk->f", zm, coef), coef
+        coef = prior + np.linalg.solve(kkt, np.concatenate([rhs, np.zeros((f, 1))], axis=1)[..., None])[:, :k, 0]
+        res = t[None, :] - np.einsum("nk,fk->fn", z, coef)
+        r = res - _quantile(res, mask, QUANTILE)[:, None]
+        w = m * np.where(r > 0, QUANTILE, 1 - QUANTILE) / np.maximum(np.abs(r), 1e-3)
+    return _mode_shift(res, mask), coef
 
 
 Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(log-estimates z [n, sources], log ms t [n], mask [F, n]) -> (intercepts [F], coefs [F, sources])"""
 
 
-def _scale(j: int, n: int) -> Fit:
+def _alone(j: int) -> Fit:
+    """Source `j` times a factor: the mode shift of the records' log ratios."""
     def fit(z: np.ndarray, t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        b = _mode_shift(np.broadcast_to(t - z[:, j], mask.shape), mask)
-        return b, np.broadcast_to(np.eye(n)[j], (len(mask), n))
+        return _mode_shift(np.broadcast_to(t - z[:, j], mask.shape), mask), np.broadcast_to(np.eye(z.shape[1])[j],
+                                                                                            (len(mask), z.shape[1]))
     return fit
 
 
-def _power(j: int, n: int, *, mode: bool) -> Fit:
-    def fit(z: np.ndarray, t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        b, c = _robust_ridge(z[:, [j]], t, mask, POWER_ALPHA, np.ones(1), mode=mode)
-        return b, c * np.eye(n)[j]
-    return fit
-
-
-def _ridge(alpha: float, prior: np.ndarray, *, mode: bool) -> Fit:
-    return lambda z, t, mask: _robust_ridge(z, t, mask, alpha, prior, mode=mode)
+def _towards(j: int, alpha: float) -> Fit:
+    """The candidate shrunk towards source `j` alone with strength `alpha`."""
+    return lambda z, t, mask: _low_quantile_fit(z, t, mask, alpha, np.eye(z.shape[1])[j])
 
 
 def loo_error(fit: Fit, z: np.ndarray, t: np.ndarray) -> float:
-    """Leave-one-out error of a candidate: the mean absolute log error, each record's capped at twice the tolerance
-    (a disturbed timing counts as one miss, not as its size)."""
+    """Leave-one-out error of a candidate: the mean over records of 1 - exp(-(e / TOLERANCE)^2 / 2), e the absolute
+    log error: ~0 for a record predicted closely, ~1 for one far outside +-10 % (a disturbed timing counts as one
+    miss, not as its size)."""
     b, coef = fit(z, t, ~np.eye(len(t), dtype=bool))
-    err = np.abs(b + np.einsum("nk,nk->n", z, coef) - t)
-    return float(np.mean(np.minimum(err, 2 * TOLERANCE)))
+    err = b + np.einsum("nk,nk->n", z, coef) - t
+    return float(np.mean(1.0 - np.exp(-0.5 * (err / TOLERANCE) ** 2)))
 
 
 def fit_combination(z: np.ndarray, t: np.ndarray) -> tuple[str, float, np.ndarray, dict[str, float]]:
     """(names of the kept candidates, intercept, coef, every candidate's leave-one-out error).
 
-    Candidates: each source times a factor, each source to a power times a factor, and ridge combinations of all
-    sources shrunk towards the source that scales best (four strengths); the powers and combinations each fitted
-    for the mean and for the mode (`_robust_ridge`, names `mode-...`). The three with the lowest leave-one-out
-    error are averaged (in log ms): with 20 records, picking one candidate is itself noisy.
+    Candidates: for each of the PRIORS sources that best match the records alone (times a factor, by leave-one-out)
+    and each strength a in RIDGE_ALPHAS, `towards:j:a`, a low-quantile combination of all sources shrunk towards
+    source j (`_low_quantile_fit`). The three with the lowest leave-one-out error are averaged (in log ms): with 20
+    records, picking one candidate is itself noisy.
     """
-    n = z.shape[1]
-    cands: dict[str, Fit] = {f"scale:{j}": _scale(j, n) for j in range(n)}
+    alone = [loo_error(_alone(j), z, t) for j in range(z.shape[1])]
+    cands = {f"towards:{j}:{a:g}": _towards(j, a) for j in np.argsort(alone, kind="stable")[:PRIORS]
+             for a in RIDGE_ALPHAS}
     scores = {name: loo_error(fit, z, t) for name, fit in cands.items()}
-    best = np.eye(n)[int(min(scores, key=scores.get).split(":")[1])]
-    for mode, prefix in ((False, ""), (True, "mode-")):
-        cands.update({f"{prefix}power:{j}": _power(j, n, mode=mode) for j in range(n)})
-        if n > 1:
-            cands.update({f"{prefix}ridge:{a:g}": _ridge(a, best, mode=mode) for a in RIDGE_ALPHAS})
-    scores.update({name: loo_error(fit, z, t) for name, fit in cands.items() if name not in scores})
     ranked = sorted(scores, key=scores.get)
     keep = [name for name in ranked[:KEEP] if scores[name] <= KEEP_WITHIN * scores[ranked[0]]]
     fits = [cands[name](z, t, np.ones((1, len(t)), dtype=bool)) for name in keep]
@@ -171,9 +157,9 @@ def fit_combination(z: np.ndarray, t: np.ndarray) -> tuple[str, float, np.ndarra
 
 
 def _named(kind: str, names: Sequence[str]) -> str:
-    """A candidate's name with its source index replaced by the source device ('mode-power:1' -> 'mode-power:v100')."""
-    stem, _, arg = kind.partition(":")
-    return f"{stem}:{names[int(arg)]}" if stem.endswith(("scale", "power")) else kind
+    """A candidate's name with its source index replaced by the source device ('towards:1:3' -> 'towards:v100:3')."""
+    stem, j, alpha = kind.split(":")
+    return f"{stem}:{names[int(j)]}:{alpha}"
 
 
 def source_entry(device: str, estimator: Estimator) -> dict[str, Any]:
@@ -431,7 +417,7 @@ def adapt_device(device: str, space: str, records: Sequence[LatencyRecord], reso
     usable = {}
     for src, est in models.items():
         try:
-            est.estimate_batch(archs[:1])
+            est.estimate_batch(archs)
             usable[src] = est
         except LatencyLookupError:
             if sources:
