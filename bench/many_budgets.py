@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--algorithm", default="evolution")
     p.add_argument("--budget", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed calls of each kind (0: quality only, no timing)")
     p.add_argument("--quality-seeds", type=int, default=1, help="seeds whose picks are compared with their own "
                                                                 "searches (from --seed on)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
@@ -119,9 +119,15 @@ def main(argv: list[str] | None = None) -> None:
                             "below_0.1": sum(g < -0.1 for g in gaps), "picks": picks, "alone": alone})
             print(f"seed {seed}: worst {min(gaps):+.2f} points, {quality[-1]['below_0.1']} budgets below -0.1",
                   file=sys.stderr)
-    if quality[0]["picks"] != many[0]["picks"]:
+    if many and quality[0]["picks"] != many[0]["picks"]:
         raise SystemExit("the timed many-budget run and the in-process one picked differently for the same seed")
-    t_one, t_many = (float(np.median([w["call_s"] for w in runs])) for runs in (one, many))
+    timing = {}
+    if many:
+        t_one, t_many = (float(np.median([w["call_s"] for w in runs])) for runs in (one, many))
+        timing = {"one_s": round(t_one, 3), "many_s": round(t_many, 3), "ratio": round(t_many / t_one, 2),
+                  "one_setup_s": float(np.median([w["setup_s"] for w in one])),
+                  "many_setup_s": float(np.median([w["setup_s"] for w in many])),
+                  "evaluations_one": one[0]["evaluations"], "evaluations_many": many[0]["evaluations"]}
     out = {
         "bench": "many_budgets", "goal": "10 budgets in <= 3x the wall time of one; each pick within 0.1 points of "
                                          "its own single-budget search",
@@ -130,10 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                    "budgets_ms": list(budgets), "single_ms": args.single, "algorithm": args.algorithm,
                    "budget": args.budget, "seed": args.seed, "repeats": args.repeats, "threads": args.threads},
         "timing": "specialize() call in a fresh process, module imported first; medians over repeats",
-        "one_s": round(t_one, 3), "many_s": round(t_many, 3), "ratio": round(t_many / t_one, 2),
-        "one_setup_s": float(np.median([w["setup_s"] for w in one])),
-        "many_setup_s": float(np.median([w["setup_s"] for w in many])),
-        "evaluations_one": one[0]["evaluations"], "evaluations_many": many[0]["evaluations"],
+        **timing,
         **{k: quality[0][k] for k in ("pick_minus_alone_points", "worst_gap_points", "picks", "alone")},
         "quality_seeds": [{k: q[k] for k in ("seed", "worst_gap_points", "below_0.1", "pick_minus_alone_points")}
                           for q in quality],

@@ -7,16 +7,24 @@ side over one store of scored archs, each breeding children that meet its own bu
 far under its budget (by any of them) competing with its population for parents, as an island model with an archive
 would (Whitley et al., "The island model genetic algorithm", 1998). An arch feasible at 0.5 ms is feasible at 0.6 ms,
 so a tight budget's finds seed the looser ones, and a loose budget's children that land under a tighter limit count
-there. The tightest budget gets no such help from below; a second population there, without the archive and
-restarting when stalled, keeps exploring it. Each budget runs 3/n of a single-budget search's generations
-(`ShareConfig`), the children of all budgets are checked and scored together each generation, and each budget's pick
-is the best arch scored under it by any of them.
+there. The other way round, each budget also breeds from the next looser budget's best parents, and a child over
+its limit takes a few steps toward the space's smallest arch before it is dropped (a repair, as constrained genetic
+algorithms do), so a loose budget's finds reach the tighter ones near their limit, where the best archs lie. The
+loosest budget gets no such help from above; a second population there, without the archive and restarting when
+stalled, keeps exploring it. Each budget runs 2.8/n of a single-budget search's archs (`ShareConfig`), the children
+of all budgets are proposed, repaired, checked and scored together each generation, and each budget's pick is the
+best arch scored under it by any of them.
 
-Measured by `bench/many_budgets.py` (10 budgets, seeds 0-9; ~15,000 archs scored where each budget's own search
-scored ~4,600): the picks were on median as good as their own single-budget searches or better (+0.20 points on
-MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 3 in 100 on the reference bundle (the two
-loosest budgets, down to -0.15) and 17 in 100 on Note10's rugged stand-in predictor (down to -1.79) fell more than
-0.1 points below: with a third of the work per budget, the search does not match a lucky single run everywhere.
+Measured by `bench/many_budgets.py` (10 budgets; ~15,000 archs scored where each budget's own search scored ~4,600;
+2.5x and 2.9x one budget's time): on seeds 0-9 the picks were on median as good as their own single-budget searches
+or better (+0.18 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 4 in 100 on the
+reference bundle (the loosest budget, down to -0.19) and 16 in 100 on Note10's rugged stand-in predictor (down to
+-1.38) fell more than 0.1 points below. On seeds 100-159 (where the settings were chosen), at the same time as the
+shared search without the looser budgets' parents, repair, half mutation rate and second population at the loosest
+budget (which had it at the tightest): 11 in 300 below on the reference bundle against 23, 140 in 600 on Note10
+against 144. With a fraction of the work per budget, the search does not match a lucky single run everywhere on a
+rugged score: its misses fall with more work (Note10, seeds 100-159: 25 in 300 at 4.5 single searches' archs, 15 at
+6; a single search with 4x the generations still falls below another seed's in 8 % of pairs).
 
 Other algorithms run once per budget exactly as a single-budget search with the same seed would, and every budget's
 pick is the best arch scored under it by any of the runs, so each pick is at least as good as its own search's.
@@ -26,16 +34,19 @@ far under it with a quarter of the generations, took 2.1-3.1x one budget's time 
 was 0.14-0.79 points below the budget's own search on 5 of 6 (setting, seed) pairs. In the shared search, counting
 picks more than 0.1 points below their own search: 5 archive archs among the parents instead of 25 (Note10: 11 in 40
 against 3), none (more still), parents from the budget's own latency band only (6 in 40), two half-size populations
-per budget (24 in 50), a second population at the loosest budget or at a virtual budget above it (Note10: 15-18 in
-50 against 4), more generations for the looser budgets and fewer for the tighter (reference: 10-23 in 100 against
-3), smaller populations over all the generations (reference: 10-13 in 90 against 2). On Note10 any such change moves
-which budgets fall below more than how many: its predictor's optima are far apart.)
+per budget (24 in 50), more generations for the looser budgets and fewer for the tighter (reference: 10-23 in 100
+against 3). On seeds 100-159 (Note10) / 100-129 (reference): half-size populations for twice the generations (90 in
+600 against 120 at work 3, but ~25 % more time per arch: at equal time, 138 in 600), three quarters of the children by
+mutation (190 in 600), ranking proposals by a linear fit of the scores so far before scoring (no change), each
+budget breeding from its own population only for its first 5 or 8 generations (75-108 in 300 against 57-76), a
+second population at both ends (no better), repair without the looser parents or the reverse (reference: 10 and 17
+in 300 against 6).)
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -49,12 +60,18 @@ from ofakit.space.genome import Genome
 
 @dataclass(frozen=True)
 class ShareConfig:
-    work: float = 3.0  # the budgets' generations together, in single-budget searches (at most one per budget)
+    work: float = 2.8  # the budgets' generations together, in single-budget searches (at most one per budget)
     min_generations: int = 10  # but each budget at least this many (or all of cfg.generations): evolution climbs
     # over generations, and sharing does not replace them (on a linear score, 10 budgets at 3 of 10 generations each
     # picked 0.4-2.6 below their own searches; at 10 generations each, 6-8 above)
+    population: float = 1.0  # each budget's population, as a share of cfg.population, for as many more generations
+    # (the same archs scored: evolution climbs over generations)
+    mutation_prob: float = 0.05  # per-gene probability of a redraw in a mutation (evolve's: cfg.mutation_prob)
     elites: int = 25  # the best archs scored so far under a budget that compete with its population for parents
-    explore: bool = True  # a second population at the tightest budget, without the archive (as long as the others)
+    migrate: int = 6  # the best parents of the next looser budget's population that join a budget's parents
+    repair: int = 6  # steps (one gene one choice toward the space's smallest arch) that may bring a child under
+    # its budget before it is dropped: a looser budget's parents breed children near the tighter limit
+    explore: bool = True  # a second population at the loosest budget, without the archive (as long as the others)
 
 
 def search_budgets(genome: Genome, score: ScoreFn, limits_at: Callable[[float], list[Limit]],
@@ -89,25 +106,34 @@ def shared_evolution(genome: Genome, score: ScoreFn, limits_at: Callable[[float]
     """Evolution under every budget at once over one store (see the module docstring); one result per budget, in
     the order given, and the number of distinct archs scored in all.
 
-    Each budget's population breeds as `evolve`'s does (`cfg`: its size, parents, mutation and crossover, restarts
-    after `cfg.restart_after` stalled generations), for `share.work / len(budgets)` of `cfg.generations` (at least
-    `share.min_generations`, at most all), with the `share.elites` best archs scored under its budget by any of them
-    among the candidates for parents.
+    Each budget's population breeds as `evolve`'s does (`cfg`: its parents, mutation and crossover, restarts after
+    `cfg.restart_after` stalled generations), with `share.population` of `cfg.population` archs and
+    `share.mutation_prob`, for `share.work / len(budgets)` of a single search's archs (at least
+    `share.min_generations` generations, at most a single search's archs), with the `share.elites` best archs scored
+    under its budget by any of them among the candidates for parents, and children bred from the next looser
+    budget's `share.migrate` best parents too (`share.repair` steps bring them under the budget).
     """
-    if not share.work > 0 or share.min_generations < 1 or share.elites < 0:
+    if not share.work > 0 or share.min_generations < 1 or min(share.elites, share.migrate, share.repair) < 0:
         raise ConfigError(f"work ({share.work}) must be positive, min_generations ({share.min_generations}) at least 1 "
-                          f"and elites ({share.elites}) at least 0")
+                          f"and elites ({share.elites}), migrate ({share.migrate}) and repair ({share.repair}) at "
+                          "least 0")
+    if not 0 < share.population <= 1 or not 0 <= share.mutation_prob <= 1:
+        raise ConfigError(f"population ({share.population}) must be in (0, 1] and mutation_prob "
+                          f"({share.mutation_prob}) in [0, 1]")
     if not 0 < cfg.parents <= 1 or not 0 <= cfg.mutation_share <= 1:
         raise ConfigError(f"parents ({cfg.parents}) must be in (0, 1] and mutation_share ({cfg.mutation_share}) in "
                           "[0, 1]: shares of the population")
     started = time.perf_counter()
     limits = limits_at(max(budgets))
     ev = _Evaluator(genome, _chunked(score, cfg.population), limits)  # in batches as a single search's
-    generations = min(cfg.generations, max(share.min_generations, round(share.work / len(budgets) * cfg.generations)))
+    single = cfg.generations * cfg.population  # a single search's archs
+    cfg = replace(cfg, population=max(2, round(share.population * cfg.population)), mutation_prob=share.mutation_prob)
+    generations = min(single // cfg.population,
+                      max(share.min_generations, round(share.work / len(budgets) * single / cfg.population)))
     own = {b: _Lane(limits_at(b), share.elites > 0) for b in budgets}
     lanes = [own[b] for b in sorted(budgets)]
-    if share.explore:  # the tightest budget's second population: no archive, restarts
-        lanes.insert(0, _Lane(limits_at(min(budgets)), False))
+    if share.explore:  # the loosest budget's second population: no archive, restarts
+        lanes.append(_Lane(limits_at(max(budgets)), False))
     n_parents = max(2, int(round(cfg.parents * cfg.population)))
     for lane, population in zip(lanes, _first_populations(ev, lanes, cfg, rng)):
         lane.population = population
@@ -122,7 +148,7 @@ def shared_evolution(genome: Genome, score: ScoreFn, limits_at: Callable[[float]
                 parents[j] = lanes[j].parents(ev.scores, n_parents, restart=True)
         for lane in lanes:
             lane.history.append(max(lane.top, lane.history[-1]) if lane.history else lane.top)
-        _breed(ev, lanes, parents, cfg, rng)
+        _breed(ev, lanes, parents, cfg, share, rng)
         ev.score_new()  # the children of every budget in one call
     store, scores = ev.rows[: ev.n], ev.scores[: ev.n]
     values = {name: v[: ev.n] for name, v in ev.costs.items()}
@@ -144,7 +170,7 @@ class _Lane:
         self.population = np.zeros(0, dtype=np.int64)  # store indices
         self.elites = np.zeros(0, dtype=np.int64)  # the best store indices under the limits (with `archive`)
         self.elites_seen = 0  # store indices below this were merged into `elites`
-        self.rate = {"mutate": 1.0, "cross": 1.0}  # share of the last batch that was feasible and new
+        self.rate = np.ones(2)  # share of the last batch of mutants, of crossovers, that was feasible and new
         self.stalled, self.top = 0, -np.inf  # generations without a better best; the best since the last restart
         self.history: list[float] = []
 
@@ -222,58 +248,95 @@ def _distinct(at: np.ndarray, keys: np.ndarray, taken: set[int], want: int) -> n
 
 
 def _breed(ev: _Evaluator, lanes: list[_Lane], parents: list[np.ndarray], cfg: EvolutionConfig,
-           rng: np.random.Generator) -> None:
+           share: ShareConfig, rng: np.random.Generator) -> None:
     """Each lane's next population: its parents and `cfg.population` new children under its limits (mutants and
-    crossovers, sized as `evolve` sizes them), every lane's proposals checked in one call per round and the children
-    stored to be scored in the caller's batch."""
-    genome, size = ev.genome, cfg.population
-    quota = {"mutate": int(round(cfg.mutation_share * size))}
-    quota["cross"] = max(0, size - quota["mutate"])
-    need = [dict(quota) for _ in lanes]
-    taken = [set(ev.keys[p].tolist()) for p in parents]
-    children = [[p] for p in parents]
+    crossovers, sized as `evolve` sizes them, of its parents and the next looser lane's `share.migrate` best), all
+    lanes' proposals made, repaired and checked together in each round and the children stored to be scored in the
+    caller's batch."""
+    genome, size, width = ev.genome, cfg.population, len(lanes)
+    mutants = int(round(cfg.mutation_share * size))
+    need = np.tile([mutants, max(0, size - mutants)], (width, 1))  # [lane, mutate / cross]
+    pools = [np.concatenate([p, parents[j + 1][: share.migrate]]) if j + 1 < width else p
+             for j, p in enumerate(parents)]
+    pool, pool_size = ev.rows[np.concatenate(pools)], np.array([len(p) for p in pools])
+    pool_start = np.cumsum(pool_size) - pool_size
+    maxima = np.stack([lane.maxima for lane in lanes], axis=1)  # [limits, lanes]
+    smallest = genome.encode([genome.space.smallest()])[0]
+    taken = np.concatenate([_tagged(ev.keys[p], j) for j, p in enumerate(parents)])  # (lane, arch) pairs
+    rate = np.stack([lane.rate for lane in lanes])
+    born_lane, born = [], []
     idle = 0
     for _ in range(cfg.sample_tries):
-        parts = [(j, kind) for j in range(len(lanes)) for kind in ("mutate", "cross") if need[j][kind] > 0]
-        if not parts or idle >= 3:
+        if not need.any() or idle >= 3:
             break
         idle += 1
-        batches = []
-        for j, kind in parts:
-            pool = ev.rows[parents[j]]
-            n = min(20 * size, int(np.ceil(1.2 * need[j][kind] / max(lanes[j].rate[kind], 0.02))) + 1)
-            if kind == "mutate":
-                batches.append(genome.mutate(pool[rng.integers(len(pool), size=n)], rng, cfg.mutation_prob))
-            else:
-                batches.append(genome.crossover(pool[rng.integers(len(pool), size=n)],
-                                                pool[rng.integers(len(pool), size=n)], rng))
-        rows = np.concatenate(batches)
-        _, values = ev.check(rows)
-        keys, matrix = genome.keys(rows), _values(ev, values)
-        chosen, start = [], 0
-        for (j, kind), batch in zip(parts, batches):
-            span = np.arange(start, start + len(batch))
-            start += len(batch)
-            span = span[lanes[j].under(matrix[:, span])]
-            got, hits, seen, want = [], 0, taken[j], need[j][kind]
-            for i, k in zip(span.tolist(), keys[span].tolist()):  # as evolve's _pick_parts
-                if k in seen:
-                    continue
-                hits += 1
-                if len(got) < want:
-                    seen.add(k)
-                    got.append(i)
-            lanes[j].rate[kind] = 0.5 * lanes[j].rate[kind] + 0.5 * hits / len(batch)
-            chosen.append(got)
-        at = np.unique(np.array([i for got in chosen for i in got], dtype=np.int64))
-        stored = ev.add(rows[at], {k: v[at] for k, v in values.items()}, keys[at], later=True)
-        for (j, kind), got in zip(parts, chosen):
-            if got:
-                children[j].append(stored[np.searchsorted(at, got)])
-                need[j][kind] -= len(got)
-                idle = 0
-    for lane, kids in zip(lanes, children):
-        lane.population = np.concatenate(kids)
+        count = np.where(need > 0, np.minimum(20 * size, np.ceil(1.2 * need / np.maximum(rate, 0.02)) + 1), 0)
+        count = count.astype(np.int64)
+        part = np.repeat(np.arange(2 * width), count.ravel())  # 2 * lane + kind, lane by lane
+        lane, cross = part // 2, (part % 2).astype(bool)
+        drawn = pool_start[lane, None] + (rng.random((len(part), 2)) * pool_size[lane, None]).astype(np.int64)
+        rows = pool[drawn[:, 0]]
+        rows[cross] = genome.crossover(rows[cross], pool[drawn[cross, 1]], rng)
+        rows[~cross] = genome.mutate(rows[~cross], rng, cfg.mutation_prob)
+        new = _first_new(_tagged(genome.keys(rows), lane), np.arange(len(rows)), taken)  # no repair for a copy
+        rows, lane, part = rows[new], lane[new], part[new]
+        rows, matrix, ok = _repair(ev, rows, maxima[:, lane], smallest, share.repair, rng)
+        keys = genome.keys(rows)
+        tagged = _tagged(keys, lane)
+        fresh = _first_new(tagged, np.flatnonzero(ok), taken)  # under the lane's limits and new to it
+        hits = np.bincount(part[fresh], minlength=2 * width).reshape(width, 2)
+        rate = np.where(count > 0, 0.5 * rate + 0.5 * hits / np.maximum(count, 1), rate)
+        rank = np.arange(len(fresh)) - np.searchsorted(part[fresh], part[fresh])  # within its part
+        got = fresh[rank < need.ravel()[part[fresh]]]
+        if not len(got):
+            continue
+        idle = 0
+        need -= np.bincount(part[got], minlength=2 * width).reshape(width, 2)
+        taken = np.concatenate([taken, tagged[got]])
+        born.append(ev.add(rows[got], {lim.name: matrix[i, got] for i, lim in enumerate(ev.limits)}, keys[got],
+                           later=True))
+        born_lane.append(lane[got])
+    by_lane = np.concatenate([np.zeros(0, dtype=np.int64), *born_lane])
+    stored = np.concatenate([np.zeros(0, dtype=np.int64), *born])
+    for j, (lane_, p) in enumerate(zip(lanes, parents)):
+        lane_.population = np.concatenate([p, stored[by_lane == j]])
+        lane_.rate = rate[j]
+
+
+def _first_new(tagged: np.ndarray, at: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """Of rows `at`, the first of each tagged key that is not in `taken`, in order."""
+    _, first = np.unique(tagged[at], return_index=True)
+    at = at[np.sort(first)]
+    return at[~np.isin(tagged[at], taken)]
+
+
+def _tagged(keys: np.ndarray, lane: np.ndarray | int) -> np.ndarray:
+    """Arch keys made distinct per lane (a lane's own key space), for one de-duplication over every lane."""
+    return keys ^ (np.asarray(lane, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _repair(ev: _Evaluator, rows: np.ndarray, maxima: np.ndarray, smallest: np.ndarray, steps: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`rows` (changed in place) with each one over its maxima (a column of `maxima` per row) moved, up to `steps`
+    times, one choice toward `smallest` (the space's smallest arch's row) at a random active gene where they
+    differ; the rows, their
+    limit values [limits, n] and which meet their maxima. A child that a few smaller choices bring under its budget
+    stays near the limit, where the best archs lie."""
+    _, values = ev.check(rows)
+    matrix = _values(ev, values)
+    ok = (matrix <= maxima).all(axis=0)
+    for _ in range(steps):
+        bad = np.flatnonzero(~ok)
+        movable = (rows[bad] != smallest) & ev.genome.active(rows[bad])
+        bad, movable = bad[movable.any(axis=1)], movable[movable.any(axis=1)]
+        if not len(bad):
+            break
+        column = np.argmax(rng.random(movable.shape) * movable, axis=1)
+        rows[bad, column] += np.sign(smallest[column] - rows[bad, column])
+        _, values = ev.check(rows[bad])
+        matrix[:, bad] = _values(ev, values)
+        ok[bad] = (matrix[:, bad] <= maxima[:, bad]).all(axis=0)
+    return rows, matrix, ok
 
 
 def _chunked(score: ScoreFn, size: int) -> ScoreFn:
