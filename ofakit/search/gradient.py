@@ -6,8 +6,8 @@ Each step forwards one subnet drawn from them through the relaxed supernet (`ofa
 point, and takes the gradient with respect to the probabilities there (ProxylessNAS's binarized paths, a
 straight-through estimate; `sampled=False` forwards the probability-weighted mix instead, as DARTS and FBNetV2). With
 frozen weights the mix is a network no subnet is: its cross-entropy favoured other choices than the subnets' own
-(on the reference bundle at 0.49 ms the sampled descent's picks scored ~0.8 points higher by the bundle's accuracy
-predictor). Adam descends, on batches of the data's `train` split,
+(on the reference bundle at 0.49 ms the sampled descent's candidates scored ~0.8 points higher by the bundle's
+accuracy predictor). Adam descends, on batches of the data's `train` split,
 
     loss = cross-entropy + lambda x sum over limits of E[cost] / limit,
 
