@@ -64,6 +64,14 @@ def atomic_write_npz(path: str | Path, *, compressed: bool = False, **arrays: An
             save(fh, **arrays)
 
 
+def file_version(path: str | Path) -> tuple[str, int, int, int]:
+    """What identifies a file's current content for a per-process cache: its resolved path, inode, mtime and size
+    (ofakit's saves are atomic renames, so a rewritten file is a new inode)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one JSON line and flush it, so that a killed run keeps every record written before. A line torn by a
     kill is ended first, so it stays one unreadable line instead of swallowing this record."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, BundleError, ConfigError
-from ofakit.io import atomic_path, atomic_write_json, read_json_file, read_user_mapped
+from ofakit.io import atomic_path, atomic_write_json, file_version, read_json_file, read_user_mapped
 from ofakit.predict.trees import check_gbm_arrays, gbm_predict, gbm_to_arrays
 from ofakit.schema import build
 from ofakit.space import SearchSpace, get_space
@@ -132,8 +132,7 @@ class AccuracyPredictor:
         arrays = read_user_mapped(weights, "accuracy predictor weights (safetensors)", lambda path: {
             k: v.astype(np.float64, copy=False) for k, v in load_file(path).items()})  # (its own, writable arrays)
         _check_arrays(info, arrays, str(weights))
-        files = tuple((str(f.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
-                      for f, st in ((f, f.stat()) for f in (meta_path, weights)))
+        files = (file_version(meta_path), file_version(weights))
         return cls(space=info.space, kind=info.kind, arrays=arrays, encoding=info.encoding, meta=info.meta,
                    loaded_from=files)
 

@@ -31,18 +31,16 @@ if TYPE_CHECKING:
 
 
 def _lut(device: str, space: str) -> Estimator:
-    import os
-
+    from ofakit.io import file_version
     from ofakit.latency.devices import get_device
     from ofakit.latency.table import table_path
 
-    path = table_path(device, space)
-    stat = os.stat(path)  # a rewritten table (a new file, as saves are atomic) is read again
-    return _lut_of(path, (stat.st_ino, stat.st_mtime_ns, stat.st_size), get_device(device).name, space)
+    path = table_path(device, space)  # a rewritten table (a new file version) is read again
+    return _lut_of(path, file_version(path), get_device(device).name, space)
 
 
 @lru_cache(maxsize=8)
-def _lut_of(path: Path, version: tuple[int, int, int], device: str, space: str) -> Estimator:
+def _lut_of(path: Path, version: tuple[str, int, int, int], device: str, space: str) -> Estimator:
     """The table's estimator, kept for the process: a second search on the same table reads and sums it again
     neither (its block sums, built on first use, stay with it: ~14 ms of each search's set-up on Note10's table)."""
     from ofakit.latency.estimate import LutEstimator
