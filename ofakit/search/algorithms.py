@@ -17,6 +17,7 @@ import numpy as np
 
 from ofakit.errors import ConfigError
 from ofakit.registry import Registry
+from ofakit.rng import Draws
 from ofakit.search.coarse_to_fine import coarse_to_fine
 from ofakit.search.constraints import Limit
 from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, aging_evolution, evolve, random_search
@@ -26,7 +27,7 @@ from ofakit.space.genome import Genome
 
 class Search(Protocol):
     def __call__(self, genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig, budget: int,
-                 rng: np.random.Generator, *, reward: Reward = ...) -> SearchResult: ...
+                 rng: Draws, *, reward: Reward = ...) -> SearchResult: ...
 
 
 ALGORITHMS: Registry[Search] = Registry("search algorithm")
@@ -37,7 +38,7 @@ def _hard_limits(name: str, search: Callable[..., SearchResult], *, archs: bool 
     budget as `cfg.generations`, random search (`archs`) in archs."""
 
     def run(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig, budget: int,
-            rng: np.random.Generator, *, reward: Reward = Reward()) -> SearchResult:
+            rng: Draws, *, reward: Reward = Reward()) -> SearchResult:
         if reward.kind != "hard":
             raise ConfigError(f"search algorithm {name!r} holds the limits as hard ones; the {reward.kind!r} reward "
                               "is the RL controller's: use --algorithm rl")
@@ -56,7 +57,7 @@ ALGORITHMS.add("rl", reinforce)
 
 
 def _gradient(genome: Genome, score: ScoreFn, limits: Sequence[Limit], budget: int,
-              rng: np.random.Generator) -> SearchResult:
+              rng: Draws) -> SearchResult:
     """The differentiable search on the supernet (`ofakit.search.gradient`, imports torch): the budget is its
     descent steps."""
     from ofakit.search.gradient import gradient_search

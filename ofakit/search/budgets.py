@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from ofakit.errors import ConfigError
+from ofakit.rng import Draws, Stream
 from ofakit.search.algorithms import ALGORITHMS
 from ofakit.search.constraints import Limit, feasible, parse_latency_ms
 from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, _Evaluator, _infeasible
@@ -89,9 +90,9 @@ def search_budgets(genome: Genome, score: ScoreFn, limits_at: Callable[[float], 
     if len(set(budgets)) != len(budgets):
         raise ConfigError(f"latency budgets must differ, got {', '.join(f'{b:g}' for b in budgets)}")
     if search is ALGORITHMS.get("evolution") and getattr(options.get("reward"), "kind", "hard") == "hard":
-        return shared_evolution(genome, score, limits_at, budgets, cfg, np.random.default_rng(seed), share)
+        return shared_evolution(genome, score, limits_at, budgets, cfg, Stream(seed), share)
     started = time.perf_counter()
-    runs = [search(genome, score, limits_at(b), cfg, budget, np.random.default_rng(seed), **options)
+    runs = [search(genome, score, limits_at(b), cfg, budget, Stream(seed), **options)
             for b in budgets]
     store, scores = _unique(genome, np.concatenate([r.rows for r in runs]), np.concatenate([r.scores for r in runs]))
     _, values = feasible(limits_at(max(budgets)), store)  # the costs do not depend on the budget: once
@@ -102,7 +103,7 @@ def search_budgets(genome: Genome, score: ScoreFn, limits_at: Callable[[float], 
 
 
 def shared_evolution(genome: Genome, score: ScoreFn, limits_at: Callable[[float], list[Limit]],
-                     budgets: Sequence[float], cfg: EvolutionConfig, rng: np.random.Generator,
+                     budgets: Sequence[float], cfg: EvolutionConfig, rng: Draws,
                      share: ShareConfig = ShareConfig()) -> tuple[list[SearchResult], int]:
     """Evolution under every budget at once over one store (see the module docstring); one result per budget, in
     the order given, and the number of distinct archs scored in all.
@@ -206,7 +207,7 @@ def _update_elites(ev: _Evaluator, lanes: list[_Lane], keep: int) -> None:
 
 
 def _first_populations(ev: _Evaluator, lanes: list[_Lane], cfg: EvolutionConfig,
-                       rng: np.random.Generator) -> list[np.ndarray]:
+                       rng: Draws) -> list[np.ndarray]:
     """`cfg.population` distinct random archs under each lane's limits (store indices), from one stream of draws (a
     tight lane's archs serve the looser ones too), scored in one batch. InfeasibleError names the limit no drawn
     arch, nor the space's smallest, met."""
@@ -249,7 +250,7 @@ def _distinct(at: np.ndarray, keys: np.ndarray, taken: set[int], want: int) -> n
 
 
 def _breed(ev: _Evaluator, lanes: list[_Lane], parents: list[np.ndarray], cfg: EvolutionConfig,
-           share: ShareConfig, rng: np.random.Generator) -> None:
+           share: ShareConfig, rng: Draws) -> None:
     """Each lane's next population: its parents and `cfg.population` new children under its limits (mutants and
     crossovers, sized as `evolve` sizes them, of its parents and the next looser lane's `share.migrate` best), all
     lanes' proposals made, repaired and checked together in each round and the children stored to be scored in the
@@ -317,7 +318,7 @@ def _tagged(keys: np.ndarray, lane: np.ndarray | int) -> np.ndarray:
 
 
 def _repair(ev: _Evaluator, rows: np.ndarray, maxima: np.ndarray, smallest: np.ndarray, steps: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng: Draws) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`rows` (changed in place) with each one over its maxima (a column of `maxima` per row) moved, up to `steps`
     times, one choice toward `smallest` (the space's smallest arch's row) at a random active gene where they
     differ; the rows, their

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ofakit.rng import Draws
 from ofakit.search.constraints import Limit
 from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, _Evaluator, _infeasible, _result
 from ofakit.space.genome import Genome
 
 
 def coarse_to_fine(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig,
-                   rng: np.random.Generator, keep: int = 5) -> SearchResult:
+                   rng: Draws, keep: int = 5) -> SearchResult:
     """Score the coarse grid, then spend `cfg.generations` batches of `cfg.population` mutations around the best
     `keep` feasible networks found so far."""
     started = time.perf_counter()

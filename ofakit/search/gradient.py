@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ofakit.errors import CapabilityError, ConfigError
+from ofakit.rng import Draws
 from ofakit.search.constraints import Limit, feasible
 from ofakit.search.evolution import SearchResult, _Evaluator, _infeasible, _result
 from ofakit.search.progress import SearchProgress
@@ -68,7 +69,7 @@ class GradientConfig:
             raise ConfigError(f"gradient search: finalists must be 0 or more, got {self.finalists}")
 
 
-def gradient_search(genome: Genome, score: object, limits: Sequence[Limit], rng: np.random.Generator,
+def gradient_search(genome: Genome, score: object, limits: Sequence[Limit], rng: Draws,
                     cfg: GradientConfig = GradientConfig(), *, steps: int = 150,
                     progress: bool | None = None) -> SearchResult:
     """The best of the argmax subnets the descent ends at, per resolution (see the module docstring).
@@ -283,7 +284,7 @@ def _one_hot_sample(p):  # noqa: ANN001, ANN202 - torch tensors
 
 
 def _sample(genome: Genome, resolution: int, logits: list[np.ndarray], layout: _Layout, n: int,
-            rng: np.random.Generator) -> np.ndarray:
+            rng: Draws) -> np.ndarray:
     """`n` rows drawn gene by gene from softmax(logits) at `resolution`."""
     rows = np.zeros((n, genome.width), dtype=np.int64)
     rows[:, int(genome.columns["resolution"][0])] = resolution

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ofakit.errors import ConfigError
+from ofakit.rng import Draws
 from ofakit.search.constraints import Limit
 from ofakit.search.evolution import EvolutionConfig, ScoreFn, SearchResult, _Evaluator, _infeasible, _result
 from ofakit.space.genome import Genome
@@ -84,7 +85,7 @@ class Controller:
         z = np.exp(self.logits - self.logits.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, n: int, rng: Draws) -> np.ndarray:
         """`n` rows, each gene drawn from its distribution (one uniform per gene, by inverse CDF)."""
         cdf = np.cumsum(self.probs(), axis=1)
         u = rng.random((n, self.genome.width))
@@ -120,7 +121,7 @@ class Controller:
 
 
 def reinforce(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: EvolutionConfig, budget: int,
-              rng: np.random.Generator, *, reward: Reward = Reward(), rl: RLConfig = RLConfig()) -> SearchResult:
+              rng: Draws, *, reward: Reward = Reward(), rl: RLConfig = RLConfig()) -> SearchResult:
     """`budget // rl.batch` updates of a batch of `rl.batch` sampled archs each; the best feasible arch sampled wins.
     `evaluations` counts the distinct archs scored (with the soft reward, infeasible ones too). `cfg` is unused: the
     registry's signature."""

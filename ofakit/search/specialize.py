@@ -14,6 +14,7 @@ import numpy as np
 from ofakit.bundle import read_bundle_info
 from ofakit.errors import ConfigError
 from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.rng import Stream
 from ofakit.search.algorithms import ALGORITHMS
 from ofakit.search.constraints import Limit, latency_limit, macs_limit, params_limit
 from ofakit.search.evolution import EvolutionConfig, SearchResult
@@ -117,7 +118,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
             cfg.score_images, cfg.score_calibration_images), progress=cfg.progress,
             expected=budget * max(1, len(budgets)))
         population = min(cfg.population, max(10, budget // 10))
-    rng = np.random.default_rng(cfg.seed)
+    rng = Stream(cfg.seed)
     generations = max(1, budget // population)
     ecfg = EvolutionConfig(population=population, generations=generations)
     setup_s = time.perf_counter() - started

@@ -14,6 +14,7 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError
+from ofakit.rng import Draws, Stream
 from ofakit.space.base import SearchSpace
 
 FIELDS = ("depths", "kernel_sizes", "expand_ratios", "width_mults")
@@ -44,7 +45,7 @@ class Genome:
         self._choices = np.empty(int(self.sizes.sum()), dtype=object)  # every gene's own values, one-hot order
         self._choices[:] = [v for g in self.genes for v in g.choices]
         # key = canonical row . key_weights (mod 2^64); gate_code: see _active_table
-        self.key_weights = np.random.default_rng(0x0FA).integers(1, 2**63, size=len(self.genes), dtype=np.uint64) | 1
+        self.key_weights = Stream(0x0FA).bits(len(self.genes)) | np.uint64(1)
         self.gate_code = self._active_table()
 
     @property
@@ -138,7 +139,7 @@ class Genome:
         (minimum-norm) solution on `spanning_rows`, whose one-hot codes span those of every row, checked, to 1e-6,
         on random rows; where that check fails, on random rows and checked again.
         """
-        rng = np.random.default_rng(seed)
+        rng = Stream(seed)
         check = self.sample(64, rng)
         want = np.asarray(features(self.decode(check)), dtype=np.float64)
         for fit in (self.spanning_rows(), self.sample(4 * int(self.sizes.sum()) + 64, rng)):
@@ -169,11 +170,11 @@ class Genome:
         return rows
 
     # -- variation --------------------------------------------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, n: int, rng: Draws) -> np.ndarray:
         """`n` uniformly random rows (every gene drawn independently)."""
         return (rng.random((n, self.width)) * self.sizes).astype(np.int64)
 
-    def mutate(self, rows: np.ndarray, rng: np.random.Generator, prob: float) -> np.ndarray:
+    def mutate(self, rows: np.ndarray, rng: Draws, prob: float) -> np.ndarray:
         """Each gene of each row redrawn with probability `prob` (one uniform per gene, then one per redrawn gene,
         in row order)."""
         r, c = np.nonzero(rng.random(rows.shape) < prob)
@@ -181,6 +182,6 @@ class Genome:
         out[r, c] = (rng.random(len(r)) * self.sizes[c]).astype(np.int64)
         return out
 
-    def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def crossover(self, a: np.ndarray, b: np.ndarray, rng: Draws) -> np.ndarray:
         """Each gene taken from `a` or `b` with equal probability."""
         return np.where(rng.random(a.shape) < 0.5, a, b)

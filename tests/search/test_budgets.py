@@ -11,6 +11,7 @@ import pytest
 
 from ofakit.cli.main import main
 from ofakit.errors import ConfigError
+from ofakit.rng import Stream
 from ofakit.search.algorithms import ALGORITHMS
 from ofakit.search.budgets import ShareConfig, arch_files, parse_latency_budgets, search_budgets
 from ofakit.search.constraints import macs_limit, params_limit
@@ -65,7 +66,7 @@ def test_other_algorithms_run_per_budget_and_each_pick_is_at_least_its_own_searc
     picks, scored = search_budgets(genome, score, limits_at, budgets, search, cfg, 300, seed=5)
     assert scored >= max(p.evaluations for p in picks)
     for b, pick in zip(budgets, picks):
-        single = search(genome, score, limits_at(b), cfg, 300, np.random.default_rng(5))
+        single = search(genome, score, limits_at(b), cfg, 300, Stream(5))  # as specialize seeds one budget
         assert space.macs(pick.best) <= b and space.params(pick.best) <= 6e6
         assert pick.score >= single.score and pick.costs["macs"] == space.macs(pick.best)
         assert pick.score == pytest.approx(float(score(genome.encode([pick.best]))[0]))
@@ -84,7 +85,7 @@ def test_evolution_shares_one_search_across_the_budgets():
     budgets = [300e6, 200e6, 400e6, 250e6, 350e6, 225e6]
     search, cfg = ALGORITHMS.get("evolution"), EvolutionConfig(population=30, generations=20)
     picks, scored = search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=5)
-    singles = [search(genome, score, limits_at(b), cfg, 600, np.random.default_rng(5)) for b in budgets]
+    singles = [search(genome, score, limits_at(b), cfg, 600, Stream(5)) for b in budgets]
     for b, pick in zip(budgets, picks):
         assert space.macs(pick.best) <= b and space.params(pick.best) <= 6e6
         assert pick.costs["macs"] == space.macs(pick.best) and len(pick.history) == 10

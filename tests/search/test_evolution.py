@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ofakit.errors import ConfigError
 from ofakit.search.coarse_to_fine import coarse_to_fine
 from ofakit.search.constraints import (InfeasibleError, Limit, arch_cost, macs_limit, params_limit, parse_count,
                                       parse_latency_ms)
@@ -123,3 +124,18 @@ def test_evolution_restarts_a_stalled_population():
     assert restarted.score == restarted.scores.max()
     again = evolve(genome, score, [limit], EvolutionConfig(population=20, generations=40, restart_after=2), rng(2))
     assert again.best == restarted.best and again.evaluations == restarted.evaluations
+
+
+def test_evolution_starts_from_the_best_of_its_first_draws():
+    """The first population is the best `population` of `first_draws` times as many random feasible archs: the
+    first generation's best is the best of all those draws, and more draws start no lower (the same stream)."""
+    space = get_space("ofa-mbv3-w1.0")
+    genome = Genome(space)
+    score, limit = linear_score(genome, 4), macs_limit(genome, 250e6)
+    runs = {k: evolve(genome, score, [limit], EvolutionConfig(population=20, generations=3, restart_after=0,
+                                                              first_draws=k), rng(5)) for k in (1.0, 3.0)}
+    assert runs[3.0].history[0] == pytest.approx(runs[3.0].scores[:60].max())
+    assert runs[1.0].history[0] == pytest.approx(runs[1.0].scores[:20].max())
+    assert runs[3.0].history[0] >= runs[1.0].history[0]  # the first 20 draws are the same rows in both
+    with pytest.raises(ConfigError, match=r"first_draws \(0.5\) at least 1"):
+        evolve(genome, score, [limit], EvolutionConfig(population=20, generations=3, first_draws=0.5), rng(5))
