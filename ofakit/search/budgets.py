@@ -15,11 +15,12 @@ stalled, keeps exploring it. Each budget runs 2.8/n of a single-budget search's 
 of all budgets are proposed, repaired, checked and scored together each generation, and each budget's pick is the
 best arch scored under it by any of them.
 
-Measured by `bench/many_budgets.py` (10 budgets; ~15,000 archs scored where each budget's own search scored ~4,600;
-2.5x and 2.9x one budget's time): on seeds 0-9 the picks were on median as good as their own single-budget searches
-or better (+0.18 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 4 in 100 on the
-reference bundle (the loosest budget, down to -0.19) and 16 in 100 on Note10's rugged stand-in predictor (down to
--1.38) fell more than 0.1 points below. On seeds 100-159 (Note10) and 100-129 (reference), where the settings were
+Measured by `bench/many_budgets.py` (10 budgets; ~15,000 archs scored where each budget's own search scored ~4,400;
+2.4x and 2.8x one budget's time): on seeds 0-9 the picks were on median as good as their own single-budget searches
+or better (+0.04 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 2 in 100 on the
+reference bundle (down to -0.14) and 34 in 100 on Note10's rugged stand-in predictor (down to -1.46) fell more than
+0.1 points below. (Before evolution's single search started from the best half of twice its population, the same
+shared search missed 4 and 16 in 100.) On seeds 100-159 (Note10) and 100-129 (reference), where the settings were
 chosen, at the same time as the shared search without the looser budgets' parents, repair, half mutation rate and
 second population at the loosest budget (which had it at the tightest): 11 in 300 below on the reference bundle
 against 23, 140 in 600 on Note10 against 144. With a fraction of the work per budget, the search does not match a
@@ -41,7 +42,8 @@ against 3). On seeds 100-159 (Note10) / 100-129 (reference): half-size populatio
 mutation (190 in 600), ranking proposals by a linear fit of the scores so far before scoring (no change), each
 budget breeding from its own population only for its first 5 or 8 generations (75-108 in 300 against 57-76), a
 second population at both ends (no better), repair without the looser parents or the reverse (reference: 10 and 17
-in 300 against 6).)
+in 300 against 6), each population's first draws as evolve's (the best half of twice as many: seeds 0-9, 33 and 3 in
+100 against 34 and 2, the reference bundle's time 3.2x one budget's).)
 """
 from __future__ import annotations
 
