@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import numpy as np
-
 from ofakit.errors import ConfigError
 from ofakit.registry import Registry
 from ofakit.rng import Draws
