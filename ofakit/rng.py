@@ -38,9 +38,8 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 
 def _count(size: int | tuple[int, ...] | None) -> int:
-    if size is None:
-        return 1
-    return int(np.prod(size)) if isinstance(size, tuple) else int(size)
+    """How many draws a NumPy-style `size` (None, an int, or a shape) asks for."""
+    return 1 if size is None else int(np.prod(size))
 
 
 class Stream:

@@ -26,6 +26,7 @@ def test_floats_are_uniform_in_the_unit_interval():
     chi2 = float(((counts - 10_000) ** 2 / 10_000).sum())
     assert chi2 < 50  # 19 degrees of freedom: p ~ 1e-4
     assert isinstance(Stream(0).random(), float)
+    assert Stream(0).random([2, 3]).shape == (2, 3) and Stream(0).random(0).shape == (0,)
 
 
 def test_integers_cover_their_range_uniformly():
