@@ -216,8 +216,9 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
     random feasible archs (a restart, as restart GAs and IPOP-CMA-ES do): every arch scored stays in the store, so the
     pick is the best of all runs. The old best is not carried into the new population: it would lead the parents
     back into the basin that stalled (on MIT's tutorial predictor at Note10 25 ms, restarting after 10, seed 4
-    stayed at 0.0606 with it kept, below MIT's 0.0648, and reached 0.0767 without it). Restart after 8 stalled generations was the best of 3,
-    5, 8, 10, 15, 20 on that bench's 5 seeds (`bench/search_speed.py`).
+    stayed at 0.0606 with it kept, below MIT's 0.0648, and reached 0.0767 without it). Restart after 8 stalled
+    generations was the best of 3, 5, 8, 10, 15, 20 on that bench's 5 seeds (`bench/search_speed.py`); with the first
+    draws below, 5 and 12 were no better over seeds 100-159.
 
     The first population, and each restart's, is the best half of twice as many random feasible archs
     (`first_draws`): the parents start higher, and a restarted run climbs back sooner. On the same bench's predictor
