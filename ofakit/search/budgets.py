@@ -205,7 +205,7 @@ def _update_elites(ev: _Evaluator, lanes: list[_Lane], keep: int) -> None:
             since = lane.elites_seen
             values = _values(ev, {name: v[since : ev.n] for name, v in ev.costs.items()})
             pool = np.concatenate([lane.elites, since + np.flatnonzero(lane.under(values))])
-            lane.elites, lane.elites_seen = pool[np.argsort(-ev.scores[pool], kind="stable")[:keep]], ev.n
+            lane.elites, lane.elites_seen = ev.top(pool, keep), ev.n
 
 
 def _first_populations(ev: _Evaluator, lanes: list[_Lane], cfg: EvolutionConfig,

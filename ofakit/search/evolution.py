@@ -116,6 +116,10 @@ class _Evaluator:
             self.scored = self.n
             self.anytime.append((self.n, self.best, time.perf_counter() - self.started))
 
+    def top(self, index: np.ndarray, n: int) -> np.ndarray:
+        """The `n` best-scored of the store indices `index`, best first (ties in the given order)."""
+        return index[np.argsort(-self.scores[index], kind="stable")[:n]]
+
     def add_feasible(self, rows: np.ndarray) -> np.ndarray:
         """Check `rows` and store the feasible ones; their store indices."""
         mask, values = self.check(rows)
@@ -234,9 +238,8 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
     ev = _Evaluator(genome, score, limits)
 
     def first_population() -> np.ndarray:
-        drawn = _first_population(ev, max(cfg.population, int(round(cfg.first_draws * cfg.population))), rng,
-                                  cfg.sample_tries)
-        return drawn[np.argsort(-ev.scores[drawn], kind="stable")[: cfg.population]]
+        drawn = _first_population(ev, int(round(cfg.first_draws * cfg.population)), rng, cfg.sample_tries)
+        return ev.top(drawn, cfg.population)
 
     population = first_population()
     n_parents = max(2, int(round(cfg.parents * cfg.population)))
@@ -245,11 +248,11 @@ def evolve(genome: Genome, score: ScoreFn, limits: Sequence[Limit], cfg: Evoluti
     rate = {"mutate": 1.0, "cross": 1.0}  # share of the last batch that was feasible and new
     history, stalled, top = [], 0, -np.inf  # top: the best of the population since its last restart
     for _ in range(cfg.generations):
-        parents = population[np.argsort(-ev.scores[population], kind="stable")[:n_parents]]
+        parents = ev.top(population, n_parents)
         stalled, top = (stalled + 1, top) if ev.scores[parents[0]] <= top else (0, float(ev.scores[parents[0]]))
         if cfg.restart_after and stalled >= cfg.restart_after:  # stuck: start again from fresh random archs
             population, stalled = first_population(), 0
-            parents = population[np.argsort(-ev.scores[population], kind="stable")[:n_parents]]
+            parents = ev.top(population, n_parents)
             top = float(ev.scores[parents[0]])
         history.append(max(top, history[-1]) if history else top)  # the best so far (the store keeps it)
         pool = ev.rows[parents]
