@@ -66,6 +66,8 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     reward = Reward(cfg.reward, cfg.mnas_w)
     if cfg.budget is not None and cfg.budget < 1:
         raise ConfigError(f"--budget must be positive, got {cfg.budget}")
+    if not 0 <= cfg.seed < 2**64:
+        raise ConfigError(f"--seed must be 0 or more (below 2^64), got {cfg.seed}")
     budgets = cfg.latency_budgets or ((cfg.latency_ms,) if cfg.latency_ms is not None else ())
     if verify and len(budgets) > 1:
         raise ConfigError("--verify measures one subnet: give one latency budget")

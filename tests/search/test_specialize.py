@@ -107,6 +107,7 @@ def test_the_cli_corrects_drift_by_default_and_no_drift_keeps_the_tables_numbers
     (["--device", "note10", "--macs", "3 hundred"], ["cannot read MACs"]),
     (["--device", "note10", "--latency", "30ms", "--algorithm", "evolutoin"],
      ["unknown search algorithm 'evolutoin'", "Did you mean 'evolution'"]),
+    (["--device", "note10", "--latency", "30ms", "--seed", "-1"], ["--seed must be 0 or more", "got -1"]),
 ])
 def test_user_mistakes(tmp_path, capsys, argv, fragments):
     bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.2")
