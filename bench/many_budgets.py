@@ -7,7 +7,8 @@ Each timed call is `specialize()` in a fresh process (the module imported before
 step and lazy import inside the call counted), one budget and many budgets alternating, `--repeats` times each; the
 figure is the ratio of the medians. Then, in this process, every budget is searched on its own with the same seed, and
 its predicted score compared with the many-budget run's pick for it; with `--quality-seeds N`, for N seeds from
-`--seed` on (the timed runs use `--seed`).
+`--seed` on (the timed runs use `--seed`). With two seeds or more it also counts how often one seed's single-budget
+search falls more than 0.1 points below another seed's: the search's own noise, which the misses are read against.
 
     python -m bench.many_budgets                                  # note10, MIT's tutorial predictor, 20-40 ms
     python -m bench.many_budgets --bundle ofa-mbv3-cifar10 --device cpu-ort --latency 0.4ms:1.2ms:10 --single 0.8ms
@@ -141,11 +142,23 @@ def main(argv: list[str] | None = None) -> None:
         "quality_seeds": [{k: q[k] for k in ("seed", "worst_gap_points", "below_0.1", "pick_minus_alone_points")}
                           for q in quality],
         "quality_below_0.1": f"{sum(q['below_0.1'] for q in quality)} of {len(budgets) * len(quality)}",
+        **_noise_floor(quality),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
                     "load_average_before": [round(x, 2) for x in load],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
     }
     print(json.dumps(out))
+
+
+def _noise_floor(quality: list[dict]) -> dict:
+    """How often one single-budget search falls more than 0.1 points below another seed's (seed i's against seed
+    i+1's, cyclically): the search's own noise, against which the many-budget misses are read. Needs 2 seeds."""
+    if len(quality) < 2:
+        return {}
+    nxt = quality[1:] + quality[:1]
+    pairs = [100 * (a - b) for q, r in zip(quality, nxt) for a, b in zip(q["alone"], r["alone"])]
+    return {"single_vs_other_seed_below_0.1": f"{sum(g < -0.1 for g in pairs)} of {len(pairs)}",
+            "single_vs_other_seed_worst_points": round(min(pairs), 4)}
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ Measured by `bench/many_budgets.py` (10 budgets; ~15,000 archs scored where each
 or better (+0.04 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 2 in 100 on the
 reference bundle (down to -0.14) and 34 in 100 on Note10's rugged stand-in predictor (down to -1.46) fell more than
 0.1 points below. (Before evolution's single search started from the best half of twice its population, the same
-shared search missed 4 and 16 in 100.) On seeds 100-159 (Note10) and 100-129 (reference), where the settings were
+shared search missed 4 and 16 in 100.) That bar lies inside the single search's own noise: on the same seeds a single
+search fell more than 0.1 points below the next seed's single search in 4 and 42 of 100 (budget, seed) pairs. On seeds 100-159 (Note10) and 100-129 (reference), where the settings were
 chosen, at the same time as the shared search without the looser budgets' parents, repair, half mutation rate and
 second population at the loosest budget (which had it at the tightest): 11 in 300 below on the reference bundle
 against 23, 140 in 600 on Note10 against 144. With a fraction of the work per budget, the search does not match a
@@ -31,7 +32,8 @@ of pairs).
 Other algorithms run once per budget exactly as a single-budget search with the same seed would, and every budget's
 pick is the best arch scored under it by any of the runs, so each pick is at least as good as its own search's.
 
-(Measured and dropped: a chain from the loosest budget to the tightest, each starting from the best archs scored so
+(Measured and dropped: the work split over 2 or 3 independent shared searches, each pick the best of them (Note10, seeds
+100-129: 137 and 106 in 300 below, against 92: each gets too few generations); a chain from the loosest budget to the tightest, each starting from the best archs scored so
 far under it with a quarter of the generations, took 2.1-3.1x one budget's time for 10 budgets, but its worst pick
 was 0.14-0.79 points below the budget's own search on 5 of 6 (setting, seed) pairs. In the shared search, counting
 picks more than 0.1 points below their own search: 5 archive archs among the parents instead of 25 (Note10: 11 in 40
