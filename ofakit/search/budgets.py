@@ -2,32 +2,35 @@
 "Once-for-All", ICLR 2020) without one process per scenario.
 
 Everything a search needs is set up once (bundle, table, drift, predictor, genome). With evolution (the default) the
-budgets then share one search (`shared_evolution`): one evolution per budget, run generation by generation side by
-side over one store of scored archs, each breeding children that meet its own budget, with the best archs scored so
-far under its budget (by any of them) competing with its population for parents, as an island model with an archive
-would (Whitley et al., "The island model genetic algorithm", 1998). An arch feasible at 0.5 ms is feasible at 0.6 ms,
-so a tight budget's finds seed the looser ones, and a loose budget's children that land under a tighter limit count
-there. The other way round, each budget also breeds from the next looser budget's best parents, and a child over
-its limit takes a few steps toward the space's smallest arch before it is dropped (a repair, as constrained genetic
-algorithms do), so a loose budget's finds reach the tighter ones near their limit, where the best archs lie. The
-loosest budget gets no such help from above; a second population there, without the archive and restarting when
-stalled, keeps exploring it. Each budget runs 2.8/n of a single-budget search's archs (`ShareConfig`), the children
-of all budgets are proposed, repaired, checked and scored together each generation, and each budget's pick is the
-best arch scored under it by any of them.
+budgets then share one search (`shared_evolution`): one evolution per budget, run generation by generation side by side
+over one store of scored archs, each breeding children that meet its own budget, with the best archs scored so far under
+its budget (by any of them) competing with its population for parents, as an island model with an archive would (Whitley
+et al., "The island model genetic algorithm", 1998). An arch feasible at 0.5 ms is feasible at 0.6 ms, so a tight
+budget's finds seed the looser ones, and a loose budget's children that land under a tighter limit count there. The
+other way round, each budget also breeds from the next looser budget's best parents, and a child over its limit takes a
+few steps toward the space's smallest arch before it is dropped (a repair, as constrained genetic algorithms do), so a
+loose budget's finds reach the tighter ones near their limit, where the best archs lie. The loosest budget gets no such
+help from above; a second population there, without the archive and restarting when stalled, keeps exploring it. Each
+budget runs 2.8/n of a single-budget search's archs (`ShareConfig`), the children of all budgets are proposed, repaired,
+checked and scored together each generation. Last, each budget's best arch is polished by steepest ascent over its
+one-gene changes under the budget (a local search after the genetic one, as memetic algorithms do; Moscato, 1989), all
+budgets' in one batch a round, at most 5 rounds and about 6 % more archs. Each budget's pick is the best arch scored
+under it by any of them.
 
-Measured by `bench/many_budgets.py` (10 budgets; ~15,000 archs scored where each budget's own search scored ~4,400; 2.4x
-and 2.8x one budget's time): on seeds 0-9 the picks were on median as good as their own single-budget searches or better
-(+0.04 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle), but 2 in 100 on the reference bundle
-(down to -0.14) and 34 in 100 on Note10's rugged stand-in predictor (down to -1.46) fell more than 0.1 points below.
-(Before evolution's single search started from the best half of twice its population, the same shared search missed 4
-and 16 in 100.) That bar lies inside the single search's own noise: on the same seeds a single search fell more than 0.1
-points below the next seed's single search in 4 and 42 of 100 (budget, seed) pairs. On seeds 100-159 (Note10) and
-100-129 (reference), where the settings were chosen, at the same time as the shared search without the looser budgets'
-parents, repair, half mutation rate and second population at the loosest budget (which had it at the tightest): 11 in
-300 below on the reference bundle against 23, 140 in 600 on Note10 against 144. With a fraction of the work per budget,
-the search does not match a lucky single run everywhere on a rugged score: its misses fall with more work (Note10, seeds
-100-129: 25 in 300 at 4.5 single searches' archs, 15 at 6; a single search with 4x the generations still falls below
-another seed's in 8 % of pairs).
+Measured by `bench/many_budgets.py` (10 budgets; ~15,400-16,400 archs scored where each budget's own search scored
+~4,400; 2.5x and 2.9x one budget's time): on seeds 0-9 the picks were on median as good as their own single-budget
+searches or better (+0.22 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle); none of 100 on
+the reference bundle fell more than 0.1 points below (worst -0.10), but 27 in 100 on Note10's rugged stand-in predictor
+did (down to -1.27). That bar lies inside the single search's own noise: on the same seeds a single search fell more
+than 0.1 points below the next seed's single search in 4 and 42 of 100 (budget, seed) pairs. The polish took the misses
+from 2 and 34 in 100 to 0 and 27 (on the tuning seeds 100-129: from 14 to 6 in 300 on the reference bundle, from 92 to
+54 on Note10; 2, 3 and 8 rounds: 8, 7, 5 and 64, 57, 49). Before the polish, on seeds 100-159 (Note10) and 100-129
+(reference), where the settings were chosen, at the same time as the shared search without the looser budgets' parents,
+repair, half mutation rate and second population at the loosest budget (which had it at the tightest): 11 in 300 below
+on the reference bundle against 23, 140 in 600 on Note10 against 144. With a fraction of the work per budget, the search
+does not match a lucky single run everywhere on a rugged score: its misses fall with more work (Note10, seeds 100-129:
+25 in 300 at 4.5 single searches' archs, 15 at 6; a single search with 4x the generations still falls below another
+seed's in 8 % of pairs).
 
 Other algorithms run once per budget exactly as a single-budget search with the same seed would, and every budget's
 pick is the best arch scored under it by any of the runs, so each pick is at least as good as its own search's.
@@ -78,6 +81,10 @@ class ShareConfig:
     repair: int = 6  # steps (one gene one choice toward the space's smallest arch) that may bring a child under
     # its budget before it is dropped: a looser budget's parents breed children near the tighter limit
     explore: bool = True  # a second population at the loosest budget, without the archive (as long as the others)
+    polish: int = 5  # then rounds of steepest ascent from each budget's best over its one-gene changes under the
+    # budget (0: none); a tighter budget's polished best is a looser one's start when it scores higher
+    polish_share: float = 0.1  # no new round that would take the polish, at the last round's size, past this share
+    # of the archs bred before it (a small search is not swamped by its budgets' neighbourhoods)
 
 
 def search_budgets(genome: Genome, score: ScoreFn, limits_at: Callable[[float], list[Limit]],
@@ -156,6 +163,7 @@ def shared_evolution(genome: Genome, score: ScoreFn, limits_at: Callable[[float]
             lane.history.append(max(lane.top, lane.history[-1]) if lane.history else lane.top)
         _breed(ev, lanes, parents, cfg, share, rng)
         ev.score_new()  # the children of every budget in one call
+    _polish(ev, [own[b] for b in sorted(budgets)], share.polish, share.polish_share * ev.n)
     store, scores = ev.rows[: ev.n], ev.scores[: ev.n]
     values = {name: v[: ev.n] for name, v in ev.costs.items()}
     picks = []
@@ -193,6 +201,51 @@ class _Lane:
         else:
             self.stalled += 1
         return best
+
+
+def _polish(ev: _Evaluator, lanes: list[_Lane], rounds: int, most: float) -> None:
+    """Up to `rounds` rounds of steepest ascent, none begun that would, at the last round's size, store more than
+    `most` archs in all. Each round, every lane's best stored arch under its limits whose one-gene changes were not
+    tried yet has them all checked, those under its limits are stored, and all lanes' are scored in one batch. A lane
+    stops when its best is a local optimum (every one-gene change under its limits scores no higher); a tighter
+    lane's better find, under the looser limits too, becomes the looser lane's start."""
+    genome = ev.genome
+    gene = np.repeat(np.arange(genome.width), genome.sizes)  # every (gene, choice) pair
+    choice = np.concatenate([np.arange(n) for n in genome.sizes])
+    tried: set[tuple[int, int]] = set()  # (lane, store index) whose one-gene changes under the lane were checked
+    before, last = ev.n, 0  # last: archs the last round stored
+    for _ in range(rounds):
+        if ev.n - before + last > most:
+            return
+        round_start = ev.n
+        starts, lane_of = [], []
+        stored = _values(ev, {name: v[: ev.n] for name, v in ev.costs.items()})
+        for j, lane in enumerate(lanes):
+            under = np.flatnonzero(lane.under(stored))
+            best = int(under[np.argmax(ev.scores[under])]) if len(under) else -1
+            if best >= 0 and (j, best) not in tried:
+                tried.add((j, best))
+                starts.append(best)
+                lane_of.append(j)
+        if not starts:
+            return
+        rows = ev.rows[np.array(starts)]
+        active = genome.active(rows)
+        keep = (choice[None, :] != rows[:, gene]) & active[:, gene]  # [start, pair]: a real change of an active gene
+        at, pair = np.nonzero(keep)
+        changed = rows[at]
+        changed[np.arange(len(at)), gene[pair]] = choice[pair]
+        maxima = np.stack([lanes[j].maxima for j in lane_of], axis=1)[:, at]  # [limits, row]
+        _, values = ev.check(changed)
+        ok = (_values(ev, values) <= maxima).all(axis=0)
+        keys = genome.keys(changed)
+        new = np.array([i for i in np.flatnonzero(ok) if int(keys[i]) not in ev.index], dtype=np.int64)
+        if len(new):
+            _, first = np.unique(keys[new], return_index=True)
+            new = new[np.sort(first)]
+            ev.add(changed[new], {k: v[new] for k, v in values.items()}, keys[new], later=True)
+            ev.score_new()
+        last = ev.n - round_start
 
 
 def _values(ev: _Evaluator, values: dict[str, np.ndarray]) -> np.ndarray:

@@ -102,6 +102,37 @@ def test_evolution_shares_one_search_across_the_budgets():
         search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=5, share=ShareConfig(population=0))
 
 
+def test_polish_leaves_each_pick_a_local_optimum():
+    """With rounds enough, every pick scores at least as well as each of its one-gene changes under its budget (none
+    of which a shorter polish guarantees: without it some pick here has a better neighbour); a small search's polish
+    stops at its share of the archs."""
+    from ofakit.search.constraints import feasible
+
+    space, genome, score, limits_at = macs_setting()
+    budgets = [200e6, 300e6, 250e6]
+    search, cfg = ALGORITHMS.get("evolution"), EvolutionConfig(population=30, generations=20)
+
+    def better_neighbours(picks):
+        count = 0
+        for b, pick in zip(budgets, picks):
+            row = genome.encode([pick.best])[0]
+            changed = np.array([np.where(np.arange(genome.width) == j, c, row) for j in range(genome.width)
+                                for c in range(genome.sizes[j]) if c != row[j] and genome.active(row[None])[0, j]])
+            ok, _ = feasible(limits_at(b), changed)
+            count += int((score(changed[ok]) > pick.score + 1e-12).sum())
+        return count
+
+    plain, n_plain = search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=3,
+                                    share=ShareConfig(polish=0))
+    assert better_neighbours(plain) > 0
+    polished, n_polished = search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=3,
+                                          share=ShareConfig(polish=1000, polish_share=1e9))
+    assert better_neighbours(polished) == 0
+    assert all(p.score >= q.score for p, q in zip(polished, plain))
+    _, n_capped = search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=3)
+    assert n_plain < n_capped <= n_plain + 2 * 0.1 * n_plain < n_polished
+
+
 def test_repair_brings_children_under_their_own_budget():
     """Rows over a lane's limit move toward the smallest arch until under it (each its own lane's limit); rows
     already under are left as they were, and a row with no steps left stays over."""
