@@ -130,6 +130,8 @@ def shared_evolution(genome: Genome, score: ScoreFn, limits_at: Callable[[float]
         raise ConfigError(f"work ({share.work}) must be positive, min_generations ({share.min_generations}) at least 1 "
                           f"and elites ({share.elites}), migrate ({share.migrate}) and repair ({share.repair}) at "
                           "least 0")
+    if share.polish < 0 or not share.polish_share >= 0:
+        raise ConfigError(f"polish ({share.polish}) and polish_share ({share.polish_share}) must be at least 0")
     if not 0 < share.population <= 1 or not 0 <= share.mutation_prob <= 1:
         raise ConfigError(f"population ({share.population}) must be in (0, 1] and mutation_prob "
                           f"({share.mutation_prob}) in [0, 1]")

@@ -131,6 +131,8 @@ def test_polish_leaves_each_pick_a_local_optimum():
     assert all(p.score >= q.score for p, q in zip(polished, plain))
     _, n_capped = search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=3)
     assert n_plain < n_capped <= n_plain + 2 * 0.1 * n_plain < n_polished
+    with pytest.raises(ConfigError, match=r"polish \(-1\) and polish_share \(0.1\) must be at least 0"):
+        search_budgets(genome, score, limits_at, budgets, search, cfg, 600, seed=3, share=ShareConfig(polish=-1))
 
 
 def test_repair_brings_children_under_their_own_budget():
