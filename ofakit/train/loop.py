@@ -15,7 +15,6 @@ checkpoint), `train_step` until the recipe's last step, `end_step` (stage-end ev
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet
 from ofakit.supernet.sort import sort_channels
 from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
+from ofakit.train.clock import RunClock
 from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
 from ofakit.train.data import iterate_batches, load_dataset
 from ofakit.train.distill import make_teacher, soft_cross_entropy
@@ -164,17 +164,19 @@ class Trainer:
             if self.set_up():
                 return self.already_finished()
             self.resume()
-            self.started = time.perf_counter()
+            self.clock = RunClock().start()
             self.report = RunReport(self.run_dir, self.total_steps, self.step, main=self.processes.main,
                                     progress=self.progress)
             try:
                 while self.step < self.total_steps:
                     plan = self.train_step()
+                    self.clock.tick()
                     self.end_step(plan)
                     if self.on_step is not None:
                         self.on_step(self.step)
             finally:
                 self.report.close()
+                self.clock.close()
             return self.finish()
         finally:
             self.lock.release()
@@ -399,7 +401,8 @@ class Trainer:
                                   channels_last=self.cfg.channels_last)
 
     def _elapsed(self) -> float:
-        return self.train_seconds + time.perf_counter() - self.started
+        """Training seconds of the whole run: the checkpoint's, then this process's (stopped time left out)."""
+        return self.train_seconds + self.clock.elapsed()
 
     # finish
 

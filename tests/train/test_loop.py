@@ -163,6 +163,22 @@ def test_a_resumed_run_logs_each_step_once(tmp_path):
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in ref])
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP/SIGCONT on this platform")
+def test_a_stopped_run_does_not_count_the_stop_as_training(tmp_path):
+    """Stopped for 2 s inside a step (as `kill -STOP`, then `kill -CONT`, or Ctrl-Z and `fg`): the bundle's and the
+    checkpoints' train_seconds leave the stop out."""
+    def stop_once(step: int) -> None:
+        if step == 5:
+            subprocess.Popen(["sh", "-c", f"sleep 2; kill -CONT {os.getpid()}"])
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    started = time.perf_counter()
+    bundle, _ = run_training(recipe_from_dict(tiny_recipe()), tmp_path / "run", progress=False, on_step=stop_once)
+    wall = time.perf_counter() - started
+    _, info = load_bundle(bundle)
+    assert wall > 2.0 and info.training["train_seconds"] < wall - 1.5
+
+
 def test_refusals(tmp_path):
     cfg = recipe_from_dict(tiny_recipe(stages=[{"name": "a", "sampler": "largest", "epochs": 1, "max_steps": 1}]))
     run_training(cfg, tmp_path / "run", progress=False)
