@@ -92,6 +92,14 @@ def test_unknown_keys_and_space(tmp_path):
         read_bundle_info(tmp_path)
 
 
-def test_save_leaves_no_temporary_files(tmp_path):
+def test_save_leaves_no_temporary_files_and_readable_ones(tmp_path):
+    """No temporary file stays; the weights get the permissions any other file would (safetensors alone makes them
+    0600, unreadable to the other users of a shared machine)."""
+    import os
+
     save_bundle(tmp_path, build_supernet("tiny"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "supernet.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        "bundle.json": 0o666 & ~umask, "supernet.safetensors": 0o666 & ~umask}

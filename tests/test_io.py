@@ -36,10 +36,16 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_atomic_write_gives_the_permissions_open_would(tmp_path):
+    """Also where the writer makes the temporary file anew with its own mode (safetensors writes 0600)."""
     atomic_write_text(tmp_path / "a.txt", "x")
+    with atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    for name in ("a.txt", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_atomic_write_npz_holds_no_pickles(tmp_path):
