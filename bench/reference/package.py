@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="data whose val split is the test set (all of it is used); default: " + DATA_HELP)
     p.add_argument("--calib-data", required=True, help="data whose train split recalibrates BN")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--recipe", default="recipes/ofa-mbv3-cifar10-cpu90.yaml")
+    p.add_argument("--recipe", default="recipes/ofa-mbv3-cifar10-long.yaml", help="the recipe the run trained "
+                   "from, as bundle.json should name it (default: %(default)s, issue 20's)")
     p.add_argument("--calib-images", type=int, default=2048, help="training images shipped for BN recalibration")
     p.add_argument("--check-images", type=int, default=1000, help="test images shipped for top-1 checks")
     p.add_argument("--wall-minutes", type=float, help="wall-clock minutes from the start of `ofakit train` to its "
@@ -68,9 +69,11 @@ def main(argv: list[str] | None = None) -> None:
                 "held out (500 per class, seed 0, bench/reference/split.py) to fit the accuracy predictor",
         "train_minutes": train_minutes,
         "wall_time_minutes": args.wall_minutes or train_minutes,
-        "machine": {"cpu": host_cpu(), "cores": os.cpu_count(), "device": "cpu", "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "world_size": run_info.get("world_size", 1)},
+        # the machine the run ended on, as the training loop recorded it (its GPU included), else this one
+        "machine": {**(info.training.get("machine") or {"cpu": host_cpu(), "cores": os.cpu_count(), "device": "cpu",
+                                                         "torch": torch.__version__,
+                                                         "threads": torch.get_num_threads()}),
+                    "python": platform.python_version(), "world_size": run_info.get("world_size", 1)},
     }
     metrics = {
         **info.metrics,
