@@ -240,13 +240,7 @@ def _polish(ev: _Evaluator, lanes: list[_Lane], rounds: int, most: float) -> Non
         maxima = np.stack([lanes[j].maxima for j in lane_of], axis=1)[:, at]  # [limits, row]
         _, values = ev.check(changed)
         ok = (_values(ev, values) <= maxima).all(axis=0)
-        keys = genome.keys(changed)
-        new = np.array([i for i in np.flatnonzero(ok) if int(keys[i]) not in ev.index], dtype=np.int64)
-        if len(new):
-            _, first = np.unique(keys[new], return_index=True)
-            new = new[np.sort(first)]
-            ev.add(changed[new], {k: v[new] for k, v in values.items()}, keys[new], later=True)
-            ev.score_new()
+        ev.add(changed[ok], {k: v[ok] for k, v in values.items()})  # stores and scores the new archs only
         last = ev.n - round_start
 
 
