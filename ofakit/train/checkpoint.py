@@ -1,4 +1,5 @@
-"""Training checkpoints: safetensors for weights and optimizer state, JSON for the rest; atomic; last two kept.
+"""Training checkpoints: safetensors for weights and optimizer state, JSON for the rest; atomic; the last two kept,
+and the last of every finished stage (where a later run can start from: `init: RUN/checkpoints/step-N`).
 
     RUN_DIR/checkpoints/step-00000200/
       model.safetensors   supernet state dict
@@ -84,7 +85,8 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], plain: OptimizerRecord) -
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     state: CheckpointState) -> Path:
-    """Write checkpoint `state.step` atomically (with the torch RNG state) and delete all but the newest KEEP."""
+    """Write checkpoint `state.step` atomically (with the torch RNG state) and delete the older ones, except the newest
+    KEEP and each stage's last."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
@@ -104,9 +106,18 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    for old in list_checkpoints(run_dir)[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
+    kept = list_checkpoints(run_dir)
+    for old, newer in zip(kept[:-KEEP], kept[1:]):
+        if _stage_of(old) == _stage_of(newer):
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _stage_of(path: Path) -> str | None:
+    try:
+        return json.loads((path / "state.json").read_text()).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

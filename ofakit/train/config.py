@@ -33,7 +33,7 @@ class StageConfig:
     depth: tuple[int, ...] | None = None
     width: tuple[float, ...] | None = None  # ResNet space only
     subnets_per_step: int = 1  # progressive/uniform: subnets per step; sandwich: random ones besides the extremes
-    kd_weight: float = 0.0  # progressive: weight of distillation from the teacher (the full network)
+    kd_weight: float = 0.0  # progressive, largest, fixed: weight of distillation from the teacher
     kd_temperature: float = 1.0  # temperature of the soft targets (teacher or, in sandwich, the largest subnet)
     max_steps: int | None = None  # cap on optimizer steps (smoke runs, tests)
     arch: ArchConfig | None = None  # fixed: the one subnet every step trains, at its resolution (fine-tuning)
@@ -67,10 +67,11 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm
     grad_accum: int = 1
     augment: bool = True  # random crop + horizontal flip
+    cutout: int = 0  # with augment: one square of this side (pixels of the stored images) per image set to the mean
     image_size: int = 224  # ImageFolder images are resized to this once
     dropout: float = 0.1
     teacher: str | None = None  # bundle whose largest subnet teaches; default: the full network after stage 1
-    init: str | None = None  # bundle whose weights start the run (fine-tuning); default: fresh initialisation
+    init: str | None = None  # bundle, or another run's checkpoint folder, whose weights start the run
     sort_channels: bool = True  # sort channels by importance before stages that open smaller expand ratios
     channels_last: bool = True
     bf16: bool = True  # autocast on CUDA
@@ -86,6 +87,9 @@ class TrainConfig:
             raise ConfigError("a recipe needs at least one stage")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("batch_size and grad_accum must be >= 1")
+        if self.cutout < 0:
+            raise ConfigError(f"cutout must be >= 0 (the side of the erased square in pixels; 0: off), "
+                              f"got {self.cutout}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,6 +100,8 @@ class TrainConfig:
         # keys added after the first release count only when set, so that older run directories still resume
         if data["init"] is None:
             del data["init"]
+        if data["cutout"] == 0:
+            del data["cutout"]
         for stage in data["stages"]:
             if stage["arch"] is None:
                 del stage["arch"]

@@ -1,6 +1,6 @@
 """The training loop: one command walks a recipe's stages (progressive shrinking, sandwich, uniform, or one fixed
 subnet when fine-tuning), on one CPU, one GPU, or many GPUs and nodes under `torchrun` (PyTorch DDP), and resumes
-from its last checkpoint. A run starts from fresh weights, or from a bundle's (`init`).
+from its last checkpoint. A run starts from fresh weights, or from a bundle's or another run's checkpoint's (`init`).
 
 Every process draws the same subnets and resolution at each step (from the seed and the step number), so DDP
 all-reduces gradients of the same parameters. All subnets of a step run inside one forward of `StepModule`, so DDP
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofakit.bundle import save_bundle
+from ofakit.bundle import check_state_dict, save_bundle
 from ofakit.errors import BundleError, ConfigError
 from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet
@@ -39,7 +39,8 @@ from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, ma
                                       pick_device, processes_from_env)
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
 from ofakit.train.report import RunReport, machine, trim_metrics
-from ofakit.train.run_dir import RunLock, RunRecord, TrainingError, check_run_dir, is_finished, write_run_record
+from ofakit.train.run_dir import (RUN_JSON, RunLock, RunRecord, TrainingError, check_run_dir, is_finished,
+                                  read_run_record, write_run_record)
 from ofakit.train.sampling import StepPlan, plan_step
 from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages
 
@@ -86,10 +87,29 @@ def _param_groups(model: nn.Module, weight_decay: float, decay_all: bool) -> lis
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _init_checkpoint(cfg: TrainConfig) -> Path | None:
+    """`init` as a checkpoint folder of another run (RUN/checkpoints/step-N), or None when it names a bundle."""
+    path = Path(cfg.init)
+    if (path / "state.json").is_file() and (path / "model.safetensors").is_file():
+        return path
+    return None
+
+
 def _check_init(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> None:
-    """Refuse an `init` bundle of another space or number of classes (reading its bundle.json only)."""
+    """Refuse an `init` bundle (or run checkpoint) of another space or number of classes, before any weights load."""
     from ofakit.bundle import read_bundle_info
 
+    checkpoint = _init_checkpoint(cfg)
+    if checkpoint is not None:
+        record = read_run_record(checkpoint.parent.parent)
+        if record is None:
+            raise ConfigError(f"init {cfg.init} looks like a checkpoint, but {checkpoint.parent.parent / RUN_JSON} "
+                              "is missing; give a checkpoint folder inside its run directory, or a bundle")
+        other = record.recipe.get("space")
+        if other != space.name:
+            raise ConfigError(f"init checkpoint {cfg.init} is from a run of space {other!r}, the recipe trains "
+                              f"{space.name!r}")
+        return
     info = read_bundle_info(cfg.init)
     if info.space != space.name:
         raise ConfigError(f"init bundle {cfg.init} holds a supernet of space {info.space!r}, the recipe trains "
@@ -102,6 +122,9 @@ def _check_init(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> None:
 def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     from ofakit.bundle import load_bundle
 
+    checkpoint = _init_checkpoint(cfg)
+    if checkpoint is not None:
+        return load_checkpoint(checkpoint).model
     return load_bundle(cfg.init)[0].state_dict()
 
 
@@ -249,6 +272,7 @@ class Trainer:
         self.memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.supernet = supernet.to(device=self.device, memory_format=self.memory)
         if init is not None:
+            check_state_dict(self.supernet.state_dict(), init, what=f"init {cfg.init}", space=self.space.name)
             self.supernet.load_state_dict(init)
         if self.processes.world > 1:
             match_grad_strides(self.supernet)
@@ -351,7 +375,7 @@ class Trainer:
             self.batches = iterate_batches(self.train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed,
                                            epoch=index * 100_000 + epoch, augment=cfg.augment, rank=processes.rank,
                                            world_size=processes.world, drop_last=True, device=str(self.device),
-                                           start=batch_in_epoch * cfg.grad_accum)
+                                           start=batch_in_epoch * cfg.grad_accum, cutout=cfg.cutout)
         return self.batches
 
     def _micro_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], step_plan: StepPlan,

@@ -59,7 +59,7 @@ def plan_step(space: SearchSpace, stage: StageConfig, *, seed: int, step: int) -
     if stage.sampler == "fixed":
         return StepPlan(stage.arch.resolution, (stage.arch,), ("teacher" if stage.kd_weight > 0 else "label",))
     if stage.sampler == "largest":
-        return StepPlan(res, (at_res(space.largest()),), ("label",))
+        return StepPlan(res, (at_res(space.largest()),), ("teacher" if stage.kd_weight > 0 else "label",))
     if stage.sampler == "sandwich":
         archs = [at_res(space.largest()), at_res(space.smallest())]
         archs += [restricted_sample(space, stage, rng, res) for _ in range(stage.subnets_per_step)]

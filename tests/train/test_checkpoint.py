@@ -77,6 +77,16 @@ def test_only_the_newest_are_kept_and_cut_writes_are_ignored(tmp_path):
     assert list_checkpoints(tmp_path / "nothing-here") == []
 
 
+def test_the_last_checkpoint_of_each_stage_is_kept(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    for step, stage in ((2, "full"), (4, "full"), (6, "kernel"), (7, "kernel"), (9, "depth"), (10, "depth"),
+                        (12, "depth")):
+        save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=step, stage=stage))
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    # the stage ends 4 (full) and 7 (kernel), and the newest KEEP = 2
+    assert KEEP == 2 and names == ["step-00000004", "step-00000007", "step-00000010", "step-00000012"]
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
     model, optimizer = _model_and_optimizer()

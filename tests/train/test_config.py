@@ -122,3 +122,10 @@ def test_digest_of_a_recipe_without_init_or_arch_is_unchanged(tmp_path):
     # pinned from before `init` and stage `arch` existed: run directories made then still resume
     assert load_recipe(_write(tmp_path, BASE)).digest() == "0eb0bb4aefa2ba24"
     assert load_recipe(_write(tmp_path, BASE + "init: b\n")).digest() != "0eb0bb4aefa2ba24"
+    assert load_recipe(_write(tmp_path, BASE + "cutout: 0\n")).digest() == "0eb0bb4aefa2ba24"
+    assert load_recipe(_write(tmp_path, BASE + "cutout: 16\n")).digest() != "0eb0bb4aefa2ba24"
+
+
+def test_negative_cutout_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="cutout must be >= 0"):
+        load_recipe(_write(tmp_path, BASE + "cutout: -4\n"))

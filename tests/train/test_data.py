@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ofakit.errors import ConfigError
-from ofakit.train.data import iterate_batches, load_dataset
+from ofakit.train.data import ArrayDataset, iterate_batches, load_dataset
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -79,6 +79,30 @@ def test_batches_are_deterministic_resumable_and_sharded():
     assert len(resumed) == 2 and torch.equal(resumed[0][0], run[4][0])
     other_epoch = next(iterate_batches(ds, 16, shuffle=True, seed=3, epoch=3))
     assert not torch.equal(other_epoch[1], run[0][1])
+
+
+def test_cutout_erases_one_square_per_image_to_the_mean_and_keeps_the_rest():
+    rng = np.random.default_rng(1)
+    images = rng.integers(1, 255, (64, 16, 16, 3), dtype=np.uint8)
+    ds = ArrayDataset(images, rng.integers(0, 3, 64), ["a", "b", "c"], "t")
+    plain = list(iterate_batches(ds, 32, shuffle=True, seed=5, epoch=1, augment=True))
+    cut = list(iterate_batches(ds, 32, shuffle=True, seed=5, epoch=1, augment=True, cutout=6))
+    again = list(iterate_batches(ds, 32, shuffle=True, seed=5, epoch=1, augment=True, cutout=6, start=1))
+    assert torch.equal(again[0][0], cut[1][0])  # resumable: same squares from the same batch
+    areas = []
+    for (x, y), (xc, yc) in zip(plain, cut):
+        assert torch.equal(y, yc)
+        erased = (xc != x).any(dim=1)  # N, H, W
+        # what changed is the mean: zero in every channel after normalisation
+        assert torch.all(xc.abs().amax(dim=1)[erased] < 1e-6)
+        for mask in erased:
+            rows, cols = mask.any(dim=1).nonzero().flatten(), mask.any(dim=0).nonzero().flatten()
+            # one axis-aligned rectangle of at most 6x6 pixels (clipped at the border)
+            assert len(rows) <= 6 and len(cols) <= 6
+            assert int(mask.sum()) == len(rows) * len(cols)
+            areas.append(int(mask.sum()))
+    assert max(areas) == 36 and min(areas) < 36  # whole squares inside, clipped ones at the border
+    assert plain[0][0].shape == cut[0][0].shape
     ranks = [next(iterate_batches(ds, 8, shuffle=True, seed=0, rank=r, world_size=2)) for r in (0, 1)]
     assert not torch.equal(ranks[0][0], ranks[1][0])
     x, _ = next(iterate_batches(ds, 4, resolution=24))

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 
 from ofakit.bundle import load_bundle
 from ofakit.errors import ConfigError
+from ofakit.space import get_space
+from ofakit.supernet import build_supernet, extract_subnet
 from ofakit.train.config import recipe_from_dict
 from ofakit.train.loop import TrainingError, run_training
 
@@ -45,7 +47,7 @@ def test_progressive_shrinking_run_makes_a_bundle(tmp_path):
     assert info.space == "tiny" and info.dataset == "digits" and info.training["steps"] == 10
     assert set(info.metrics) == {"largest", "smallest"} and 0 <= info.metrics["largest"]["top1"] <= 1
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    assert ckpts == ["step-00000008", "step-00000010"]  # the last two are kept
+    assert ckpts == ["step-00000004", "step-00000007", "step-00000008", "step-00000010"]  # stage ends, last two
     assert (tmp_path / "run" / "teacher.safetensors").is_file()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum('"eval"' in line for line in lines) == 3
@@ -218,3 +220,38 @@ def test_channels_are_sorted_where_the_first_smaller_expand_ratio_opens():
     sandwich = load_recipe(repo / "recipes" / "bignas-mbv3-cifar10.yaml")
     splans = plan_stages(sandwich, steps_per_epoch=10)
     assert [opens_smaller_expand(get_space(sandwich.space), splans, i) for i in range(len(splans))][0] is True
+
+
+def test_a_run_starts_from_another_runs_checkpoint_and_distils_the_largest(tmp_path):
+    first = tiny_recipe(stages=[{"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 4}])
+    run_training(recipe_from_dict(first), tmp_path / "a", progress=False)
+    checkpoint = tmp_path / "a" / "checkpoints" / "step-00000004"
+    start = load_file(str(checkpoint / "model.safetensors"))
+    second = tiny_recipe(init=str(checkpoint), cutout=3, stages=[
+        {"name": "again", "sampler": "largest", "epochs": 1, "lr": 0.0, "kd_weight": 1.0, "max_steps": 1}])
+    bundle, _ = run_training(recipe_from_dict(second), tmp_path / "b", progress=False)
+    # lr 0: one step changes no weight, so the run began from the checkpoint's (BN statistics do move)
+    weights = load_bundle(bundle)[0].state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in start.items() if "running" not in k and "num_batches" not in k)
+    # the largest stage with kd_weight made a teacher: the checkpoint's full network
+    teacher = load_file(str(tmp_path / "b" / "teacher.safetensors"))
+    supernet = build_supernet(get_space("tiny"), num_classes=10)
+    supernet.load_state_dict(start)
+    expected = extract_subnet(supernet, get_space("tiny").largest()).state_dict()
+    assert teacher.keys() == expected.keys() and all(torch.equal(teacher[k], expected[k]) for k in expected)
+
+
+def test_init_checkpoint_of_another_space_or_outside_a_run_is_refused(tmp_path):
+    run_training(recipe_from_dict(tiny_recipe(stages=[
+        {"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 2}])), tmp_path / "a",
+        progress=False)
+    checkpoint = tmp_path / "a" / "checkpoints" / "step-00000002"
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    record["recipe"]["space"] = "ofa-mbv3-cifar"
+    (tmp_path / "a" / "run.json").write_text(json.dumps(record))
+    recipe = recipe_from_dict(tiny_recipe(init=str(checkpoint)))
+    with pytest.raises(ConfigError, match="from a run of space 'ofa-mbv3-cifar', the recipe trains 'tiny'"):
+        run_training(recipe, tmp_path / "b", progress=False)
+    (tmp_path / "a" / "run.json").unlink()
+    with pytest.raises(ConfigError, match="looks like a checkpoint, but .*run.json is missing"):
+        run_training(recipe, tmp_path / "c", progress=False)

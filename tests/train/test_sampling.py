@@ -60,3 +60,11 @@ def test_fixed_stage_trains_its_arch_at_its_resolution(kd_weight, target):
     for step in range(10):
         plan = plan_step(space, stage, seed=0, step=step)
         assert plan.archs == (arch,) and plan.resolution == arch.resolution and plan.targets == (target,)
+
+
+def test_largest_stage_distils_from_the_teacher_only_with_a_kd_weight():
+    space = get_space("tiny")
+    plain = plan_step(space, StageConfig(name="full", sampler="largest"), seed=0, step=3)
+    distilled = plan_step(space, StageConfig(name="again", sampler="largest", kd_weight=1.0), seed=0, step=3)
+    assert plain.targets == ("label",) and distilled.targets == ("teacher",)
+    assert plain.archs == distilled.archs
