@@ -75,37 +75,43 @@ def _init_path(init: str, run: Path) -> Path:
     return path if path.is_absolute() or path.exists() else run.parent / path
 
 
+def _previous(init: str, run: Path) -> tuple[Path, dict] | None:
+    """The run an `init` came from, with the part of it that counts: a checkpoint folder (its run, step, stage and
+    seconds), a run's bundle (the whole run), or a bundle that records the run and step it was taken from
+    (`from_run`, `steps`, `stage`, `train_seconds` in its training record). None for any other bundle."""
+    path = _init_path(init, run)
+    if (path / "state.json").is_file():
+        state = json.loads((path / "state.json").read_text())
+        return path.parent.parent, {"upto": state["step"], "stage": state["stage"], "seconds": state["train_seconds"]}
+    if (path.parent / "run.json").is_file():
+        return path.parent, {}
+    training = json.loads((path / "bundle.json").read_text()).get("training", {}) \
+        if (path / "bundle.json").is_file() else {}
+    if training.get("from_run"):
+        return _init_path(training["from_run"], path), {"upto": training["steps"], "stage": training["stage"],
+                                                        "seconds": training["train_seconds"]}
+    return None
+
+
 def run_chain(run: Path) -> list[dict]:
-    """The runs that trained RUN's bundle, the first first: each run's `init` followed back (a bundle inside a run
-    directory, or a run's checkpoint folder). Each link: run, recipe (from run.json), world size, the last step that
-    counts, whether that is a checkpoint inside the run (partial) or its end (its bundle), and the training seconds
-    the loop counted up to it."""
+    """The runs that trained RUN's bundle, the first first: each run's `init` followed back (see `_previous`). Each
+    link: run, recipe (from run.json), world size, the last step that counts, the stage it is in (None: the whole
+    run), and the training seconds the loop counted up to it."""
     links: list[dict] = []
     current: Path | None = run
-    upto: int | None = None
+    part: dict = {}
     while current is not None:
         record = json.loads((current / "run.json").read_text())
         recipe = record["recipe"]
-        partial = upto is not None
-        if not partial:
+        if not part:
             training = json.loads((current / "bundle" / "bundle.json").read_text())["training"]
-            seconds, upto = training["train_seconds"], training["steps"]
-        else:
-            seconds = json.loads((current / "checkpoints" / f"step-{upto:08d}" / "state.json").read_text())[
-                "train_seconds"]
+            part = {"upto": training["steps"], "stage": None, "seconds": training["train_seconds"]}
         links.append({"run": current, "recipe_config": recipe, "world_size": record.get("world_size", 1),
-                      "upto": upto, "train_seconds": seconds, "partial": partial})
-        current, upto = None, None
-        if recipe.get("init"):
-            path = _init_path(recipe["init"], links[-1]["run"])
-            if (path / "state.json").is_file():
-                upto = json.loads((path / "state.json").read_text())["step"]
-                current = path.parent.parent
-            elif (path.parent / "run.json").is_file():
-                current = path.parent
-            if current is not None and (current / "run.json").resolve() in {(link["run"] / "run.json").resolve()
-                                                                             for link in links}:
-                raise SystemExit(f"run {current}: its init chain loops back to itself")
+                      "upto": part["upto"], "stage": part["stage"], "train_seconds": part["seconds"]})
+        previous = _previous(recipe["init"], current) if recipe.get("init") else None
+        current, part = previous if previous else (None, {})
+        if current is not None and current.resolve() in {link["run"].resolve() for link in links}:
+            raise SystemExit(f"run {current}: its init chain loops back to itself")
     return links[::-1]
 
 
@@ -142,9 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         steady = steady_minutes(link["run"], link, link["upto"])
         counted = round(float(link["train_seconds"]) / 60, 1)
         stages = [stage["name"] for stage in link["recipe_config"]["stages"]]
-        if link["partial"]:  # used up to a checkpoint: the stages that step reached
-            state = read_json_file(link["run"] / "checkpoints" / f"step-{link['upto']:08d}" / "state.json", "state")
-            stages = stages[: stages.index(state["stage"]) + 1]
+        if link["stage"] is not None:  # used up to a step inside it: the stages that step reached
+            stages = stages[: stages.index(link["stage"]) + 1]
         chain.append({"recipe": recipe, "recipe_digest": read_json_file(link["run"] / "run.json", "run")["digest"],
                       "init": link["recipe_config"].get("init"), "stages": stages, "steps": link["upto"],
                       "train_minutes": steady if steady is not None else counted, "train_minutes_counted": counted})
