@@ -21,6 +21,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def open_permissions(path: str | Path) -> None:
+    """Give a file the permissions open() would (0666 less the umask): mkstemp makes 0600, and so do writers that
+    make their file anew (safetensors), which would leave weights unreadable to the user's group."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it.
@@ -31,16 +39,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        # mkstemp makes 0600, and so do writers that make the file anew (safetensors): give the file the
-        # permissions open() would
-        os.chmod(tmp_path, 0o666 & ~umask)
+        open_permissions(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

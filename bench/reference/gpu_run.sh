@@ -1,33 +1,39 @@
 #!/usr/bin/env bash
 # Issue 20 on a lent GPU machine, in one call of the device tool (at most 10 minutes; call it again to go on):
-# train the reference bundle's long recipe (resuming whatever an earlier call, or the CPU run, brought along), then
-# run the CUDA tests and time the GPU benchmarks. Nothing is installed there: the machine's image has torch and every
-# package ofakit needs, and ofakit runs from the tree (PYTHONPATH).
+# go on with the reference bundle's chain of runs where the CPU left it (or an earlier call), then run the CUDA tests
+# and time the GPU benchmarks. Nothing is installed there: the machine's image has torch and every package ofakit
+# needs, and ofakit runs from the tree (PYTHONPATH).
+#
+# The chain (each run a folder beside ref90-data/, as on the CPU, so recipe digests match and either machine resumes
+# the other's checkpoints):
+#   ref90     recipes/ofa-mbv3-cifar10-long.yaml, used up to its full stage (ref90-full120: that full network)
+#   ref90-ba  recipes/ofa-mbv3-cifar10-born-again.yaml, init ref90-full120
+#   ref90-el  recipes/ofa-mbv3-cifar10-elastic.yaml, init ref90-ba/bundle
+# STEP (ba or el) picks the run; by default the first whose bundle is missing.
 #
 # Before the call, here, in the repository root:
 #   echo /.data/ >> .git/info/exclude; mkdir -p .data; cp ../shared/data/cifar10-jpeg.npz .data/
 #   to go on from an earlier call:   cp FILES_AT/ref90-run.tar.* .data/
-#   to go on from the CPU run:       bash bench/reference/gpu_run.sh --pack ~/.cache/ofakit-runs .data
+#   to go on from the CPU runs:      bash bench/reference/gpu_run.sh --pack ~/.cache/ofakit-runs .data
 # The call: run(command="bash bench/reference/gpu_run.sh", carry=[".data"], timeout_s=600)
-# Back under $OUT: gpu.txt (card, driver, torch), train.log (the run's last metrics), ref90-run.tar.NN (the run
-# directory: run.json, metrics, the last checkpoint, the teacher, the bundle once finished; parts under 16 MiB),
-# cuda-tests.txt, elastic_overhead.json, train_throughput.json.
-#
-# The run directory keeps the CPU run's layout (ref90/ beside ref90-data/, data given by the same relative path),
-# so the recipe's digest is the same and either machine resumes the other's checkpoints.
+# Back under $OUT: gpu.txt (card, driver, torch), train.log (the run's last metrics), ref90-run.tar.NN (the chain's
+# state: run.json, metrics, the last checkpoint, the teacher and the bundle of each run, and ref90-full120; parts
+# under 16 MiB), cuda-tests.txt, elastic_overhead.json, train_throughput.json.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-RECIPE="${RECIPE:-recipes/ofa-mbv3-cifar10-long.yaml}"
 TRAIN_S="${TRAIN_S:-400}"  # seconds of training; the rest of the call is tests, benchmarks and packing
 WORK="${WORK:-/tmp/ofakit-gpu-run}"
 REPO="$PWD"
 
-pack() {  # pack ROOT DEST: ROOT/ref90's state (no older checkpoints, no lock) as DEST/ref90-run.tar.NN
-    local root="$1" dest="$2" last
-    last=$(cd "$root" && ls -d ref90/checkpoints/step-* 2>/dev/null | tail -1)
-    (cd "$root" && tar -cf - ref90/run.json ref90/metrics.jsonl $last \
-        $(cd "$root" && ls -d ref90/teacher.safetensors ref90/bundle 2>/dev/null)) |
-        split -b 15m -d - "$dest/ref90-run.tar."
+pack() {  # pack ROOT DEST: the chain's state under ROOT as DEST/ref90-run.tar.NN
+    local root="$1" dest="$2" run paths=()
+    for run in ref90-ba ref90-el; do
+        [ -f "$root/$run/run.json" ] || continue
+        paths+=("$run/run.json" "$run/metrics.jsonl")
+        paths+=($(cd "$root" && ls -d "$run"/checkpoints/step-* 2>/dev/null | tail -1))
+        paths+=($(cd "$root" && ls -d "$run/teacher.safetensors" "$run/bundle" 2>/dev/null))
+    done
+    (cd "$root" && tar -cf - ref90-full120 "${paths[@]}") | split -b 15m -d - "$dest/ref90-run.tar."
     ls -l "$dest"/ref90-run.tar.*
 }
 
@@ -41,15 +47,22 @@ mkdir -p "$WORK/ref90-data"
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
               torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO CUDA DEVICE')"; } | tee "$OUT/gpu.txt"
 if ls .data/ref90-run.tar.* >/dev/null 2>&1; then
-    cat .data/ref90-run.tar.* | tar -xf - -C "$WORK" && echo "resuming from $(ls -d "$WORK"/ref90/checkpoints/*)"
+    cat .data/ref90-run.tar.* | tar -xf - -C "$WORK" && echo "resuming from: $(cd "$WORK" && ls -d ref90-*/checkpoints/* ref90-*/bundle 2>/dev/null | tr "\n" " ")"
 fi
 [ -f "$WORK/ref90-data/cifar10-45k.npz" ] ||
     python3 -m bench.reference.split --data .data/cifar10-jpeg.npz --out "$WORK/ref90-data/cifar10-45k.npz"
-cp "$RECIPE" "$WORK/ref90-data/recipe.yaml"
-(cd "$WORK" && timeout --signal=TERM "$TRAIN_S" python3 -m ofakit train --recipe ref90-data/recipe.yaml --out ref90 \
-    --set data=ref90-data/cifar10-45k.npz --quiet) > "$OUT/train.log" 2>&1
-echo "train exit $? (124: stopped at TRAIN_S=$TRAIN_S s; resume with the tar parts)" >> "$OUT/train.log"
-tail -n 5 "$WORK/ref90/metrics.jsonl" >> "$OUT/train.log"
+STEP="${STEP:-$([ -f "$WORK/ref90-ba/bundle/bundle.json" ] && echo el || echo ba)}"
+case "$STEP" in
+    ba) RUN=ref90-ba RECIPE=recipes/ofa-mbv3-cifar10-born-again.yaml INIT=ref90-full120 ;;
+    el) RUN=ref90-el RECIPE=recipes/ofa-mbv3-cifar10-elastic.yaml INIT=ref90-ba/bundle ;;
+    *) echo "STEP must be ba or el, got $STEP" >&2; exit 2 ;;
+esac
+cp "$RECIPE" "$WORK/ref90-data/$(basename "$RECIPE" .yaml | sed 's/ofa-mbv3-cifar10-//').yaml"
+(cd "$WORK" && timeout --signal=TERM "$TRAIN_S" python3 -m ofakit train \
+    --recipe "ref90-data/$(basename "$RECIPE" .yaml | sed 's/ofa-mbv3-cifar10-//').yaml" --out "$RUN" \
+    --set data=ref90-data/cifar10-45k.npz --set init="$INIT" --quiet) > "$OUT/train.log" 2>&1
+echo "train $RUN exit $? (124: stopped at TRAIN_S=$TRAIN_S s; resume with the tar parts)" >> "$OUT/train.log"
+tail -n 5 "$WORK/$RUN/metrics.jsonl" >> "$OUT/train.log"
 pack "$WORK" "$OUT"
 cd "$REPO"
 timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests > "$OUT/cuda-tests.txt" 2>&1

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from ofakit.bundle import check_safetensors
 from ofakit.errors import BundleError
-from ofakit.io import read_json_file
+from ofakit.io import open_permissions, read_json_file
 from ofakit.schema import build
 
 KEEP = 2
@@ -100,6 +100,8 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         opt_tensors, plain_opt = _optimizer_tensors(optimizer.state_dict())
         tensors.update(opt_tensors)
     save_file(tensors, str(tmp / "optim.safetensors"))
+    for name in ("model.safetensors", "optim.safetensors"):
+        open_permissions(tmp / name)
     record = {"stage": state.stage, "digest": state.digest, "train_seconds": state.train_seconds,
               "eval": state.eval, "step": state.step, "optimizer": asdict(plain_opt) if plain_opt else None}
     (tmp / "state.json").write_text(json.dumps(record, indent=1))

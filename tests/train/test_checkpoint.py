@@ -1,8 +1,9 @@
-"""Checkpoints: what is saved comes back (weights, momentum, RNG, state), only the newest two are kept, a write cut
-short is never taken for a checkpoint, and a damaged one is one error line naming it."""
+"""Checkpoints: what is saved comes back (weights, momentum, RNG, state), the newest two and each stage's last are
+kept, a write cut short is never taken for a checkpoint, and a damaged one is one error line naming it."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -75,6 +76,15 @@ def test_only_the_newest_are_kept_and_cut_writes_are_ignored(tmp_path):
     assert not (root / ".step-00000011.tmp").exists()
     assert list_checkpoints(tmp_path)[-1].name == "step-00000011"
     assert list_checkpoints(tmp_path / "nothing-here") == []
+
+
+def test_checkpoint_files_get_the_permissions_open_would(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    path = save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=1))
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "optim.safetensors", "state.json"):
+        assert (path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_the_last_checkpoint_of_each_stage_is_kept(tmp_path):
