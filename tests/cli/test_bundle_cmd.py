@@ -47,7 +47,33 @@ def test_info_text(cli, bundle):
     result = cli("bundle", "info", bundle, "--check")
     assert result.code == 0
     assert "space" in result.out and "tiny" in result.out and "checked" in result.out
+    assert "top-1           top1_largest 50.00 %" in result.out
+    assert f"ofakit bundle info {bundle} --json" in result.out
     assert result.err == ""
+
+
+def test_info_text_summarizes_a_chain_of_runs_and_the_test_top1(cli, bundle):
+    chain = [{"recipe": "recipes/a.yaml", "stages": ["full"], "steps": 42120, "train_minutes": 410.2},
+             {"recipe": "recipes/b.yaml", "stages": ["full-kd"], "steps": 14040, "train_minutes": 160.0}]
+    _edit_json(bundle / "bundle.json", training={"recipe": "recipes/b.yaml", "chain": chain, "steps": 56160,
+                                                 "train_minutes": 570.2, "machine": {"cpu": "Some CPU", "cores": 2},
+                                                 "recipe_config": {"stages": [{"name": "full-kd"}]}},
+               metrics={"test_top1": {"largest": 0.9012, "smallest": 0.7}, "test_set": "10,000 test images",
+                        "predictor": {"kind": "gbm", "samples": 580, "heldout": {"kendall_tau": 0.8864}}})
+    out = cli("bundle", "info", bundle).out
+    assert "top-1           largest 90.12 %, smallest 70.00 % (10,000 test images)" in out
+    assert "training        a chain of 2 runs, 56,160 steps, 570 min on Some CPU (2 cores)" in out
+    assert "  run 1         recipes/a.yaml: full, 42,120 steps, 410 min" in out
+    assert "predictor       gbm, fitted on 580 subnets; held out: Kendall tau 0.886" in out
+    assert "recipe_config" not in out  # the detail is in --json
+
+
+def test_info_text_takes_odd_metadata_without_a_traceback(cli, bundle):
+    _edit_json(bundle / "bundle.json", training={"chain": "not a list", "steps": "many", "machine": [1]},
+               metrics={"test_top1": {"largest": "high"}, "largest": {"top1": 2.0}, "predictor": {"heldout": 3}})
+    result = cli("bundle", "info", bundle)
+    assert result.code == 0 and result.err == ""
+    assert "space           tiny" in result.out and "top-1" not in result.out
 
 
 # -- user mistakes: one line, exit code 2 -----------------------------------------------------------------------
