@@ -23,7 +23,7 @@ import torch
 
 from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
-from ofakit.io import atomic_write_npz, read_json_file, read_jsonl
+from ofakit.io import atomic_write_npz, read_jsonl
 from ofakit.latency.backends.base import host_cpu
 from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.train.data import load_dataset
@@ -95,8 +95,8 @@ def _previous(init: str, run: Path) -> tuple[Path, dict] | None:
 
 def run_chain(run: Path) -> list[dict]:
     """The runs that trained RUN's bundle, the first first: each run's `init` followed back (see `_previous`). Each
-    link: run, recipe (from run.json), world size, the last step that counts, the stage it is in (None: the whole
-    run), and the training seconds the loop counted up to it."""
+    link: run, recipe and digest (from run.json), world size, the last step that counts, the stage it is in (None:
+    the whole run), and the training seconds the loop counted up to it."""
     links: list[dict] = []
     current: Path | None = run
     part: dict = {}
@@ -106,8 +106,9 @@ def run_chain(run: Path) -> list[dict]:
         if not part:
             training = json.loads((current / "bundle" / "bundle.json").read_text())["training"]
             part = {"upto": training["steps"], "stage": None, "seconds": training["train_seconds"]}
-        links.append({"run": current, "recipe_config": recipe, "world_size": record.get("world_size", 1),
-                      "upto": part["upto"], "stage": part["stage"], "train_seconds": part["seconds"]})
+        links.append({"run": current, "recipe_config": recipe, "digest": record["digest"],
+                      "world_size": record.get("world_size", 1), "upto": part["upto"], "stage": part["stage"],
+                      "train_seconds": part["seconds"]})
         previous = _previous(recipe["init"], current) if recipe.get("init") else None
         current, part = previous if previous else (None, {})
         if current is not None and current.resolve() in {link["run"].resolve() for link in links}:
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         stages = [stage["name"] for stage in link["recipe_config"]["stages"]]
         if link["stage"] is not None:  # used up to a step inside it: the stages that step reached
             stages = stages[: stages.index(link["stage"]) + 1]
-        chain.append({"recipe": recipe, "recipe_digest": read_json_file(link["run"] / "run.json", "run")["digest"],
+        chain.append({"recipe": recipe, "recipe_digest": link["digest"],
                       "init": link["recipe_config"].get("init"), "stages": stages, "steps": link["upto"],
                       "train_minutes": steady if steady is not None else counted, "train_minutes_counted": counted})
     counted = round(sum(entry["train_minutes_counted"] for entry in chain), 1)
