@@ -70,7 +70,8 @@ class TrainConfig:
     cutout: int = 0  # with augment: one square of this side (pixels of the stored images) per image set to the mean
     image_size: int = 224  # ImageFolder images are resized to this once
     dropout: float = 0.1
-    teacher: str | None = None  # bundle whose largest subnet teaches; default: the full network after stage 1
+    teacher: str | tuple[str, ...] | None = None  # bundle(s) whose largest subnet teaches (several: their mean
+    # probabilities); default: the full network after stage 1
     init: str | None = None  # bundle, or another run's checkpoint folder, whose weights start the run
     sort_channels: bool = True  # sort channels by importance before stages that open smaller expand ratios
     channels_last: bool = True
@@ -87,6 +88,9 @@ class TrainConfig:
             raise ConfigError("a recipe needs at least one stage")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("batch_size and grad_accum must be >= 1")
+        if self.teacher is not None and not self.teacher:
+            raise ConfigError("teacher names no bundle: give a bundle path, a list of them, or leave it out (the run's "
+                              "own full network teaches)")
         if self.cutout < 0:
             raise ConfigError(f"cutout must be >= 0 (the side of the erased square in pixels; 0: off), "
                               f"got {self.cutout}")

@@ -24,43 +24,68 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return -(target * F.log_softmax(student_logits.float() / t, dim=1)).sum(dim=1).mean() * (t * t)
 
 
+class EnsembleTeacher(nn.Module):
+    """Several frozen teachers as one: its output is the log of their mean softmax, so that the soft targets at
+    temperature 1 are the ensemble's averaged class probabilities (at T > 1, those probabilities flattened)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([F.softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+def teacher_sources(cfg: TrainConfig) -> tuple[str, ...]:
+    """The bundles a recipe's `teacher` names (one path, or a list of them); empty when it names none."""
+    if cfg.teacher is None:
+        return ()
+    return (cfg.teacher,) if isinstance(cfg.teacher, str) else tuple(cfg.teacher)
+
+
 def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace, device: torch.device,
                  memory: torch.memory_format, processes: Processes) -> nn.Module:
-    """The frozen teacher: a given bundle's largest subnet, or the full network as trained so far (stored in the
-    run directory the first time, so that a resumed run distils from the very same weights).
+    """The frozen teacher: the largest subnet of the bundle `teacher` names (of each bundle, averaged as an
+    `EnsembleTeacher`, when it names several), or the full network as trained so far (stored in the run directory
+    the first time, so that a resumed run distils from the very same weights).
 
     Building it (and folding its batch norms) draws initial weights from the global random state; that state is
     restored afterwards, so that a run resumed in the middle of a stage (which builds its teacher again) draws the
     dropout masks it drew before.
     """
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-        return freeze_teacher(_teacher(cfg, run_dir, supernet, space, processes), device, memory)
+        sources = teacher_sources(cfg)
+        if not sources:
+            return freeze_teacher(_own_teacher(run_dir, supernet, space, processes), device, memory)
+        members = [freeze_teacher(_bundle_teacher(path, space), device, memory) for path in sources]
+        return members[0] if len(members) == 1 else EnsembleTeacher(members)
 
 
-def _teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace,
-             processes: Processes) -> nn.Module:
-    from safetensors.torch import load_file, save_file
-
+def _bundle_teacher(path: str, space: SearchSpace) -> nn.Module:
     from ofakit.bundle import load_bundle
 
-    if cfg.teacher:
-        source, _ = load_bundle(cfg.teacher)
-        if source.space.name != space.name:
-            raise ConfigError(f"teacher bundle {cfg.teacher} is for space {source.space.name!r}, not {space.name!r}")
-        teacher = extract_subnet(source, space.largest())
-    else:
-        teacher = extract_subnet(supernet, space.largest())
-        path = run_dir / "teacher.safetensors"
-        if path.is_file():
-            teacher.load_state_dict(load_file(str(path)))
-        elif processes.main:
-            from ofakit.io import atomic_path
+    source, _ = load_bundle(path)
+    if source.space.name != space.name:
+        raise ConfigError(f"teacher bundle {path} is for space {source.space.name!r}, not {space.name!r}")
+    return extract_subnet(source, space.largest())
 
-            with atomic_path(path) as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(tmp))
-        if processes.world > 1:
-            processes.barrier()
-            teacher.load_state_dict(load_file(str(path)))
+
+def _own_teacher(run_dir: Path, supernet: nn.Module, space: SearchSpace, processes: Processes) -> nn.Module:
+    from safetensors.torch import load_file, save_file
+
+    teacher = extract_subnet(supernet, space.largest())
+    path = run_dir / "teacher.safetensors"
+    if path.is_file():
+        teacher.load_state_dict(load_file(str(path)))
+    elif processes.main:
+        from ofakit.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(tmp))
+    if processes.world > 1:
+        processes.barrier()
+        teacher.load_state_dict(load_file(str(path)))
     return teacher
 
 
