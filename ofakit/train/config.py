@@ -32,6 +32,7 @@ class StageConfig:
     expand: tuple[float, ...] | None = None
     depth: tuple[int, ...] | None = None
     width: tuple[float, ...] | None = None  # ResNet space only
+    resolution: tuple[int, ...] | None = None  # resolutions a step draws from (None: all of the space's)
     subnets_per_step: int = 1  # progressive/uniform: subnets per step; sandwich: random ones besides the extremes
     kd_weight: float = 0.0  # progressive, largest, fixed: weight of distillation from the teacher
     kd_temperature: float = 1.0  # temperature of the soft targets (teacher or, in sandwich, the largest subnet)
@@ -46,6 +47,9 @@ class StageConfig:
         if (self.sampler == "fixed") != (self.arch is not None):
             raise ConfigError(f"stage {self.name!r}: sampler 'fixed' needs an 'arch' (an ArchConfig mapping), "
                               "and only that sampler takes one")
+        if self.sampler == "fixed" and self.resolution is not None:
+            raise ConfigError(f"stage {self.name!r}: a 'fixed' stage trains at its arch's resolution; "
+                              "leave 'resolution' out")
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,9 @@ class TrainConfig:
         if data["cutout"] == 0:
             del data["cutout"]
         for stage in data["stages"]:
-            if stage["arch"] is None:
-                del stage["arch"]
+            for key in ("arch", "resolution"):
+                if stage[key] is None:
+                    del stage[key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -164,6 +169,10 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig
     except UnknownNameError as exc:  # the close match, with the recipe named
         raise ConfigError(f"{where}: space: {exc}") from None
     for stage in cfg.stages:
+        bad = [r for r in stage.resolution or () if r not in space.resolutions]
+        if bad or stage.resolution == ():
+            raise ConfigError(f"{where}: stage {stage.name!r}: resolution {list(stage.resolution)} must be a non-empty "
+                              f"list of the space's resolutions {list(space.resolutions)}")
         if stage.arch is not None:
             try:
                 space.validate(stage.arch)

@@ -187,11 +187,22 @@ def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None
             x = _augment(x, gen)
             if cutout:
                 x = _cutout(x, cutout, gen, mean)
-        if resolution is not None and x.shape[-1] != resolution:
-            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                              antialias=resolution < x.shape[-1])
+        if resolution is not None:
+            x = resize_batch(x, resolution)
         x = (x - mean) / std
         yield x.contiguous(), torch.from_numpy(ds.labels[index]).to(device)
+
+
+def resize_batch(x, resolution: int):  # noqa: ANN001, ANN201 - torch types imported lazily
+    """Images (N x C x H x W) at `resolution` square: bilinear, antialiased when shrinking; as they are (the same
+    tensor) when already there. Training and evaluation both resize this way, so that a subnet is measured on the
+    images it was trained on."""
+    import torch.nn.functional as F
+
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                         antialias=resolution < x.shape[-1])
 
 
 def _augment(x, gen):  # noqa: ANN001, ANN202 - torch types imported lazily

@@ -33,7 +33,7 @@ from ofakit.supernet.sort import sort_channels
 from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
 from ofakit.train.clock import RunClock
 from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
-from ofakit.train.data import iterate_batches, load_dataset
+from ofakit.train.data import iterate_batches, load_dataset, resize_batch
 from ofakit.train.distill import make_teacher, soft_cross_entropy
 from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, mark_varying_graph, match_grad_strides,
                                       pick_device, processes_from_env)
@@ -382,9 +382,7 @@ class Trainer:
                     stage: StageConfig, *, sync: bool) -> float:
         """Forward and backward of one micro-batch (gradients all-reduced only when `sync`); returns its loss."""
         x, y = next(batches)
-        if x.shape[-1] != step_plan.resolution:
-            x = F.interpolate(x, size=(step_plan.resolution,) * 2, mode="bilinear", align_corners=False)
-        x = x.contiguous(memory_format=self.memory)
+        x = resize_batch(x, step_plan.resolution).contiguous(memory_format=self.memory)
         context = self.model.no_sync() if self.processes.world > 1 and not sync else nullcontext()
         with context:
             with self.autocast:

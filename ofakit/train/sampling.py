@@ -3,7 +3,8 @@
 Samplers: ``largest`` (train the full network), ``progressive`` (OFA's progressive shrinking: random subnets among the
 choices a stage has opened), ``sandwich`` (BigNAS: largest, smallest and N random), ``uniform`` (SPOS: one or more
 uniformly random subnets), ``fixed`` (one given subnet at its own resolution: fine-tuning a specialized net, as OFA
-does for 25-75 epochs). Other samplers draw one resolution per step from the space's resolutions.
+does for 25-75 epochs). Other samplers draw one resolution per step from the space's resolutions, or from those the
+stage's `resolution` lists.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def restricted_sample(space: SearchSpace, stage: StageConfig, rng: random.Random
 def plan_step(space: SearchSpace, stage: StageConfig, *, seed: int, step: int) -> StepPlan:
     """The subnets of global optimizer step `step` (identical on every process)."""
     rng = random.Random(f"{seed}:{step}")
-    res = rng.choice(space.resolutions)
+    res = rng.choice(stage.resolution or space.resolutions)
 
     def at_res(arch: ArchConfig) -> ArchConfig:
         return dataclasses.replace(arch, resolution=res)

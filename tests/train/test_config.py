@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from ofakit.errors import ConfigError
-from ofakit.train.config import load_recipe
+from ofakit.space import get_space
+from ofakit.train.config import load_recipe, recipe_from_dict
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 
@@ -124,6 +125,21 @@ def test_digest_of_a_recipe_without_init_or_arch_is_unchanged(tmp_path):
     assert load_recipe(_write(tmp_path, BASE + "init: b\n")).digest() != "0eb0bb4aefa2ba24"
     assert load_recipe(_write(tmp_path, BASE + "cutout: 0\n")).digest() == "0eb0bb4aefa2ba24"
     assert load_recipe(_write(tmp_path, BASE + "cutout: 16\n")).digest() != "0eb0bb4aefa2ba24"
+    stages = load_recipe(_write(tmp_path, BASE)).to_dict()["stages"]
+    assert all(stage["resolution"] is None for stage in stages)  # the key exists, left out of the digest when unset
+
+
+def test_a_stage_resolution_must_be_the_spaces(tmp_path):
+    recipe = {"space": "ofa-mbv3-cifar", "data": "digits", "stages": [{"name": "a", "resolution": [32]}]}
+    cfg = recipe_from_dict(recipe)
+    assert cfg.stages[0].resolution == (32,)
+    assert cfg.digest() != recipe_from_dict({**recipe, "stages": [{"name": "a"}]}).digest()
+    for bad in ([30], []):
+        with pytest.raises(ConfigError, match=r"stage 'a': resolution .* the space's resolutions \[24, 28, 32\]"):
+            recipe_from_dict({**recipe, "stages": [{"name": "a", "resolution": bad}]})
+    arch = get_space("ofa-mbv3-cifar").largest().to_dict()
+    with pytest.raises(ConfigError, match="a 'fixed' stage trains at its arch's resolution"):
+        recipe_from_dict({**recipe, "stages": [{"name": "a", "sampler": "fixed", "arch": arch, "resolution": [32]}]})
 
 
 def test_negative_cutout_is_refused(tmp_path):

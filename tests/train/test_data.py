@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ofakit.errors import ConfigError
-from ofakit.train.data import ArrayDataset, iterate_batches, load_dataset
+from ofakit.train.data import ArrayDataset, iterate_batches, load_dataset, resize_batch
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -79,6 +79,20 @@ def test_batches_are_deterministic_resumable_and_sharded():
     assert len(resumed) == 2 and torch.equal(resumed[0][0], run[4][0])
     other_epoch = next(iterate_batches(ds, 16, shuffle=True, seed=3, epoch=3))
     assert not torch.equal(other_epoch[1], run[0][1])
+
+
+def test_training_and_evaluation_resize_alike():
+    x = torch.rand(4, 3, 32, 32)
+    assert resize_batch(x, 32) is x
+    small = resize_batch(x, 24)
+    assert small.shape == (4, 3, 24, 24)
+    # antialiased when shrinking: a plain bilinear resize (which skips pixels) differs
+    plain = torch.nn.functional.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False)
+    assert not torch.allclose(small, plain, atol=1e-3)
+    ds = load_dataset("digits", "val")
+    at_6 = next(iterate_batches(ds, 8, resolution=6))[0]  # the 8x8 digits, shrunk
+    full = next(iterate_batches(ds, 8))[0]
+    torch.testing.assert_close(at_6, resize_batch(full, 6), rtol=1e-5, atol=1e-5)  # resizing commutes with the norm
 
 
 def test_cutout_erases_one_square_per_image_to_the_mean_and_keeps_the_rest():

@@ -21,6 +21,19 @@ def test_plans_depend_only_on_seed_and_step(sampler):
     assert all(arch.resolution == p.resolution for p in a for arch in p.archs)
 
 
+@pytest.mark.parametrize("sampler", ["largest", "progressive", "sandwich", "uniform"])
+def test_a_stage_resolution_limits_the_resolutions_drawn(sampler):
+    space = get_space("ofa-mbv3-w1.0")
+    plans = [plan_step(space, StageConfig(name="s", sampler=sampler, resolution=(160, 224)), seed=1, step=i)
+             for i in range(40)]
+    assert {p.resolution for p in plans} == {160, 224}
+    assert all(arch.resolution == p.resolution for p in plans for arch in p.archs)
+    # listing all of the space's resolutions is the same as leaving them out
+    every = StageConfig(name="s", sampler=sampler, resolution=space.resolutions)
+    assert ([plan_step(space, every, seed=1, step=i) for i in range(10)]
+            == [plan_step(space, StageConfig(name="s", sampler=sampler), seed=1, step=i) for i in range(10)])
+
+
 def test_progressive_stage_respects_open_choices():
     space = get_space("ofa-mbv3-w1.0")
     stage = StageConfig(name="depth", kernel=(3, 5, 7), expand=(6,), depth=(3, 4), subnets_per_step=2, kd_weight=1)
