@@ -7,9 +7,7 @@
 # The chain (each run a folder beside ref90-data/, as on the CPU, so recipe digests match and either machine resumes
 # the other's checkpoints):
 #   ref90     recipes/ofa-mbv3-cifar10-long.yaml, used up to its full stage (ref90-full120: that full network)
-#   ref90-ba  recipes/ofa-mbv3-cifar10-born-again.yaml, init ref90-full120
-#   ref90-el  recipes/ofa-mbv3-cifar10-elastic.yaml, init ref90-ba/bundle
-# STEP (ba or el) picks the run; by default the first whose bundle is missing.
+#   ref90-el  recipes/ofa-mbv3-cifar10-elastic.yaml, init ref90-full120
 #
 # Before the call, here, in the repository root:
 #   echo /.data/ >> .git/info/exclude; mkdir -p .data; cp ../shared/data/cifar10-jpeg.npz .data/
@@ -27,7 +25,7 @@ REPO="$PWD"
 
 pack() {  # pack ROOT DEST: the chain's state under ROOT as DEST/ref90-run.tar.NN
     local root="$1" dest="$2" run paths=()
-    for run in ref90-ba ref90-el; do
+    for run in ref90-el; do
         [ -f "$root/$run/run.json" ] || continue
         paths+=("$run/run.json" "$run/metrics.jsonl")
         paths+=($(cd "$root" && ls -d "$run"/checkpoints/step-* 2>/dev/null | tail -1))
@@ -51,12 +49,7 @@ if ls .data/ref90-run.tar.* >/dev/null 2>&1; then
 fi
 [ -f "$WORK/ref90-data/cifar10-45k.npz" ] ||
     python3 -m bench.reference.split --data .data/cifar10-jpeg.npz --out "$WORK/ref90-data/cifar10-45k.npz"
-STEP="${STEP:-$([ -f "$WORK/ref90-ba/bundle/bundle.json" ] && echo el || echo ba)}"
-case "$STEP" in
-    ba) RUN=ref90-ba RECIPE=recipes/ofa-mbv3-cifar10-born-again.yaml INIT=ref90-full120 ;;
-    el) RUN=ref90-el RECIPE=recipes/ofa-mbv3-cifar10-elastic.yaml INIT=ref90-ba/bundle ;;
-    *) echo "STEP must be ba or el, got $STEP" >&2; exit 2 ;;
-esac
+RUN=ref90-el RECIPE=recipes/ofa-mbv3-cifar10-elastic.yaml INIT=ref90-full120
 cp "$RECIPE" "$WORK/ref90-data/$(basename "$RECIPE" .yaml | sed 's/ofa-mbv3-cifar10-//').yaml"
 (cd "$WORK" && timeout --signal=TERM "$TRAIN_S" python3 -m ofakit train \
     --recipe "ref90-data/$(basename "$RECIPE" .yaml | sed 's/ofa-mbv3-cifar10-//').yaml" --out "$RUN" \
