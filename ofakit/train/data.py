@@ -168,7 +168,6 @@ def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None
     border) to the dataset mean, which is zero once normalised (DeVries and Taylor, 2017: 16 px for CIFAR-10).
     """
     import torch
-    import torch.nn.functional as F
 
     n = len(ds)
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
