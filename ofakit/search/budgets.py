@@ -11,14 +11,14 @@ other way round, each budget also breeds from the next looser budget's best pare
 few steps toward the space's smallest arch before it is dropped (a repair, as constrained genetic algorithms do), so a
 loose budget's finds reach the tighter ones near their limit, where the best archs lie. The loosest budget gets no such
 help from above; a second population there, without the archive and restarting when stalled, keeps exploring it. Each
-budget runs 2.8/n of a single-budget search's archs (`ShareConfig`), the children of all budgets are proposed, repaired,
+budget runs 2.4/n of a single-budget search's archs (`ShareConfig`), the children of all budgets are proposed, repaired,
 checked and scored together each generation. Last, each budget's best arch is polished by steepest ascent over its
 one-gene changes under the budget (a local search after the genetic one, as memetic algorithms do; Moscato, 1989), all
 budgets' in one batch a round, at most 5 rounds and about 6 % more archs. Each budget's pick is the best arch scored
 under it by any of them.
 
 Measured by `bench/many_budgets.py` (10 budgets; ~15,400-16,400 archs scored where each budget's own search scored
-~4,400; 2.5x and 2.9x one budget's time): on seeds 0-9 the picks were on median as good as their own single-budget
+~4,400; 2.5x and 2.9x one budget's time; with the work at 2.4 since 2026-12-06: ~13,800-14,000 archs, 2.2x and 2.7x): on seeds 0-9 the picks were on median as good as their own single-budget
 searches or better (+0.22 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle); none of 100 on
 the reference bundle fell more than 0.1 points below (worst -0.10), but 27 in 100 on Note10's rugged stand-in predictor
 did (down to -1.27). That bar lies inside the single search's own noise: on the same seeds a single search fell more
@@ -35,7 +35,13 @@ seed's in 8 % of pairs).
 Other algorithms run once per budget exactly as a single-budget search with the same seed would, and every budget's
 pick is the best arch scored under it by any of the runs, so each pick is at least as good as its own search's.
 
-(Measured and dropped: the work split over 2 or 3 independent shared searches, each pick the best of them (Note10, seeds
+(The work was 2.8 single searches until 2026-12-06, when the reference bundle's 10 budgets took 3.2-3.3x one
+budget's time on an Intel Xeon: at 2.4 (12 of 50 generations a budget instead of 14), seeds 0-19, 12 of 200 picks
+more than 0.1 below their own search on the reference bundle and 40 of 200 on Note10, against 6 and 35 at 2.8. Measured
+and dropped then: retiring a looser budget's population once its best arch met the next tighter budget for 8
+generations in a row (13 and 57 of 200 at the same archs as work 2.4; at 3 and 5 generations, 14 and 13 of 100 on the
+reference bundle), and no second population at the loosest budget (9 of 100 there).
+Measured and dropped before: the work split over 2 or 3 independent shared searches, each pick the best of them (Note10, seeds
 100-129: 137 and 106 in 300 below, against 92: each gets too few generations); a chain from the loosest budget to the
 tightest, each starting from the best archs scored so far under it with a quarter of the generations, took 2.1-3.1x one
 budget's time for 10 budgets, but its worst pick was 0.14-0.79 points below the budget's own search on 5 of 6 (setting,
@@ -69,7 +75,7 @@ from ofakit.space.genome import Genome
 
 @dataclass(frozen=True)
 class ShareConfig:
-    work: float = 2.8  # the budgets' generations together, in single-budget searches (at most one per budget)
+    work: float = 2.4  # the budgets' generations together, in single-budget searches (at most one per budget)
     min_generations: int = 10  # but each budget at least this many (or all of cfg.generations): evolution climbs
     # over generations, and sharing does not replace them (on a linear score, 10 budgets at 3 of 10 generations each
     # picked 0.4-2.6 below their own searches; at 10 generations each, 6-8 above)
@@ -267,18 +273,26 @@ def _first_populations(ev: _Evaluator, lanes: list[_Lane], cfg: EvolutionConfig,
     n, genome = cfg.population, ev.genome
     got: list[list[int]] = [[] for _ in lanes]
     taken: list[set[int]] = [set() for _ in lanes]
-    for _ in range(cfg.sample_tries):
-        rows = genome.sample(4 * n, rng)
+    left, size = cfg.sample_tries * 4 * n, 4 * n  # draws in all (as many as `sample_tries` batches of 4n), this batch
+    hits, seen = np.zeros(len(lanes)), 0  # rows under each lane's limits so far, rows drawn
+    while left > 0:
+        rows = genome.sample(size, rng)
+        left -= size
         _, values = ev.check(rows)
         keys, matrix = genome.keys(rows), _values(ev, values)
-        chosen = [_distinct(np.flatnonzero(lane.under(matrix)), keys, taken[j], n - len(got[j]))
-                  for j, lane in enumerate(lanes)]
+        under = [np.flatnonzero(lane.under(matrix)) for lane in lanes]
+        chosen = [_distinct(at, keys, taken[j], n - len(got[j])) for j, at in enumerate(under)]
         at = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *chosen]))
         stored = ev.add(rows[at], {k: v[at] for k, v in values.items()}, keys[at], later=True)
         for j, rows_at in enumerate(chosen):
             got[j].extend(stored[np.searchsorted(at, rows_at)].tolist())
-        if all(len(g) >= n for g in got):
+        short = np.array([n - len(g) for g in got])
+        if not short.any():
             break
+        hits += [len(u) for u in under]
+        seen += len(rows)
+        # the next batch as large as the scarcest lane needs (a tight limit meets few random archs), at most 32 x
+        size = int(min(left, 32 * n, max(4 * n, np.ceil(1.2 * np.max(short * seen / np.maximum(hits, 0.5))))))
     ev.score_new()
     for j, lane in enumerate(lanes):
         if not got[j]:  # as evolve: the space's smallest arch, or the infeasible error

@@ -77,7 +77,7 @@ def test_other_algorithms_run_per_budget_and_each_pick_is_at_least_its_own_searc
 
 
 def test_evolution_shares_one_search_across_the_budgets():
-    """Six budgets at 10 of 20 generations each (work 2.8 gives 0.47 each, and at least 10): the picks meet their
+    """Six budgets at 10 of 20 generations each (work 2.4 gives 0.4 each, and at least 10): the picks meet their
     budgets, a looser budget's pick is at least a tighter one's (the store serves them all), they beat their own
     single-budget searches on median, with at most 0.6 of the archs those scored; the same seed gives the same
     picks."""
