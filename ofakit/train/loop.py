@@ -11,10 +11,13 @@ runs as a static graph, and one whose every step uses every parameter as plain D
 A `Trainer` is the run: `set_up` (processes, device, run directory, data, supernet), `resume` (the last
 checkpoint), `train_step` until the recipe's last step, `end_step` (stage-end evaluation, checkpoints), `finish`
 (the bundle). `on_step` is called after every step, with the step's number, once its checkpoint (if due) is written.
+A single-process run stopped by Ctrl-C or SIGTERM ends the step under way and writes a checkpoint first
+(`ofakit.train.stop`).
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ from ofakit.train.run_dir import (RUN_JSON, RunLock, RunRecord, TrainingError, c
                                   read_run_record, write_run_record)
 from ofakit.train.sampling import StepPlan, plan_step
 from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages
+from ofakit.train.stop import StopRequest
 
 StepHook = Callable[[int], None]
 
@@ -190,6 +194,7 @@ class Trainer:
             self.clock = RunClock().start()
             self.report = RunReport(self.run_dir, self.total_steps, self.step, main=self.processes.main,
                                     progress=self.progress)
+            stop = StopRequest().start() if self.processes.world == 1 else None  # see ofakit.train.stop
             try:
                 while self.step < self.total_steps:
                     plan = self.train_step()
@@ -197,7 +202,11 @@ class Trainer:
                     self.end_step(plan)
                     if self.on_step is not None:
                         self.on_step(self.step)
+                    if stop is not None and stop.name and self.step < self.total_steps:
+                        self.stop_here(plan, stop.name)
             finally:
+                if stop is not None:
+                    stop.close()
                 self.report.close()
                 self.clock.close()
             return self.finish()
@@ -407,10 +416,22 @@ class Trainer:
             if stage_end:
                 self.last_eval = self._evaluate(plan.stage)
                 self.report.evaluation(self.step, plan.stage.name, self.last_eval)
-            save_checkpoint(self.run_dir, self.supernet, self.optimizer,
-                            CheckpointState(step=self.step, stage=plan.stage.name, digest=self.cfg.digest(),
-                                            train_seconds=self._elapsed(), eval=self.last_eval))
+            self._save(plan)
         self.processes.barrier()
+
+    def stop_here(self, plan: StagePlan, why: str) -> None:
+        """(Single process.) Stop after this step, at a checkpoint (written unless `end_step` just wrote it):
+        raises KeyboardInterrupt, which the CLI reports as an interruption."""
+        if self.step % self.cfg.checkpoint_every and self.step != plan.start + plan.steps:
+            self._save(plan)
+        print(f"ofakit train: stopped by {why} after step {self.step} of {self.total_steps}, checkpoint written in "
+              f"{self.run_dir}; run the same command to resume", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    def _save(self, plan: StagePlan) -> None:
+        save_checkpoint(self.run_dir, self.supernet, self.optimizer,
+                        CheckpointState(step=self.step, stage=plan.stage.name, digest=self.cfg.digest(),
+                                        train_seconds=self._elapsed(), eval=self.last_eval))
 
     def _evaluate(self, stage: StageConfig) -> dict[str, Any]:
         """The stage-end evaluation, on the random state it found: it builds networks (whose initialisation draws

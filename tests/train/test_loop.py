@@ -165,6 +165,40 @@ def test_a_resumed_run_logs_each_step_once(tmp_path):
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in ref])
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_run_at_a_checkpoint_of_its_step(tmp_path, signum, capsys):
+    """SIGTERM (a `timeout` wrapper, a scheduler) or Ctrl-C during step 5 (checkpoints every 2): the step ends, its
+    checkpoint is written, the run stops (KeyboardInterrupt) and puts the handlers back; resumed, it ends with the
+    uninterrupted run's weights."""
+    cfg = recipe_from_dict(tiny_recipe())
+    _, ref = run_training(cfg, tmp_path / "ref", progress=False)
+    before = signal.getsignal(signum)
+
+    def signal_at_5(step: int) -> None:
+        if step == 5:
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "run", progress=False, on_step=signal_at_5)
+    assert signal.getsignal(signum) is before
+    assert (tmp_path / "run" / "checkpoints" / "step-00000005").is_dir()
+    assert f"stopped by {signum.name} after step 5 of 10" in capsys.readouterr().err
+    _, got = run_training(cfg, tmp_path / "run", progress=False)
+    assert all(torch.equal(got.state_dict()[k], v) for k, v in ref.state_dict().items())
+
+
+def test_a_second_signal_stops_the_run_at_once(tmp_path):
+    """Ctrl-C twice in step 5: no waiting for the checkpoint; the last one is step 4's."""
+    def twice_at_5(step: int) -> None:
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(recipe_from_dict(tiny_recipe()), tmp_path / "run", progress=False, on_step=twice_at_5)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1] == "step-00000004"
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP/SIGCONT on this platform")
 def test_a_stopped_run_does_not_count_the_stop_as_training(tmp_path):
     """Stopped for 2 s inside a step (as `kill -STOP`, then `kill -CONT`, or Ctrl-Z and `fg`): the bundle's and the
