@@ -7,7 +7,8 @@ Reads RUN/bundle (written by `ofakit train`, predictor files from `ofakit predic
 and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test split (BN recalibrated on
 the calibration data's training split), and writes the bundle at --out with that provenance in bundle.json. A run
 that started from another run's bundle or checkpoint (`init`) is followed back: bundle.json lists every run of the
-chain (recipe, stages, steps used, minutes), and the training minutes are their sum.
+chain (recipe, stages, steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle
+this script wrote (the shipped one, say) begins with the runs that bundle records.
 """
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ from ofakit.predict.accuracy import AccuracyPredictor
 from ofakit.train.data import load_dataset
 from ofakit.train.evaluate import EvalConfig, evaluate_subnet
 
-# issue 20's reference bundle: the long recipe's full stage, then the elastic stages on a run of their own
-CHAIN_RECIPES = ("recipes/ofa-mbv3-cifar10-long.yaml", "recipes/ofa-mbv3-cifar10-elastic.yaml")
+# issue 20's reference bundle: the long recipe's full stage, the elastic stages on a run of their own, then the
+# sandwich rule over the whole space
+CHAIN_RECIPES = ("recipes/ofa-mbv3-cifar10-long.yaml", "recipes/ofa-mbv3-cifar10-elastic.yaml",
+                 "recipes/ofa-mbv3-cifar10-sandwich.yaml")
 
 
 def write_calibration(path: Path, calib, test, n_calib: int, n_check: int) -> None:  # noqa: ANN001
@@ -115,6 +118,20 @@ def run_chain(run: Path) -> list[dict]:
     return links[::-1]
 
 
+def recorded_chain(first: dict) -> list[dict]:
+    """The runs before the chain's first run, as recorded in the bundle it started from (`training.chain` of a
+    bundle this script wrote): a run that continues the shipped bundle keeps that bundle's provenance. [] when the
+    first run started from fresh weights or from a bundle without such a record."""
+    init = first["recipe_config"].get("init")
+    if not init:
+        return []
+    path = _init_path(init, first["run"])
+    if not (path / "bundle.json").is_file():
+        return []
+    chain = json.loads((path / "bundle.json").read_text()).get("training", {}).get("chain") or []
+    return [dict(entry) for entry in chain if isinstance(entry, dict)]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True)
@@ -140,11 +157,15 @@ def main(argv: list[str] | None = None) -> None:
     predictor = AccuracyPredictor.load(args.run / "bundle")
     run_info = json.loads((args.run / "run.json").read_text())
     links = run_chain(args.run)
-    if len(args.recipe) != len(links):
+    chain = recorded_chain(links[0])
+    runs = [entry["recipe"] for entry in chain] + [str(link["run"]) for link in links]
+    if len(args.recipe) != len(runs):
         raise SystemExit(f"--recipe names {len(args.recipe)} recipe(s), but {args.run} was trained by a chain of "
-                         f"{len(links)} run(s): {', '.join(str(link['run']) for link in links)}")
-    chain = []
-    for link, recipe in zip(links, args.recipe):
+                         f"{len(runs)} run(s): {', '.join(runs)}")
+    if [entry["recipe"] for entry in chain] != args.recipe[: len(chain)]:
+        raise SystemExit(f"--recipe begins {args.recipe[: len(chain)]}, but the bundle {links[0]['recipe_config']['init']} "
+                         f"that the chain continues records {[entry['recipe'] for entry in chain]}")
+    for link, recipe in zip(links, args.recipe[len(chain):]):
         steady = steady_minutes(link["run"], link, link["upto"])
         counted = round(float(link["train_seconds"]) / 60, 1)
         stages = [stage["name"] for stage in link["recipe_config"]["stages"]]
