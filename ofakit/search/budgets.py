@@ -18,7 +18,7 @@ budgets' in one batch a round, at most 5 rounds and about 6 % more archs. Each b
 under it by any of them.
 
 Measured by `bench/many_budgets.py` (10 budgets; ~15,400-16,400 archs scored where each budget's own search scored
-~4,400; 2.5x and 2.9x one budget's time; with the work at 2.4 since 2026-12-06: ~13,800-14,000 archs, 2.2x and 2.7x): on seeds 0-9 the picks were on median as good as their own single-budget
+~4,400; 2.5x and 2.9x one budget's time; with the work at 2.4 since 2026-12-06: ~13,800-14,200 archs, 2.2-2.7x): on seeds 0-9 the picks were on median as good as their own single-budget
 searches or better (+0.22 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle); none of 100 on
 the reference bundle fell more than 0.1 points below (worst -0.10), but 27 in 100 on Note10's rugged stand-in predictor
 did (down to -1.27). That bar lies inside the single search's own noise: on the same seeds a single search fell more
