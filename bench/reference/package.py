@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--recipe names {len(args.recipe)} recipe(s), but {args.run} was trained by a chain of "
                          f"{len(runs)} run(s): {', '.join(runs)}")
     if [entry["recipe"] for entry in chain] != args.recipe[: len(chain)]:
-        raise SystemExit(f"--recipe begins {args.recipe[: len(chain)]}, but the bundle {links[0]['recipe_config']['init']} "
-                         f"that the chain continues records {[entry['recipe'] for entry in chain]}")
+        raise SystemExit(f"--recipe begins {args.recipe[: len(chain)]}, but the bundle "
+                         f"{links[0]['recipe_config']['init']} that the chain continues records "
+                         f"{[entry['recipe'] for entry in chain]}")
     for link, recipe in zip(links, args.recipe[len(chain):]):
         steady = steady_minutes(link["run"], link, link["upto"])
         counted = round(float(link["train_seconds"]) / 60, 1)

@@ -17,45 +17,46 @@ one-gene changes under the budget (a local search after the genetic one, as meme
 budgets' in one batch a round, at most 5 rounds and about 6 % more archs. Each budget's pick is the best arch scored
 under it by any of them.
 
-Measured by `bench/many_budgets.py` (10 budgets; ~15,400-16,400 archs scored where each budget's own search scored
-~4,400; 2.5x and 2.9x one budget's time; with the work at 2.4 since 2026-12-06: ~13,800-14,200 archs, 2.2-2.7x): on seeds 0-9 the picks were on median as good as their own single-budget
-searches or better (+0.22 points on MIT's tutorial predictor at Note10, 0.00 on the reference bundle); none of 100 on
-the reference bundle fell more than 0.1 points below (worst -0.10), but 27 in 100 on Note10's rugged stand-in predictor
-did (down to -1.27). That bar lies inside the single search's own noise: on the same seeds a single search fell more
-than 0.1 points below the next seed's single search in 4 and 42 of 100 (budget, seed) pairs. The polish took the misses
-from 2 and 34 in 100 to 0 and 27 (on the tuning seeds 100-129: from 14 to 6 in 300 on the reference bundle, from 92 to
-54 on Note10; 2, 3 and 8 rounds: 8, 7, 5 and 64, 57, 49). Before the polish, on seeds 100-159 (Note10) and 100-129
-(reference), where the settings were chosen, at the same time as the shared search without the looser budgets' parents,
-repair, half mutation rate and second population at the loosest budget (which had it at the tightest): 11 in 300 below
-on the reference bundle against 23, 140 in 600 on Note10 against 144. With a fraction of the work per budget, the search
-does not match a lucky single run everywhere on a rugged score: its misses fall with more work (Note10, seeds 100-129:
-25 in 300 at 4.5 single searches' archs, 15 at 6; a single search with 4x the generations still falls below another
-seed's in 8 % of pairs).
+Measured by `bench/many_budgets.py` at work 2.4 (2026-12-06; 10 budgets; ~13,800-14,200 archs scored where each budget's
+own search scored ~4,500-5,000; 2.2-2.7x one budget's time): on seeds 0-9, 5 of 100 picks on the reference bundle and 26
+of 100 on Note10 fell more than 0.1 points below their own search (a single search falls that far below another seed's
+in 13-18 and 42 of 100). Before, at work 2.8 (~15,400-16,400 archs; 2.5x and 2.9x, and 3.3x on an Intel Xeon): on seeds
+0-9 the picks were on median as good as their own single-budget searches or better (+0.22 points on MIT's tutorial
+predictor at Note10, 0.00 on the reference bundle); none of 100 on the reference bundle fell more than 0.1 points below
+(worst -0.10), but 27 in 100 on Note10's rugged stand-in predictor did (down to -1.27). That bar lies inside the single
+search's own noise: on the same seeds a single search fell more than 0.1 points below the next seed's single search in 4
+and 42 of 100 (budget, seed) pairs. The polish took the misses from 2 and 34 in 100 to 0 and 27 (on the tuning seeds
+100-129: from 14 to 6 in 300 on the reference bundle, from 92 to 54 on Note10; 2, 3 and 8 rounds: 8, 7, 5 and 64, 57,
+49). Before the polish, on seeds 100-159 (Note10) and 100-129 (reference), where the settings were chosen, at the same
+time as the shared search without the looser budgets' parents, repair, half mutation rate and second population at the
+loosest budget (which had it at the tightest): 11 in 300 below on the reference bundle against 23, 140 in 600 on Note10
+against 144. With a fraction of the work per budget, the search does not match a lucky single run everywhere on a rugged
+score: its misses fall with more work (Note10, seeds 100-129: 25 in 300 at 4.5 single searches' archs, 15 at 6; a single
+search with 4x the generations still falls below another seed's in 8 % of pairs).
 
 Other algorithms run once per budget exactly as a single-budget search with the same seed would, and every budget's
 pick is the best arch scored under it by any of the runs, so each pick is at least as good as its own search's.
 
-(The work was 2.8 single searches until 2026-12-06, when the reference bundle's 10 budgets took 3.2-3.3x one
-budget's time on an Intel Xeon: at 2.4 (12 of 50 generations a budget instead of 14), seeds 0-19, 12 of 200 picks
-more than 0.1 below their own search on the reference bundle and 40 of 200 on Note10, against 6 and 35 at 2.8. Measured
-and dropped then: retiring a looser budget's population once its best arch met the next tighter budget for 8
-generations in a row (13 and 57 of 200 at the same archs as work 2.4; at 3 and 5 generations, 14 and 13 of 100 on the
-reference bundle), and no second population at the loosest budget (9 of 100 there).
-Measured and dropped before: the work split over 2 or 3 independent shared searches, each pick the best of them (Note10, seeds
-100-129: 137 and 106 in 300 below, against 92: each gets too few generations); a chain from the loosest budget to the
-tightest, each starting from the best archs scored so far under it with a quarter of the generations, took 2.1-3.1x one
-budget's time for 10 budgets, but its worst pick was 0.14-0.79 points below the budget's own search on 5 of 6 (setting,
-seed) pairs. In the shared search, counting picks more than 0.1 points below their own search: 5 archive archs among the
-parents instead of 25 (Note10: 11 in 40 against 3), none (more still), parents from the budget's own latency band only
-(6 in 40), two half-size populations per budget (24 in 50), more generations for the looser budgets and fewer for the
-tighter (reference: 10-23 in 100 against 3). On seeds 100-159 (Note10) / 100-129 (reference): half-size populations for
-twice the generations (90 in 600 against 120 at work 3, but ~25 % more time per arch: at equal time, 138 in 600), three
-quarters of the children by mutation (190 in 600), ranking proposals by a linear fit of the scores so far before scoring
-(no change), each budget breeding from its own population only for its first 5 or 8 generations (75-108 in 300 against
-57-76), a second population at both ends (no better), repair without the looser parents or the reverse (reference: 10
-and 17 in 300 against 6), each population's first draws as evolve's (the best half of twice as many: seeds 0-9, 33 and 3
-in 100 against 34 and 2, the reference bundle's time 3.2x one budget's).)
-"""
+(The work was 2.8 single searches until 2026-12-06, when the reference bundle's 10 budgets took 3.2-3.3x one budget's
+time on an Intel Xeon: at 2.4 (12 of 50 generations a budget instead of 14), seeds 0-19, 12 of 200 picks more than 0.1
+below their own search on the reference bundle and 40 of 200 on Note10, against 6 and 35 at 2.8. Measured and dropped
+then: retiring a looser budget's population once its best arch met the next tighter budget for 8 generations in a row
+(13 and 57 of 200 at the same archs as work 2.4; at 3 and 5 generations, 14 and 13 of 100 on the reference bundle), and
+no second population at the loosest budget (9 of 100 there). Measured and dropped before: the work split over 2 or 3
+independent shared searches, each pick the best of them (Note10, seeds 100-129: 137 and 106 in 300 below, against 92:
+each gets too few generations); a chain from the loosest budget to the tightest, each starting from the best archs
+scored so far under it with a quarter of the generations, took 2.1-3.1x one budget's time for 10 budgets, but its worst
+pick was 0.14-0.79 points below the budget's own search on 5 of 6 (setting, seed) pairs. In the shared search, counting
+picks more than 0.1 points below their own search: 5 archive archs among the parents instead of 25 (Note10: 11 in 40
+against 3), none (more still), parents from the budget's own latency band only (6 in 40), two half-size populations per
+budget (24 in 50), more generations for the looser budgets and fewer for the tighter (reference: 10-23 in 100 against
+3). On seeds 100-159 (Note10) / 100-129 (reference): half-size populations for twice the generations (90 in 600 against
+120 at work 3, but ~25 % more time per arch: at equal time, 138 in 600), three quarters of the children by mutation (190
+in 600), ranking proposals by a linear fit of the scores so far before scoring (no change), each budget breeding from
+its own population only for its first 5 or 8 generations (75-108 in 300 against 57-76), a second population at both ends
+(no better), repair without the looser parents or the reverse (reference: 10 and 17 in 300 against 6), each population's
+first draws as evolve's (the best half of twice as many: seeds 0-9, 33 and 3 in 100 against 34 and 2, the reference
+bundle's time 3.2x one budget's).)"""
 from __future__ import annotations
 
 import time
