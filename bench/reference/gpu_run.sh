@@ -19,8 +19,8 @@
 #   (a session's machine starts empty: with no CPU runs and no parts from an earlier call, the chain starts again)
 # The call: run(command="bash bench/reference/gpu_run.sh", carry=[".data"], timeout_s=600)
 # Back under $OUT: gpu.txt (card, driver, torch), train.log (the run's last metrics), ref90-run.tar.NN (the chain's
-# state: run.json, metrics, the last checkpoint (run 1: its full stage's end), the teacher and the bundle of each run; parts
-# under 16 MiB), cuda-tests.txt, elastic_overhead.json, train_throughput.json.
+# state: run.json, metrics, the last checkpoint (run 1: its full stage's end), the teacher and the bundle of each
+# run; parts under 16 MiB), cuda-tests.txt, elastic_overhead.json, train_throughput.json.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 TRAIN_S="${TRAIN_S:-400}"  # seconds of training; the rest of the call is tests, benchmarks and packing

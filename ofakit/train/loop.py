@@ -410,7 +410,7 @@ class Trainer:
         """After a step: at a stage's end, evaluate (main process); at a stage's end or every `checkpoint_every`
         steps, write a checkpoint (main process) that the others wait for."""
         stage_end = self.step == plan.start + plan.steps
-        if not (stage_end or self.step % self.cfg.checkpoint_every == 0):
+        if not self._checkpoint_due(plan):
             return
         if self.processes.main:
             if stage_end:
@@ -422,11 +422,15 @@ class Trainer:
     def stop_here(self, plan: StagePlan, why: str) -> None:
         """(Single process.) Stop after this step, at a checkpoint (written unless `end_step` just wrote it):
         raises KeyboardInterrupt, which the CLI reports as an interruption."""
-        if self.step % self.cfg.checkpoint_every and self.step != plan.start + plan.steps:
+        if not self._checkpoint_due(plan):
             self._save(plan)
         print(f"ofakit train: stopped by {why} after step {self.step} of {self.total_steps}, checkpoint written in "
               f"{self.run_dir}; run the same command to resume", file=sys.stderr, flush=True)
         raise KeyboardInterrupt
+
+    def _checkpoint_due(self, plan: StagePlan) -> bool:
+        """Whether `end_step` writes a checkpoint after this step: at the stage's end and every `checkpoint_every`."""
+        return self.step == plan.start + plan.steps or self.step % self.cfg.checkpoint_every == 0
 
     def _save(self, plan: StagePlan) -> None:
         save_checkpoint(self.run_dir, self.supernet, self.optimizer,
