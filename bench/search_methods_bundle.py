@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                                                  "across the bundle's range)")
     p.add_argument("--budget", type=int, default=5000, help="archs per predictor-scored search")
     p.add_argument("--supernet-budget", type=int, default=300, help="archs per supernet-scored search")
-    p.add_argument("--gradient-steps", type=int, default=150)
+    p.add_argument("--gradient-steps", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drift", type=float, default=None, help="the latency estimates' scale (default: measured at the "
                                                              "start); give an earlier run's to search its limits")

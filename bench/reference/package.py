@@ -3,12 +3,14 @@
     python -m bench.reference.package --run RUN [--test-data CIFAR10-JPEG.npz] \\
         --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10 [--recipe R1 R2 ...]
 
-Reads RUN/bundle (written by `ofakit train`, predictor files from `ofakit predictor fit` included) and RUN/run.json
-and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test split (BN recalibrated on
+Reads RUN/bundle (written by `ofakit train`; predictor files from `ofakit predictor fit`, if any, are copied with
+their metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test split (BN recalibrated on
 the calibration data's training split), and writes the bundle at --out with that provenance in bundle.json. A run
 that started from another run's bundle or checkpoint (`init`) is followed back: bundle.json lists every run of the
 chain (recipe, stages, steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle
-this script wrote (the shipped one, say) begins with the runs that bundle records.
+this script wrote (the shipped one, say) begins with the runs that bundle records. The shipped predictor is fitted on
+the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`, on its fp16 weights), which records its
+metrics in bundle.json.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
 from ofakit.io import atomic_write_npz, read_jsonl
 from ofakit.latency.backends.base import host_cpu
-from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.predict.accuracy import PREDICTOR_JSON, AccuracyPredictor
 from ofakit.train.data import load_dataset
 from ofakit.train.evaluate import EvalConfig, evaluate_subnet
 
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
     top1 = {name: evaluate_subnet(supernet, arch, calib, test, cfg)
             for name, arch in (("largest", space.largest()), ("smallest", space.smallest()))}
-    predictor = AccuracyPredictor.load(args.run / "bundle")
+    has_predictor = (args.run / "bundle" / PREDICTOR_JSON).exists()
+    predictor = AccuracyPredictor.load(args.run / "bundle") if has_predictor else None
     run_info = json.loads((args.run / "run.json").read_text())
     links = run_chain(args.run)
     chain = recorded_chain(links[0])
@@ -198,14 +201,16 @@ def main(argv: list[str] | None = None) -> None:
                     "python": platform.python_version(), "world_size": run_info.get("world_size", 1)},
     }
     metrics = {
-        **info.metrics,
+        **{k: v for k, v in info.metrics.items() if k != "predictor"},
         "test_top1": {k: round(v, 4) for k, v in top1.items()},
         "test_set": "CIFAR-10 test split, 10,000 images; BN recalibrated on 2,048 training images",
         "calibration_npz": f"{args.calib_images} training images (BN recalibration on export) and "
                            f"{args.check_images} test images (top-1 agreement checks), seed 0",
-        "predictor": {"kind": predictor.kind, "samples": predictor.meta.get("samples"),
-                      "heldout": predictor.meta.get("heldout")},
     }
+    if predictor is not None:
+        metrics["predictor"] = {"kind": predictor.kind, "samples": predictor.meta.get("samples"),
+                                "heldout": predictor.meta.get("heldout"),
+                                "evaluation": predictor.meta.get("evaluation")}
     save_bundle(args.out, supernet, dataset="cifar10", training=training, metrics=metrics, dtype="float16")
     write_calibration(args.out / CALIBRATION, calib, test, args.calib_images, args.check_images)
     for path in (args.run / "bundle").iterdir():

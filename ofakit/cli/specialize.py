@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "reward accuracy x (latency / limit) ^ w); the pick always meets the limits")
     p.add_argument("--mnas-w", type=float, default=-0.07, metavar="W", help="w of --reward mnas (default -0.07)")
     p.add_argument("--budget", type=int, help="archs to score (default 5000; 300 with --score supernet); "
-                                              "--algorithm gradient: descent steps (default 150)")
+                                              "--algorithm gradient: descent steps (default 400)")
     p.add_argument("--score", choices=("predictor", "supernet"), default="auto",
                    help="how subnets are scored: predictor (the bundle's; the default where it has one) or supernet "
                         "(each subnet's real top-1 on images of --data's train split, BN recalibrated: slow, "

@@ -70,7 +70,7 @@ class GradientConfig:
 
 
 def gradient_search(genome: Genome, score: object, limits: Sequence[Limit], rng: Draws,
-                    cfg: GradientConfig = GradientConfig(), *, steps: int = 150,
+                    cfg: GradientConfig = GradientConfig(), *, steps: int = 400,
                     progress: bool | None = None) -> SearchResult:
     """The best of the argmax subnets the descent ends at, per resolution (see the module docstring).
 

@@ -32,7 +32,7 @@ class SpecializeConfig:
     params: float | None = None
     algorithm: str = "evolution"  # a name of ofakit.search.algorithms.ALGORITHMS
     budget: int | None = None  # archs scored (about population x generations; gradient: steps); None: 5000,
-    # 300 scored with the supernet, 150 steps of the gradient search
+    # 300 scored with the supernet, 400 steps of the gradient search
     population: int = 100  # with the supernet's score: at most budget / 10 (at least 10)
     seed: int = 0
     latency_model: str = "lut"  # a name of ofakit.predict.estimators.ESTIMATORS
@@ -74,7 +74,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     info = read_bundle_info(bundle)
     scored_by = _score_kind(bundle, cfg)
     budget = cfg.budget if cfg.budget is not None else (
-        5000 if scored_by == "predictor" else 150 if ALGORITHMS.canonical(cfg.algorithm) == "gradient" else 300)
+        5000 if scored_by == "predictor" else 400 if ALGORITHMS.canonical(cfg.algorithm) == "gradient" else 300)
     device = get_device(cfg.device)
     space = get_space(info.space)
     predictor = AccuracyPredictor.load(bundle) if scored_by == "predictor" else None
