@@ -4,13 +4,13 @@
         --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10 [--recipe R1 R2 ...]
 
 Reads RUN/bundle (written by `ofakit train`; predictor files from `ofakit predictor fit`, if any, are copied with
-their metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test split (BN recalibrated on
-the calibration data's training split), and writes the bundle at --out with that provenance in bundle.json. A run
-that started from another run's bundle or checkpoint (`init`) is followed back: bundle.json lists every run of the
-chain (recipe, stages, steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle
-this script wrote (the shipped one, say) begins with the runs that bundle records. The shipped predictor is fitted on
-the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`, on its fp16 weights), which records its
-metrics in bundle.json.
+their metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full
+test split (BN recalibrated on the calibration data's training split), and writes the bundle at --out with that
+provenance in bundle.json. A run that started from another run's bundle or checkpoint (`init`) is followed back:
+bundle.json lists every run of the chain (recipe, stages, steps used, minutes), and the training minutes are their
+sum. A chain that starts from a bundle this script wrote (the shipped one, say) begins with the runs that bundle
+records. The shipped predictor is fitted on the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`,
+on its fp16 weights), which records its metrics in bundle.json.
 """
 from __future__ import annotations
 
