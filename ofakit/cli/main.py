@@ -26,8 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(text: str) -> None:
+    """One line on stderr in one write: processes that share the stream (torchrun's workers) cannot split it."""
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    print(f"ofakit: warning: {message}", file=sys.stderr)
+    say(f"ofakit: warning: {message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,10 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.run(args) or 0)
         except OfakitError as exc:
-            print(f"ofakit: error: {exc}", file=sys.stderr)
+            say(f"ofakit: error: {exc}")
             return 2
         except KeyboardInterrupt:
-            print("ofakit: interrupted", file=sys.stderr)
+            say("ofakit: interrupted")
             return 130
 
 

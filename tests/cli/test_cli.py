@@ -113,3 +113,24 @@ def test_the_command_runs_numpys_blas_on_one_thread_unless_the_user_chose(chosen
     if not threads:
         pytest.skip("NumPy here is not built on OpenBLAS")
     assert threads == [int(chosen or 1)]
+
+
+def test_an_error_line_reaches_stderr_in_one_write(monkeypatch, tmp_path):
+    # torchrun's workers share one stderr: a line written in two parts (text, then newline) can be split by another
+    # process's line, as `print` does on an unbuffered stream
+    from ofakit.cli import main as cli_main
+
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    assert cli_main.main(["arch", "info", str(tmp_path / "missing.json")]) == 2
+    errors = [w for w in writes if w.startswith("ofakit: error: ")]
+    assert len(errors) == 1 and errors[0].endswith("\n") and errors[0].count("\n") == 1, writes
