@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
                                                  "across the bundle's range)")
     p.add_argument("--budget", type=int, default=5000, help="archs per predictor-scored search")
     p.add_argument("--supernet-budget", type=int, default=300, help="archs per supernet-scored search")
-    p.add_argument("--gradient-steps", type=int, default=400)
+    p.add_argument("--gradient-steps", type=int, default=None,
+                   help="default: the search's own (ofakit.search.gradient.STEPS)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drift", type=float, default=None, help="the latency estimates' scale (default: measured at the "
                                                              "start); give an earlier run's to search its limits")
@@ -91,12 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     from ofakit.io import append_jsonl
     from ofakit.latency.profile import drift_scale
     from ofakit.predict.estimators import estimator_for
+    from ofakit.search.gradient import STEPS
     from ofakit.search.specialize import SpecializeConfig, specialize
     from ofakit.search.verify import measure_subnet_latency
     from ofakit.train.data import load_dataset
     from ofakit.train.evaluate import EvalConfig, evaluate_subnet
 
     torch.set_num_threads(args.threads)
+    gradient_steps = STEPS if args.gradient_steps is None else args.gradient_steps
     started = time.perf_counter()
     bundle = resolve_bundle(args.bundle)
     supernet, info = load_bundle(bundle)
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                 device=args.device, latency_ms=budget, algorithm=algorithm, seed=args.seed, latency_model="auto",
                 drift="off", latency_scale=scale, score="supernet" if supernet_scored else "predictor",
                 data=data if supernet_scored else None,
-                budget=args.gradient_steps if algorithm == "gradient" else
+                budget=gradient_steps if algorithm == "gradient" else
                 args.supernet_budget if supernet_scored else args.budget)
             load = os.getloadavg()[0]
             log(f"{budget:.3f} ms: {method} (load {load:.1f}) ...")

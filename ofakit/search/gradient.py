@@ -46,6 +46,10 @@ from ofakit.search.progress import SearchProgress
 from ofakit.space.genome import Genome
 
 
+STEPS = 400  # descent steps by default (`specialize`'s budget for this search): on the reference bundle 150 left the
+# picks 0.5 points lower on average (bench/RESULTS.md, search methods (b))
+
+
 @dataclass(frozen=True)
 class GradientConfig:
     batch_size: int = 32  # train-split images per step
@@ -70,7 +74,7 @@ class GradientConfig:
 
 
 def gradient_search(genome: Genome, score: object, limits: Sequence[Limit], rng: Draws,
-                    cfg: GradientConfig = GradientConfig(), *, steps: int = 400,
+                    cfg: GradientConfig = GradientConfig(), *, steps: int = STEPS,
                     progress: bool | None = None) -> SearchResult:
     """The best of the argmax subnets the descent ends at, per resolution (see the module docstring).
 

@@ -18,6 +18,7 @@ from ofakit.rng import Stream
 from ofakit.search.algorithms import ALGORITHMS
 from ofakit.search.constraints import Limit, latency_limit, macs_limit, params_limit
 from ofakit.search.evolution import EvolutionConfig, SearchResult
+from ofakit.search.gradient import STEPS as GRADIENT_STEPS
 from ofakit.search.pareto import pareto_front
 from ofakit.search.rl import Reward
 from ofakit.space import get_space
@@ -74,7 +75,8 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     info = read_bundle_info(bundle)
     scored_by = _score_kind(bundle, cfg)
     budget = cfg.budget if cfg.budget is not None else (
-        5000 if scored_by == "predictor" else 400 if ALGORITHMS.canonical(cfg.algorithm) == "gradient" else 300)
+        5000 if scored_by == "predictor" else GRADIENT_STEPS if ALGORITHMS.canonical(cfg.algorithm) == "gradient"
+        else 300)
     device = get_device(cfg.device)
     space = get_space(info.space)
     predictor = AccuracyPredictor.load(bundle) if scored_by == "predictor" else None
