@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Issue 20 on the CPU: the reference bundle's whole chain in one background command that picks up where it stopped.
+# Every step runs only when its output is missing, and the training runs resume from their last checkpoints, so after
+# any stop (a session's end, a kill, a reboot that kept the folder) the same command goes on.
+#
+#   cd REPO && setsid nohup bash bench/reference/cpu_chain.sh ROOT NAME FULL_RECIPE >> ROOT/NAME.log 2>&1 &
+#
+# ROOT         the runs' folder (e.g. ~/.cache/ofakit-runs), holding ref90-data/cifar10-45k.npz (made by
+#              `python -m bench.reference.split` when missing)
+# NAME         this chain's folder under ROOT
+# FULL_RECIPE  a recipe with one stage, the full network (e.g. recipes/ofa-mbv3-cifar10-long.yaml less its elastic
+#              stages, or the same at more epochs)
+#
+# Under ROOT/NAME (recipes are copied there on the first start, so that later edits in the repository cannot change a
+# run under way; a different FULL_RECIPE on a later start is refused):
+#   full.yaml, elastic.yaml, sandwich.yaml   the chain's recipes (elastic and sandwich from recipes/)
+#   full/   the full network              ofakit train FULL_RECIPE
+#   el/     OFA's elastic stages          init: full's last checkpoint
+#   sw/     the sandwich rule             init: el/bundle
+#   bundle/ the candidate bundle          bench.reference.package, then `ofakit predictor fit` on it
+#   front.json, front.png                 bench.reference.front on the candidate (a timing: rerun it on a quiet
+#                                         machine before quoting it)
+# Nothing in the repository is written: shipping the candidate is a person's call (copy bundle/ over
+# ofakit/bundles/ofa-mbv3-cifar10 when it beats the shipped one). Run it with ofakit's environment active.
+# Pause the chain with `kill -STOP -- -PGID` while timing anything else (setsid makes the chain's shell the group
+# leader, so PGID is its pid), and `kill -CONT -- -PGID` after.
+# Smaller settings for a trial of the script itself: PREDICTOR_ARGS (default `--samples 500 --calibration-batches 8
+# --uniform`), FRONT_ARGS (more options for bench.reference.front), and tiny recipes put at ROOT/NAME/elastic.yaml and
+# sandwich.yaml before the first start (they are used instead of recipes/'s).
+set -euo pipefail
+
+say() { echo "$(date -u +%FT%TZ) cpu_chain $NAME: $*"; }
+
+train() {  # train RUN RECIPE [--set ...]: run (or resume) one training run of the chain to its end
+    local run="$1" recipe="$2"
+    shift 2
+    [ -f "$NAME/$run/bundle/bundle.json" ] && return 0
+    say "training $run ($recipe)"
+    ofakit train --recipe "$NAME/$recipe" --out "$NAME/$run" --set data="$DATA" "$@" --quiet
+    say "$run finished; its end-of-run evaluation (the recipe's eval_max_batches of the test split):" \
+        "$(python3 -c "$LAST_EVAL" "$NAME/$run/metrics.jsonl")"
+}
+
+LAST_EVAL='import json, sys
+row = [json.loads(line) for line in open(sys.argv[1])][-1]
+print("step", row["step"], {name: e["top1"] for name, e in row.get("eval", {}).items()})'
+
+main() {  # the whole script is read before it runs: editing this file under a running chain cannot break it
+    ROOT="$(cd "${1:?ROOT}" && pwd)"
+    NAME="${2:?NAME}"
+    FULL_RECIPE="${3:?FULL_RECIPE}"
+    REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+    DATA=ref90-data/cifar10-45k.npz
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # python -m bench... from ROOT
+
+    stages=$(python3 -c "import sys, yaml; print(len(yaml.safe_load(open(sys.argv[1]))['stages']))" "$FULL_RECIPE")
+    [ "$stages" = 1 ] ||
+        { say "error: $FULL_RECIPE has $stages stages; the chain's first run trains the full network alone"; exit 2; }
+    mkdir -p "$ROOT/$NAME"
+    if [ -f "$ROOT/$NAME/full.yaml" ]; then
+        cmp -s "$FULL_RECIPE" "$ROOT/$NAME/full.yaml" ||
+            { say "error: $FULL_RECIPE differs from $ROOT/$NAME/full.yaml, the recipe this chain began with"; exit 2; }
+    else
+        cp "$FULL_RECIPE" "$ROOT/$NAME/full.yaml"
+    fi
+    for part in elastic sandwich; do
+        [ -f "$ROOT/$NAME/$part.yaml" ] || cp "$REPO/recipes/ofa-mbv3-cifar10-$part.yaml" "$ROOT/$NAME/$part.yaml"
+    done
+    cd "$ROOT"
+    [ -f "$DATA" ] || python3 -m bench.reference.split --out "$DATA"
+
+    train full full.yaml
+    # every path relative to ROOT, where everything runs: the inits as bundle.json will record them
+    train el elastic.yaml --set init="$(ls -d "$NAME"/full/checkpoints/step-* | tail -n 1)"
+    train sw sandwich.yaml --set init="$NAME/el/bundle"
+    if [ ! -f "$NAME/bundle/bundle.json" ]; then
+        say "packaging $NAME/sw"
+        rm -rf "$NAME/bundle.tmp"
+        python3 -m bench.reference.package --run "$NAME/sw" --calib-data "$DATA" --out "$NAME/bundle.tmp" \
+            --recipe "$FULL_RECIPE" recipes/ofa-mbv3-cifar10-elastic.yaml recipes/ofa-mbv3-cifar10-sandwich.yaml
+        mv "$NAME/bundle.tmp" "$NAME/bundle"
+    fi
+    if [ ! -f "$NAME/bundle/predictor.json" ]; then
+        say "fitting the accuracy predictor on $NAME/bundle (appends its records as it goes; resumes)"
+        ofakit predictor fit --bundle "$NAME/bundle" --data "$DATA" \
+            ${PREDICTOR_ARGS:---samples 500 --calibration-batches 8 --uniform}
+    fi
+    if [ ! -f "$NAME/front.json" ]; then
+        say "front of $NAME/bundle"
+        python3 -m bench.reference.front --bundle "$NAME/bundle" --calib-data "$DATA" --png "$NAME/front.png" \
+            ${FRONT_ARGS:-} > "$NAME/front.json.tmp"
+        mv "$NAME/front.json.tmp" "$NAME/front.json"
+    fi
+    say "done: test top-1 $(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['metrics']['test_top1'])" \
+        "$NAME/bundle/bundle.json")"
+}
+
+main "$@"; exit $?  # on one line: bash reads nothing more of this file once main has begun
