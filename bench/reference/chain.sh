@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 20 on the CPU: the reference bundle's whole chain in one background command that picks up where it stopped.
+# Issue 20: the reference bundle's whole chain in one background command that picks up where it stopped.
 # Every step runs only when its output is missing, and the training runs resume from their last checkpoints, so after
 # any stop (a session's end, a kill, a reboot that kept the folder) the same command goes on.
 #
-#   cd REPO && setsid nohup bash bench/reference/cpu_chain.sh ROOT NAME FULL_RECIPE >> ROOT/NAME.log 2>&1 &
+#   cd REPO && setsid nohup bash bench/reference/chain.sh ROOT NAME FULL_RECIPE >> ROOT/NAME.log 2>&1 &
 #
 # ROOT         the runs' folder (e.g. ~/.cache/ofakit-runs), holding ref90-data/cifar10-45k.npz (made by
 #              `python -m bench.reference.split` when missing)
@@ -21,22 +21,25 @@
 #   front.json, front.png                 bench.reference.front on the candidate (a timing: rerun it on a quiet
 #                                         machine before quoting it)
 # Nothing in the repository is written: shipping the candidate is a person's call (copy bundle/ over
-# ofakit/bundles/ofa-mbv3-cifar10 when it beats the shipped one). Run it with ofakit's environment active.
+# ofakit/bundles/ofa-mbv3-cifar10 when it beats the shipped one). `python3` must have ofakit's dependencies (the
+# project's virtual environment active); ofakit itself runs from this repository (`python3 -m ofakit`).
 # Pause the chain with `kill -STOP -- -PGID` while timing anything else (setsid makes the chain's shell the group
 # leader, so PGID is its pid), and `kill -CONT -- -PGID` after.
+# UNTIL=sw stops the chain once its training runs are done: bench/reference/gpu_run.sh runs it so on a GPU, under a
+# time limit, with the same layout and recipes, so that either machine resumes the other's runs.
 # Smaller settings for a trial of the script itself: PREDICTOR_ARGS (default `--samples 500 --calibration-batches 8
 # --uniform`), FRONT_ARGS (more options for bench.reference.front), and tiny recipes put at ROOT/NAME/elastic.yaml and
 # sandwich.yaml before the first start (they are used instead of recipes/'s).
 set -euo pipefail
 
-say() { echo "$(date -u +%FT%TZ) cpu_chain $NAME: $*"; }
+say() { echo "$(date -u +%FT%TZ) chain $NAME: $*"; }
 
 train() {  # train RUN RECIPE [--set ...]: run (or resume) one training run of the chain to its end
     local run="$1" recipe="$2"
     shift 2
     [ -f "$NAME/$run/bundle/bundle.json" ] && return 0
     say "training $run ($recipe)"
-    ofakit train --recipe "$NAME/$recipe" --out "$NAME/$run" --set data="$DATA" "$@" --quiet
+    python3 -m ofakit train --recipe "$NAME/$recipe" --out "$NAME/$run" --set data="$DATA" "$@" --quiet
     say "$run finished; its end-of-run evaluation (the recipe's eval_max_batches of the test split):" \
         "$(python3 -c "$LAST_EVAL" "$NAME/$run/metrics.jsonl")"
 }
@@ -51,7 +54,7 @@ main() {  # the whole script is read before it runs: editing this file under a r
     FULL_RECIPE="${3:?FULL_RECIPE}"
     REPO="$(cd "$(dirname "$0")/../.." && pwd)"
     DATA=ref90-data/cifar10-45k.npz
-    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # python -m bench... from ROOT
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # python3 -m ofakit / bench... from ROOT
 
     stages=$(python3 -c "import sys, yaml; print(len(yaml.safe_load(open(sys.argv[1]))['stages']))" "$FULL_RECIPE")
     [ "$stages" = 1 ] ||
@@ -73,6 +76,7 @@ main() {  # the whole script is read before it runs: editing this file under a r
     # every path relative to ROOT, where everything runs: the inits as bundle.json will record them
     train el elastic.yaml --set init="$(ls -d "$NAME"/full/checkpoints/step-* | tail -n 1)"
     train sw sandwich.yaml --set init="$NAME/el/bundle"
+    [ "${UNTIL:-}" = sw ] && { say "training runs done (UNTIL=sw)"; return 0; }
     if [ ! -f "$NAME/bundle/bundle.json" ]; then
         say "packaging $NAME/sw"
         rm -rf "$NAME/bundle.tmp"
@@ -82,7 +86,7 @@ main() {  # the whole script is read before it runs: editing this file under a r
     fi
     if [ ! -f "$NAME/bundle/predictor.json" ]; then
         say "fitting the accuracy predictor on $NAME/bundle (appends its records as it goes; resumes)"
-        ofakit predictor fit --bundle "$NAME/bundle" --data "$DATA" \
+        python3 -m ofakit predictor fit --bundle "$NAME/bundle" --data "$DATA" \
             ${PREDICTOR_ARGS:---samples 500 --calibration-batches 8 --uniform}
     fi
     if [ ! -f "$NAME/front.json" ]; then
