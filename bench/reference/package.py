@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from bench.reference import DATA_HELP, cifar10_archive
+from bench.reference.top1 import measure_top1
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
 from ofakit.io import atomic_write_npz, read_jsonl
 from ofakit.latency.backends.base import host_cpu
 from ofakit.predict.accuracy import PREDICTOR_JSON, AccuracyPredictor
 from ofakit.train.data import load_dataset
-from ofakit.train.evaluate import EvalConfig, evaluate_subnet
 
 # issue 20's reference bundle: the long recipe's full stage, the elastic stages on a run of their own, then the
 # sandwich rule over the whole space
@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     supernet, info = load_bundle(args.run / "bundle")
     space = supernet.space
     calib, test = load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val")
-    cfg = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
-    top1 = {name: evaluate_subnet(supernet, arch, calib, test, cfg)
-            for name, arch in (("largest", space.largest()), ("smallest", space.smallest()))}
+    top1 = measure_top1(supernet, {"largest": space.largest(), "smallest": space.smallest()}, calib, test)
     has_predictor = (args.run / "bundle" / PREDICTOR_JSON).exists()
     predictor = AccuracyPredictor.load(args.run / "bundle") if has_predictor else None
     run_info = json.loads((args.run / "run.json").read_text())

@@ -1,0 +1,52 @@
+"""Test top-1 of a bundle's largest subnet (at each resolution of its space) and smallest subnet on the whole CIFAR-10
+test split, BN recalibrated as the shipped bundle's figures are: what `package` records, and what `chain.sh` measures
+of its full network before the elastic runs start from it.
+
+    python -m bench.reference.top1 --bundle RUN/bundle --calib-data RUN-DATA/cifar10-45k.npz [--test-data ...]
+
+Prints one JSON line: {"bundle": ..., "test_top1": {"largest": ..., "largest@28": ..., ..., "smallest": ...}}.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import torch
+
+from bench.reference import DATA_HELP, cifar10_archive
+from ofakit.arch import ArchConfig
+from ofakit.bundle import load_bundle
+from ofakit.train.data import ArrayDataset, load_dataset
+from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+
+# the whole test split in batches of 500; BN statistics from 32 batches of 64 training images
+EVAL = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
+
+
+def measure_top1(supernet: torch.nn.Module, archs: dict[str, ArchConfig], calib: ArrayDataset,
+                 test: ArrayDataset) -> dict[str, float]:
+    """Top-1 (0-1) of each named subnet on all of `test`, BN recalibrated on `calib`'s training images."""
+    return {name: evaluate_subnet(supernet, arch, calib, test, EVAL) for name, arch in archs.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--calib-data", required=True, help="data whose train split recalibrates BN")
+    p.add_argument("--test-data", default=cifar10_archive(),
+                   help="data whose val split is the test set (all of it is used); default: " + DATA_HELP)
+    args = p.parse_args(argv)
+    supernet, _ = load_bundle(args.bundle)
+    space = supernet.space
+    largest = space.largest()
+    archs = {"largest": largest}
+    archs.update({f"largest@{r}": dataclasses.replace(largest, resolution=r)
+                  for r in sorted(space.resolutions, reverse=True) if r != largest.resolution})
+    archs["smallest"] = space.smallest()
+    top1 = measure_top1(supernet, archs, load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val"))
+    print(json.dumps({"bundle": args.bundle, "test_top1": {k: round(v, 4) for k, v in top1.items()}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
