@@ -21,20 +21,27 @@
 #   cat FILES_AT/chain.tar.* | tar -xf - -C ~/.cache/ofakit-runs, then chain.sh's command
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export OFAKIT_SHARED_DATA="$PWD/.data"  # the test split for bench.reference.top1 (there is no ../shared there)
 TRAIN_S="${TRAIN_S:-400}"  # seconds of training; the rest of the call is tests, benchmarks and packing
 NAME="${NAME:-ref300}"
 FULL_RECIPE="${FULL_RECIPE:-recipes/ofa-mbv3-cifar10-full300.yaml}"
 WORK="${WORK:-/tmp/ofakit-gpu-run}"
 
-pack() {  # pack ROOT DEST: the chain NAME under ROOT as DEST/chain.tar.NN
-    local root="$1" dest="$2" run paths=()
+pack() {  # pack ROOT DEST: the chain NAME under ROOT as DEST/chain.tar.NN, no more than the chain needs to go on
+    local root="$1" dest="$2" run last paths=()
     [ -f "$root/$NAME/full.yaml" ] || { echo "no chain $NAME under $root: nothing to pack"; return 0; }
-    paths+=($(cd "$root" && ls "$NAME"/*.yaml))
+    paths+=($(cd "$root" && ls "$NAME"/*.yaml "$NAME"/full-top1.json 2>/dev/null))
     for run in full el sw; do
         [ -f "$root/$NAME/$run/run.json" ] || continue
         paths+=("$NAME/$run/run.json" "$NAME/$run/metrics.jsonl")
-        paths+=($(cd "$root" && ls -d "$NAME/$run"/checkpoints/step-* 2>/dev/null | tail -n 1))
-        paths+=($(cd "$root" && ls -d "$NAME/$run/teacher.safetensors" "$NAME/$run/bundle" 2>/dev/null))
+        last=$(cd "$root" && ls -d "$NAME/$run"/checkpoints/step-* 2>/dev/null | tail -n 1)
+        if [ -f "$root/$NAME/$run/bundle/bundle.json" ]; then  # finished: its bundle, and the weights el starts from
+            paths+=("$NAME/$run/bundle")
+            [ "$run" = full ] && [ -n "$last" ] && paths+=("$last/state.json" "$last/model.safetensors")
+        else  # under way: its last checkpoint (optimizer state included) and its teacher
+            [ -n "$last" ] && paths+=("$last")
+            paths+=($(cd "$root" && ls "$NAME/$run/teacher.safetensors" 2>/dev/null))
+        fi
     done
     (cd "$root" && tar -cf - "${paths[@]}") | split -b 15m -d - "$dest/chain.tar."
     ls -l "$dest"/chain.tar.*
