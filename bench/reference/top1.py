@@ -26,8 +26,10 @@ EVAL = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_
 
 def measure_top1(supernet: torch.nn.Module, archs: dict[str, ArchConfig], calib: ArrayDataset,
                  test: ArrayDataset) -> dict[str, float]:
-    """Top-1 (0-1) of each named subnet on all of `test`, BN recalibrated on `calib`'s training images."""
-    return {name: evaluate_subnet(supernet, arch, calib, test, EVAL) for name, arch in archs.items()}
+    """Top-1 (0-1) of each named subnet on all of `test`, BN recalibrated on `calib`'s training images; on the GPU
+    when there is one (the subnet is extracted and moved there; `supernet` stays where it is)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {name: evaluate_subnet(supernet, arch, calib, test, EVAL, device=device) for name, arch in archs.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
