@@ -49,9 +49,15 @@ LAST_EVAL='import json, sys
 row = [json.loads(line) for line in open(sys.argv[1])][-1]
 print("step", row["step"], {name: e["top1"] for name, e in row.get("eval", {}).items()})'
 
-SAME_RECIPE='import sys
+CHECK_FULL='import sys
+from pathlib import Path
 from ofakit.train.config import load_recipe
-print(load_recipe(sys.argv[1], []).digest() == load_recipe(sys.argv[2], []).digest())'  # comments may differ
+full, began = sys.argv[1:3]
+stages = len(load_recipe(full, []).stages)
+if stages != 1:
+    sys.exit(f"error: {full} has {stages} stages; the chain'"'"'s first run trains the full network alone")
+if Path(began).is_file() and load_recipe(began, []).digest() != load_recipe(full, []).digest():  # comments may differ
+    sys.exit(f"error: {full} trains otherwise than {began}, this chain'"'"'s")'
 
 main() {  # the whole script is read before it runs: editing this file under a running chain cannot break it
     ROOT="$(cd "${1:?ROOT}" && pwd)"
@@ -61,16 +67,9 @@ main() {  # the whole script is read before it runs: editing this file under a r
     DATA=ref90-data/cifar10-45k.npz
     export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # python3 -m ofakit / bench... from ROOT
 
-    stages=$(python3 -c "import sys, yaml; print(len(yaml.safe_load(open(sys.argv[1]))['stages']))" "$FULL_RECIPE")
-    [ "$stages" = 1 ] ||
-        { say "error: $FULL_RECIPE has $stages stages; the chain's first run trains the full network alone"; exit 2; }
+    problem=$(python3 -c "$CHECK_FULL" "$FULL_RECIPE" "$ROOT/$NAME/full.yaml" 2>&1) || { say "$problem"; exit 2; }
     mkdir -p "$ROOT/$NAME"
-    if [ -f "$ROOT/$NAME/full.yaml" ]; then
-        [ "$(python3 -c "$SAME_RECIPE" "$FULL_RECIPE" "$ROOT/$NAME/full.yaml")" = True ] ||
-            { say "error: $FULL_RECIPE trains otherwise than $ROOT/$NAME/full.yaml, this chain's"; exit 2; }
-    else
-        cp "$FULL_RECIPE" "$ROOT/$NAME/full.yaml"
-    fi
+    [ -f "$ROOT/$NAME/full.yaml" ] || cp "$FULL_RECIPE" "$ROOT/$NAME/full.yaml"
     for part in elastic sandwich; do
         [ -f "$ROOT/$NAME/$part.yaml" ] || cp "$REPO/recipes/ofa-mbv3-cifar10-$part.yaml" "$ROOT/$NAME/$part.yaml"
     done
