@@ -131,14 +131,15 @@ def ofakit_stages() -> dict[str, Any]:
             "sandwich": StageConfig(name="s", sampler="sandwich", subnets_per_step=2)}
 
 
-def ofakit_plans(cfg: BenchConfig) -> dict[str, list[Any]]:
-    """StepPlans of rounds 0.. for each kind, as `ofakit train` draws them, at `cfg.resolution`."""
+def ofakit_plans(cfg: BenchConfig, stages: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """StepPlans of rounds 0.. for each kind (`stages`, default `ofakit_stages()`), as `ofakit train` draws them, at
+    `cfg.resolution`."""
     from ofakit.space import get_space
     from ofakit.train.sampling import plan_step
 
     space = get_space(cfg.space)
     plans: dict[str, list[Any]] = {}
-    for kind, stage in ofakit_stages().items():
+    for kind, stage in (stages or ofakit_stages()).items():
         plans[kind] = []
         for step in range(cfg.warmup + cfg.steps):
             p = plan_step(space, stage, seed=cfg.seed, step=step)

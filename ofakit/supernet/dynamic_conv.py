@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ofakit.supernet.depthwise import depthwise_conv2d
+
 
 class DynamicConv2d(nn.Conv2d):
     """A dense conv whose input channels follow the input and whose output channels are `active_out`."""
@@ -71,4 +73,4 @@ class DynamicDepthwiseConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, k = x.shape[1], self.active_kernel
-        return F.conv2d(x, self.active_filter(c, k), None, self.stride, k // 2, 1, c)
+        return depthwise_conv2d(x, self.active_filter(c, k), self.stride, k // 2)

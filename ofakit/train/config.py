@@ -16,6 +16,7 @@ from ofakit.io import read_yaml_file
 from ofakit.schema import build
 
 SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
+DEPTHWISE_GRAD = ("auto", "numba", "onednn")  # = ofakit.supernet.depthwise.BACKENDS (imported there with torch)
 JOIN_TIMEOUT = 300.0  # seconds a process under torchrun waits for the others to join (`--join-timeout`)
 
 
@@ -79,6 +80,7 @@ class TrainConfig:
     init: str | None = None  # bundle, or another run's checkpoint folder, whose weights start the run
     sort_channels: bool = True  # sort channels by importance before stages that open smaller expand ratios
     channels_last: bool = True
+    depthwise_grad: str = "auto"  # CPU weight gradient of 5x5/7x7 depthwise convs: auto | numba | onednn (same result)
     bf16: bool = True  # autocast on CUDA
     device: str = "auto"  # auto | cpu | cuda
     checkpoint_every: int = 200  # optimizer steps; also at every stage end
@@ -95,6 +97,9 @@ class TrainConfig:
         if self.teacher is not None and not self.teacher:
             raise ConfigError("teacher names no bundle: give a bundle path, a list of them, or leave it out (the run's "
                               "own full network teaches)")
+        if self.depthwise_grad not in DEPTHWISE_GRAD:
+            raise ConfigError(f"depthwise_grad {self.depthwise_grad!r} is not a backend; choices: "
+                              f"{', '.join(DEPTHWISE_GRAD)}")
         if self.cutout < 0:
             raise ConfigError(f"cutout must be >= 0 (the side of the erased square in pixels; 0: off), "
                               f"got {self.cutout}")
@@ -110,6 +115,7 @@ class TrainConfig:
             del data["init"]
         if data["cutout"] == 0:
             del data["cutout"]
+        del data["depthwise_grad"]  # how a gradient is computed, not what it is: never a reason to refuse a resume
         for stage in data["stages"]:
             for key in ("arch", "resolution"):
                 if stage[key] is None:

@@ -32,6 +32,7 @@ from ofakit.bundle import check_state_dict, save_bundle
 from ofakit.errors import BundleError, ConfigError
 from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet
+from ofakit.supernet.depthwise import cpu_note, weight_grad_backend
 from ofakit.supernet.sort import sort_channels
 from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
 from ofakit.train.clock import RunClock
@@ -237,6 +238,9 @@ class Trainer:
         self.checkpoints = list_checkpoints(self.run_dir)
         init = _init_weights(cfg) if cfg.init and not self.checkpoints else None
         self._build_supernet(init)
+        note = cpu_note(cfg.depthwise_grad) if self.device.type == "cpu" else None
+        if note and processes.main and self.progress:
+            print(f"ofakit train: {note}")
         return False
 
     def _look_at_run_dir(self) -> tuple[RunRecord | None, bool]:
@@ -394,7 +398,7 @@ class Trainer:
         x = resize_batch(x, step_plan.resolution).contiguous(memory_format=self.memory)
         context = self.model.no_sync() if self.processes.world > 1 and not sync else nullcontext()
         with context:
-            with self.autocast:
+            with self.autocast, weight_grad_backend(self.cfg.depthwise_grad):
                 loss = self.model(x, y, step_plan, stage) / self.cfg.grad_accum
             if not torch.isfinite(loss):
                 raise TrainingError(

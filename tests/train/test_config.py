@@ -142,6 +142,15 @@ def test_a_stage_resolution_must_be_the_spaces(tmp_path):
         recipe_from_dict({**recipe, "stages": [{"name": "a", "sampler": "fixed", "arch": arch, "resolution": [32]}]})
 
 
+def test_depthwise_grad_is_checked_and_never_changes_the_digest(tmp_path):
+    """How the depthwise weight gradient is computed is not what is computed: a run resumes under any backend."""
+    for backend in ("auto", "numba", "onednn"):
+        cfg = load_recipe(_write(tmp_path, BASE + f"depthwise_grad: {backend}\n"))
+        assert cfg.depthwise_grad == backend and cfg.digest() == "0eb0bb4aefa2ba24"
+    with pytest.raises(ConfigError, match="depthwise_grad 'mkl' is not a backend; choices: auto, numba, onednn"):
+        load_recipe(_write(tmp_path, BASE + "depthwise_grad: mkl\n"))
+
+
 def test_negative_cutout_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="cutout must be >= 0"):
         load_recipe(_write(tmp_path, BASE + "cutout: -4\n"))

@@ -289,3 +289,14 @@ def test_init_checkpoint_of_another_space_or_outside_a_run_is_refused(tmp_path):
     (tmp_path / "a" / "run.json").unlink()
     with pytest.raises(ConfigError, match="looks like a checkpoint, but .*run.json is missing"):
         run_training(recipe, tmp_path / "c", progress=False)
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_a_cpu_run_says_when_depthwise_gradients_run_slow_for_want_of_numba(tmp_path, monkeypatch, capsys, numba):
+    from ofakit.supernet import depthwise
+
+    monkeypatch.setattr(depthwise, "numba_available", lambda: numba)
+    recipe = tiny_recipe(stages=[{"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 1}])
+    run_training(recipe_from_dict(recipe), tmp_path / "run", progress=True)
+    said = "depthwise 5x5/7x7 weight gradients run on oneDNN: install numba" in capsys.readouterr().out
+    assert said is not numba
