@@ -1,14 +1,14 @@
 """The Numba kernel behind `ofakit.supernet.depthwise` (imported only when a weight gradient needs it, since Numba
 takes a moment to load): a depthwise convolution's weight gradient from NHWC arrays. Compiled on first use and cached
-on disk by Numba."""
+on disk by Numba where it finds a writable place (next to this file, else its user-wide cache), else compiled anew in
+each process (a few seconds)."""
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, fastmath={"contract"}, cache=True)
-def weight_grad(x: np.ndarray, grad: np.ndarray, k: int, s: int, p: int, chunks: int) -> np.ndarray:
+def _weight_grad(x: np.ndarray, grad: np.ndarray, k: int, s: int, p: int, chunks: int) -> np.ndarray:
     """(C, k, k) gradient of a depthwise conv (kernel k, stride s, padding p) of `x` (N, H, W, C) whose output
     gradient is `grad` (N, Ho, Wo, C); the batch is summed in `chunks` parts, then the parts in order."""
     n_all, h_in, w_in, channels = x.shape
@@ -39,3 +39,9 @@ def weight_grad(x: np.ndarray, grad: np.ndarray, k: int, s: int, p: int, chunks:
                 for c in range(channels):
                     out[c, i, j] += partial[chunk, i, j, c]
     return out
+
+
+try:
+    weight_grad = njit(parallel=True, fastmath={"contract"}, cache=True)(_weight_grad)
+except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install and home)
+    weight_grad = njit(parallel=True, fastmath={"contract"})(_weight_grad)

@@ -161,3 +161,17 @@ def test_torch_keeps_its_number_of_threads():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+@needs_numba
+def test_the_kernel_compiles_where_numba_finds_no_place_to_cache_it():
+    """A read-only install and home: Numba refuses `cache=True` at decoration; the kernel is compiled uncached."""
+    code = ("import numba.core.caching as caching\ncaching.CacheImpl._locator_classes = []\n"
+            "import torch\nfrom ofakit.supernet.depthwise import numba_weight_grad\n"
+            "x, g = torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)\n"
+            "want = torch.ops.aten.convolution_backward(g, x, torch.zeros(4, 1, 5, 5), None, [1, 1], [2, 2], [1, 1], "
+            "False, [0, 0], 4, [False, True, False])[1]\n"
+            "print(torch.allclose(numba_weight_grad(x, g, 5, 1, 2), want, rtol=1e-5, atol=1e-5))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
