@@ -1,10 +1,10 @@
 """Depthwise convolution for training on a CPU, with its weight gradient from a Numba kernel.
 
-PyTorch's CPU convolution (oneDNN) computes the weight gradient of a depthwise 5x5 or 7x7 convolution 5-6x slower
+PyTorch's CPU convolution (oneDNN) computes the weight gradient of a depthwise 5x5 or 7x7 convolution about 4x slower
 than this module's kernel (measured on the shapes of `ofa-mbv3-cifar`'s full network, batch 128, channels_last,
-2 threads: 263 ms against 53 ms a step for the twenty 7x7 layers; `bench/depthwise_grad.py`), and that gradient was
+2 threads: 251 ms against 65 ms a step for its twenty 7x7 layers; `bench/depthwise_grad.py`), and that gradient was
 ~40 % of a training step there. The forward pass and the input gradient stay with oneDNN, which is fast at both, and
-so does the weight gradient of 3x3 kernels (as fast either way).
+so does the weight gradient of 3x3 kernels (faster there).
 
 The kernel reads the input and the output gradient as NHWC arrays (a channels_last tensor's own memory, no copy),
 and for every output position adds `grad[n, h, w, :] * x[n, h*s - p + i, w*s - p + j, :]` into the tap (i, j), the
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ofakit.errors import ConfigError
 
 BACKENDS = ("auto", "numba", "onednn")
-MIN_KERNEL = 5  # 3x3 weight gradients are as fast under oneDNN (measured: 12 ms against 14 ms a step)
+MIN_KERNEL = 5  # 3x3 weight gradients are faster under oneDNN (measured: 9 ms against 18 ms a step)
 CHUNKS = 8  # batch chunks summed apart: enough for the threads of a workstation, fixed so results do not depend on them
 
 _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("ofakit_depthwise_weight_grad", default="auto")
@@ -67,7 +67,7 @@ def cpu_note(name: str) -> str | None:
     check_backend(name)
     if name == "auto" and not numba_available():
         return ("depthwise 5x5/7x7 weight gradients run on oneDNN: install numba (pip install 'ofakit[cpu-train]') "
-                "for ~1.4x faster training steps on a CPU")
+                "for up to ~1.4x faster training steps on a CPU")
     return None
 
 
