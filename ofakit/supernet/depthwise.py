@@ -34,6 +34,8 @@ BACKENDS = ("auto", "numba", "onednn")
 MIN_KERNEL = 5  # 3x3 weight gradients are faster under oneDNN (measured: 9 ms against 18 ms a step)
 CHUNKS = 8  # batch chunks summed apart: enough for the threads of a workstation, fixed so results do not depend on them
 
+_NO_NUMBA = ("depthwise_grad is 'numba' but numba is not installed: pip install 'ofakit[cpu-train]', or set "
+             "depthwise_grad: auto")
 _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("ofakit_depthwise_weight_grad", default="auto")
 
 
@@ -63,8 +65,11 @@ def numba_available() -> bool:
 
 
 def cpu_note(name: str) -> str | None:
-    """One line for a training log on a CPU when the slower backend will run for want of Numba; None otherwise."""
+    """One line for a training log on a CPU when the slower backend will run for want of Numba, None otherwise; a
+    ConfigError when backend `name` needs Numba and it is missing (so a run can refuse before it starts)."""
     check_backend(name)
+    if name == "numba" and not numba_available():
+        raise ConfigError(_NO_NUMBA)
     if name == "auto" and not numba_available():
         return ("depthwise 5x5/7x7 weight gradients run on oneDNN: install numba (pip install 'ofakit[cpu-train]') "
                 "for up to ~1.4x faster training steps on a CPU")
@@ -90,8 +95,7 @@ def _use_numba(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if backend == "onednn":
         return False
     if backend == "numba" and not numba_available():
-        raise ConfigError("depthwise_grad is 'numba' but numba is not installed: pip install 'ofakit[cpu-train]', "
-                          "or set depthwise_grad: auto")
+        raise ConfigError(_NO_NUMBA)
     return numba_available()
 
 

@@ -221,6 +221,7 @@ class Trainer:
         directory (lock, run.json), build the supernet; returns whether the run is finished already."""
         cfg = self.cfg
         self.device = pick_device(cfg.device, self.processes)  # before joining: NCCL binds the current GPU
+        note = cpu_note(cfg.depthwise_grad) if self.device.type == "cpu" else None  # refuses a missing backend
         self.processes = processes = join(self.processes, cfg.device, self.join_timeout)
         self.record, finished = processes.on_main(self._look_at_run_dir)
         if finished:
@@ -238,7 +239,6 @@ class Trainer:
         self.checkpoints = list_checkpoints(self.run_dir)
         init = _init_weights(cfg) if cfg.init and not self.checkpoints else None
         self._build_supernet(init)
-        note = cpu_note(cfg.depthwise_grad) if self.device.type == "cpu" else None
         if note and processes.main and self.progress:
             print(f"ofakit train: {note}")
         return False

@@ -88,3 +88,16 @@ def test_run_json_of_another_recipe_names_the_difference(cli, tmp_path):
     (run / "run.json").write_text(json.dumps({"digest": "0" * 16, "recipe": {"seed": 5}}))
     cli("train", "--recipe", _recipe(tmp_path), "--out", run, "--quiet").assert_user_error(
         "holds a run of another recipe", "it differs in")
+
+
+def test_a_missing_or_unknown_depthwise_backend_is_one_line_before_anything_is_written(cli, tmp_path, monkeypatch):
+    from ofakit.supernet import depthwise
+
+    recipe = _recipe(tmp_path)
+    before = _snapshot(tmp_path)
+    cli("train", "--recipe", recipe, "--out", tmp_path / "run", "--set", "depthwise_grad=mkl", "--quiet") \
+        .assert_user_error("depthwise_grad 'mkl' is not a backend; choices: auto, numba, onednn")
+    monkeypatch.setattr(depthwise, "numba_available", lambda: False)
+    cli("train", "--recipe", recipe, "--out", tmp_path / "run", "--set", "depthwise_grad=numba", "--quiet") \
+        .assert_user_error("depthwise_grad is 'numba' but numba is not installed", "pip install 'ofakit[cpu-train]'")
+    assert _snapshot(tmp_path) == before
