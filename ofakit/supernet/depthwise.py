@@ -12,7 +12,8 @@ channel axis innermost so that it vectorizes. The batch is cut into a fixed numb
 summed on its own and then added in order: the result is the same whatever the number of threads.
 
 Which backend computes the weight gradient is chosen per forward pass, under `weight_grad_backend(name)`:
-- `auto` (the default): Numba for kernels >= 5 on a CPU float32 tensor when Numba is installed, oneDNN otherwise;
+- `auto` (the default): Numba for kernels >= 5 on a CPU float32 tensor when Numba is installed, oneDNN otherwise
+  (and, with a warning, for the rest of the process once the kernel has failed: a broken Numba never stops a run);
 - `numba`: the same, but an error when Numba is missing;
 - `onednn`: always PyTorch's own convolution backward.
 Anywhere else (no gradient needed, CUDA, other dtypes) the layer is a plain `F.conv2d`.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +39,7 @@ CHUNKS = 8  # batch chunks summed apart: enough for the threads of a workstation
 _NO_NUMBA = ("depthwise_grad is 'numba' but numba is not installed: pip install 'ofakit[cpu-train]', or set "
              "depthwise_grad: auto")
 _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("ofakit_depthwise_weight_grad", default="auto")
+_FAILED: list[str] = []  # the Numba kernel's first failure in this process: `auto` then stays on oneDNN
 
 
 def check_backend(name: str) -> str:
@@ -92,7 +95,7 @@ def _use_numba(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if weight.shape[-1] < MIN_KERNEL:
         return False
     backend = _BACKEND.get()
-    if backend == "onednn":
+    if backend == "onednn" or (backend == "auto" and _FAILED):
         return False
     if backend == "numba" and not numba_available():
         raise ConfigError(_NO_NUMBA)
@@ -103,7 +106,7 @@ class _DepthwiseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
+        ctx.stride, ctx.padding, ctx.auto = stride, padding, _BACKEND.get() == "auto"
         return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
 
     @staticmethod
@@ -113,11 +116,34 @@ class _DepthwiseConv(torch.autograd.Function):
         s, p = ctx.stride, ctx.padding
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0],
-                                                         weight.shape[0], [True, False, False])[0]
+            grad_x = _aten_backward(x, grad, weight, s, p, weight_grad=False)
         if ctx.needs_input_grad[1]:  # in the weight's own strides, as oneDNN gives it (momentum buffers copy them)
-            grad_w = torch.empty_like(weight).copy_(numba_weight_grad(x, grad, weight.shape[-1], s, p))
+            try:
+                grad_w = torch.empty_like(weight).copy_(numba_weight_grad(x, grad, weight.shape[-1], s, p))
+            except Exception as exc:  # a broken Numba or LLVM: under `auto`, oneDNN from now on rather than a crash
+                if not ctx.auto:
+                    raise
+                _fail(exc)
+                grad_w = _aten_backward(x, grad, weight, s, p, weight_grad=True)
         return grad_x, grad_w, None, None
+
+
+def _aten_backward(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor, s: int, p: int, *,
+                   weight_grad: bool) -> torch.Tensor:
+    """PyTorch's own input gradient, or weight gradient, of the depthwise convolution."""
+    mask = [not weight_grad, weight_grad, False]
+    out = torch.ops.aten.convolution_backward(grad, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0],
+                                              weight.shape[0], mask)
+    return out[1] if weight_grad else out[0]
+
+
+def _fail(exc: Exception) -> None:
+    if not _FAILED:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        _FAILED.append(f"{type(exc).__name__}: {first}")
+        warnings.warn(f"ofakit: the Numba depthwise weight-gradient kernel failed ({_FAILED[0]}); oneDNN computes "
+                      "those gradients for the rest of this process (depthwise_grad: numba makes this an error)",
+                      RuntimeWarning, stacklevel=2)
 
 
 def numba_weight_grad(x: torch.Tensor, grad: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:

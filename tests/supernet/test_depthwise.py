@@ -175,3 +175,27 @@ def test_the_kernel_compiles_where_numba_finds_no_place_to_cache_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+@needs_numba
+def test_a_failing_kernel_falls_back_to_onednn_under_auto_and_is_an_error_under_numba(monkeypatch):
+    from ofakit.supernet import depthwise_kernel
+
+    monkeypatch.setattr(depthwise, "_FAILED", [])
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("LLVM ERROR: no such CPU\nmore")
+
+    monkeypatch.setattr(depthwise_kernel, "weight_grad", broken)
+    x, w, g = _case(4, 6, 7, 5, 1)
+    _, gx_ref, gw_ref = _grads("onednn", x, w, g, 1)
+    with pytest.raises(RuntimeError, match="LLVM ERROR"):
+        _grads("numba", x, w, g, 1)
+    with pytest.warns(RuntimeWarning, match=r"kernel failed \(RuntimeError: LLVM ERROR: no such CPU\); oneDNN"):
+        _, gx, gw = _grads("auto", x, w, g, 1)
+    assert torch.equal(gx, gx_ref) and torch.equal(gw, gw_ref)
+    assert len(calls) == 2
+    _grads("auto", x, w, g, 1)  # stays on oneDNN: the kernel is not tried again
+    assert len(calls) == 2
