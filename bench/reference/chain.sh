@@ -24,6 +24,8 @@
 # Nothing in the repository is written: shipping the candidate is a person's call (copy bundle/ over
 # ofakit/bundles/ofa-mbv3-cifar10 when it beats the shipped one). `python3` must have ofakit's dependencies (the
 # project's virtual environment active); ofakit itself runs from this repository (`python3 -m ofakit`).
+# Where a training run of the chain stands (stage, epoch, pace, time left): `python3 -m ofakit status ROOT/NAME/full`
+# (or el, sw).
 # Pause the chain with `kill -STOP -- -PGID` while timing anything else (setsid makes the chain's shell the group
 # leader, so PGID is its pid), and `kill -CONT -- -PGID` after.
 # UNTIL=sw stops the chain once its training runs are done: bench/reference/gpu_run.sh runs it so on a GPU, under a

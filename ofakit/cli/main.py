@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from ofakit import __version__
 from ofakit.cli import (arch, bundle, devices, export, finetune, import_ofa, latency, predictor, profile, spaces,
-                        specialize, train)
+                        specialize, status, train)
 from ofakit.errors import OfakitError
 
-COMMANDS = (spaces, arch, bundle, import_ofa, train, finetune, devices, profile, latency, export, predictor, specialize)
+COMMANDS = (spaces, arch, bundle, import_ofa, train, status, finetune, devices, profile, latency, export, predictor, specialize)
 
 
 def build_parser() -> argparse.ArgumentParser:

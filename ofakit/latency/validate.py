@@ -18,7 +18,6 @@ import numpy as np
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ConfigError
-from ofakit.io import atomic_path
 from ofakit.latency.devices import DeviceSpec
 from ofakit.latency.estimate import Estimator, LutEstimator
 from ofakit.latency.measure import ValidateConfig, check_resolutions, measure_groups, sample_archs
@@ -104,14 +103,9 @@ def validate(device: DeviceSpec, space: SearchSpace, table: LatencyTable, cfg: V
 
 def plot(result: Validation, path: str, title: str) -> None:
     """Predicted vs measured scatter (one colour per estimator) with the +-10 % band, as a PNG."""
-    try:
-        import matplotlib
+    from ofakit.plot import pyplot, save_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib, which is not installed; install it with: "
-                          "pip install 'ofakit[plot]'") from None
+    plt = pyplot("--plot")
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo, hi = float(result.measured.min()) * 0.8, float(result.measured.max()) * 1.2
     xs = np.array([lo, hi])
@@ -125,6 +119,4 @@ def plot(result: Validation, path: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)

@@ -22,17 +22,9 @@ def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> np.ndarray:
 def plot_fronts(path: str | Path, fronts: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str,
                 ylabel: str, title: str = "") -> Path:
     """Write a PNG with one line per named front (needs matplotlib)."""
-    from ofakit.errors import ConfigError
+    from ofakit.plot import pyplot, save_png
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("plots need matplotlib: pip install 'ofakit[plot]'") from None
-    from ofakit.io import atomic_path
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
     for name, (x, y) in fronts.items():
         ax.plot(x, y, marker="o", markersize=3, label=name)
@@ -43,8 +35,4 @@ def plot_fronts(path: str | Path, fronts: dict[str, tuple[Sequence[float], Seque
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

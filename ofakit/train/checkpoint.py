@@ -25,6 +25,7 @@ from ofakit.bundle import check_safetensors
 from ofakit.errors import BundleError
 from ofakit.io import open_permissions, read_json_file
 from ofakit.schema import build
+from ofakit.train.run_dir import list_checkpoints
 
 KEEP = 2
 
@@ -120,14 +121,6 @@ def _stage_of(path: Path) -> str | None:
         return json.loads((path / "state.json").read_text()).get("stage")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file())
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

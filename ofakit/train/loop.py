@@ -34,7 +34,7 @@ from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet
 from ofakit.supernet.depthwise import cpu_note, weight_grad_backend
 from ofakit.supernet.sort import sort_channels
-from ofakit.train.checkpoint import CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
+from ofakit.train.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from ofakit.train.clock import RunClock
 from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
 from ofakit.train.data import iterate_batches, load_dataset, resize_batch
@@ -44,7 +44,7 @@ from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, ma
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
 from ofakit.train.report import RunReport, machine, trim_metrics
 from ofakit.train.run_dir import (RUN_JSON, RunLock, RunRecord, TrainingError, check_run_dir, is_finished,
-                                  read_run_record, write_run_record)
+                                  list_checkpoints, read_run_record, write_run_record)
 from ofakit.train.sampling import StepPlan, plan_step
 from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages
 from ofakit.train.stop import StopRequest
@@ -256,7 +256,7 @@ class Trainer:
         record, finished = self._look_at_run_dir()
         if record is None:
             record = RunRecord(digest=self.cfg.digest(), recipe=self.cfg.to_dict(), recipe_name=self.recipe_name,
-                               world_size=self.processes.world)
+                               world_size=self.processes.world, train_images=len(self.train_ds))
             write_run_record(self.run_dir, record)
         return record, finished
 
@@ -299,7 +299,8 @@ class Trainer:
     def resume(self) -> None:
         """Weights, RNG, step, optimizer state, training time and last evaluation of the newest checkpoint; the
         resume is recorded in run.json. A run goes on only with the number of processes it was trained with."""
-        processes, record = self.processes, self.record
+        processes = self.processes
+        record = dataclasses.replace(self.record, train_images=len(self.train_ds))  # runs from before it was kept
         if not self.checkpoints:
             if processes.main and record.world_size != processes.world:  # nothing trained yet: start afresh
                 write_run_record(self.run_dir, dataclasses.replace(record, world_size=processes.world))

@@ -1,7 +1,8 @@
 """The run directory of `ofakit train`: what RUN_DIR/run.json records, and the checks made before any work starts
 (the directory can be written, holds this recipe's run or nothing, is not being trained by another process).
 
-    RUN_DIR/run.json         the recipe, its digest, the world size that started it, and every resume
+    RUN_DIR/run.json         the recipe, its digest, the world size that started it, the number of training
+                             images its schedule was planned on, and every resume
     RUN_DIR/train.lock       held (flock) by the process that trains, removed when it ends
     RUN_DIR/checkpoints/     see `ofakit.train.checkpoint`
     RUN_DIR/bundle/          written last: bundle.json there means the run is finished
@@ -49,13 +50,16 @@ class RunRecord:
     recipe: dict[str, Any] = field(default_factory=dict)
     recipe_name: str = ""
     world_size: int = 1  # processes that started the run
+    train_images: int = 0  # the training split's size, which sets the steps per epoch (0: not recorded, older runs)
     resumes: tuple[Resume, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if not self.resumes:  # run.json as written before resumes were recorded
-            del data["resumes"]
-        return {key: data[key] for key in ("recipe", "recipe_name", "digest", "world_size", "resumes") if key in data}
+        for key in ("resumes", "train_images"):  # run.json as written before these were recorded
+            if not data[key]:
+                del data[key]
+        return {key: data[key] for key in ("recipe", "recipe_name", "digest", "world_size", "train_images", "resumes")
+                if key in data}
 
     def resumed(self, world_size: int, step: int) -> RunRecord:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -72,6 +76,36 @@ def read_run_record(run_dir: Path) -> RunRecord | None:
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
     atomic_write_json(run_dir / RUN_JSON, record.to_dict())
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints (RUN_DIR/checkpoints/step-NNNNNNNN with their state.json), oldest first."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file())
+
+
+def lock_holder(run_dir: Path) -> tuple[str, bool | None] | None:
+    """Who holds the run directory's lock, as its holder wrote it ("pid N on HOST"), and whether that process is
+    alive (None: on another host, so not known here); None when nothing holds it. Only reads: a probe of the flock
+    itself could make a trainer starting at that moment fail to take it."""
+    try:
+        holder = (run_dir / LOCK).read_text(errors="replace").strip()
+    except OSError:
+        return None
+    words = holder.split()
+    if len(words) != 4 or words[0] != "pid" or words[2] != "on" or not words[1].isdigit():
+        return (holder, None) if holder else None
+    if words[3] != socket.gethostname():
+        return holder, None
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return holder, False
+    except PermissionError:  # alive, another user's
+        pass
+    return holder, True
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -171,4 +205,4 @@ class RunLock:
 
 
 __all__ = ["RunLock", "RunRecord", "Resume", "TrainingError", "changed_keys", "check_out_dir", "check_run_dir",
-           "is_finished", "read_run_record", "write_run_record"]
+           "is_finished", "list_checkpoints", "lock_holder", "read_run_record", "write_run_record"]

@@ -81,6 +81,12 @@ def _bundle_json(tmp_path):
     return tmp_path / "b"
 
 
+def _run_dir(tmp_path):
+    from tests.train.test_status import _fake_run
+
+    return _fake_run(tmp_path / "run", [{"step": 10, "stage": "a", "loss": 1.0, "lr": 0.1, "img_per_s": 100.0}])
+
+
 @pytest.mark.parametrize(("argv", "code"), [
     (["--help"], 0),
     (["spaces"], 0),
@@ -89,7 +95,8 @@ def _bundle_json(tmp_path):
     (["arch", "info", _arch_file], 0),
     (["bundle", "info", _bundle_json], 0),
     (["import-ofa", "--checkpoint", "x.pth", "--space", "ofa-mbv3-w1", "--out", "b"], 2),  # bad name fails first
-], ids=["help", "spaces", "spaces-json", "arch-sample", "arch-info", "bundle-info", "import-ofa-bad-space"])
+    (["status", _run_dir], 0),
+], ids=["help", "spaces", "spaces-json", "arch-sample", "arch-info", "bundle-info", "import-ofa-bad-space", "status"])
 def test_light_commands_do_not_import_torch(tmp_path, argv, code):
     argv = [str(a(tmp_path)) if callable(a) else a for a in argv]
     script = (f"import sys; from ofakit.cli.main import main; code = main({argv!r}); "

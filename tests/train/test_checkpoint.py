@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from ofakit.errors import BundleError, ConfigError
-from ofakit.train.checkpoint import KEEP, CheckpointState, list_checkpoints, load_checkpoint, save_checkpoint
+from ofakit.train.checkpoint import KEEP, CheckpointState, load_checkpoint, save_checkpoint
+from ofakit.train.run_dir import list_checkpoints
 
 
 def _model_and_optimizer(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
