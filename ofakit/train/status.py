@@ -175,7 +175,10 @@ def describe(status: RunStatus, resume_hint: bool = True) -> list[str]:
         scores = ", ".join(f"{name} {100 * v:.2f} %" for name, v in e.top1.items())
         lines.append(f"  evaluation after stage {e.stage} (step {e.step:,}): {scores}")
     if resume_hint and s.state == "stopped":
-        lines.append(f"  resume: run the same `ofakit train` command (recipe {s.recipe_name or '?'}, --out "
+        from ofakit.train.finetune import RECIPE_NAME
+
+        command = "finetune" if s.recipe_name == RECIPE_NAME else "train"
+        lines.append(f"  resume: run the same `ofakit {command}` command (recipe {s.recipe_name or '?'}, --out "
                      f"{s.run_dir}); it goes on from the last checkpoint")
     return lines
 

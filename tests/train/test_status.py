@@ -87,13 +87,13 @@ def test_run_json_records_the_training_split_and_a_resume_adds_it_to_an_older_on
     assert run_status(run).total_steps == TOTAL
 
 
-def _fake_run(path, rows, train_images=32 * 50):
+def _fake_run(path, rows, train_images=32 * 50, recipe_name="two.yaml"):
     """A run folder by hand: run.json of a two-stage recipe (50 steps an epoch at batch 32), metrics rows."""
     recipe = tiny_recipe(stages=[{"name": "a", "sampler": "largest", "epochs": 2},
                                  {"name": "b", "epochs": 3, "subnets_per_step": 2}])
     cfg = recipe_from_dict(recipe)
     path.mkdir()
-    write_run_record(path, RunRecord(digest=cfg.digest(), recipe=cfg.to_dict(), recipe_name="two.yaml",
+    write_run_record(path, RunRecord(digest=cfg.digest(), recipe=cfg.to_dict(), recipe_name=recipe_name,
                                      train_images=train_images))
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -163,3 +163,11 @@ def test_an_older_run_json_still_gives_the_pace(tmp_path):
     status = run_status(_fake_run(tmp_path / "run", rows, train_images=0))
     assert status.total_steps is None and status.img_per_s == 200.0 and status.run_left_s is None
     assert "pace 200 img/s; steps in all: not known" in describe(status)[2]
+
+
+def test_a_stopped_fine_tuning_run_is_resumed_by_finetune(tmp_path):
+    from ofakit.train.finetune import RECIPE_NAME
+
+    rows = [{"step": 10, "stage": "a", "epoch": 0, "loss": 1.0, "lr": 0.1, "img_per_s": 200.0}]
+    text = "\n".join(describe(run_status(_fake_run(tmp_path / "run", rows, recipe_name=RECIPE_NAME))))
+    assert "resume: run the same `ofakit finetune` command" in text
