@@ -101,7 +101,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
         state_name = "stopped" if step else "not started"
 
     per_step = cfg.batch_size * record.world_size * cfg.grad_accum
-    plans = plan_stages(cfg, record.train_images // per_step) if record.train_images >= per_step else None
+    plans = plan_stages(cfg, record.train_images // per_step) if 0 < per_step <= record.train_images else None
     total = plans[-1].start + plans[-1].steps if plans else None
     if finished and total is not None:
         step = total

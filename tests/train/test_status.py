@@ -171,3 +171,15 @@ def test_a_stopped_fine_tuning_run_is_resumed_by_finetune(tmp_path):
     rows = [{"step": 10, "stage": "a", "epoch": 0, "loss": 1.0, "lr": 0.1, "img_per_s": 200.0}]
     text = "\n".join(describe(run_status(_fake_run(tmp_path / "run", rows, recipe_name=RECIPE_NAME))))
     assert "resume: run the same `ofakit finetune` command" in text
+
+
+def test_odd_values_in_a_users_files_give_no_traceback(tmp_path):
+    run = _fake_run(tmp_path / "run", [])
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "world_size": 0}))  # no steps an epoch: no schedule
+    (run / "metrics.jsonl").write_text('[1, 2]\n{"step": 5, "stage": "a", "img_per_s": "fast"}\n'
+                                       '{"step": 6, "stage": "a", "loss": 1.0, "img_per_s": 50}\n'
+                                       '{"step": 7, "eval": {"x": [1], "y": {"top1": "high"}, "z": 0.5}}\n')
+    status = run_status(run)
+    assert status.total_steps is None and status.step == 6 and status.img_per_s == 50
+    assert [e.top1 for e in status.evaluations] == [{"z": 0.5}]
