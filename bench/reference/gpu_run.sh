@@ -69,7 +69,9 @@ UNTIL=sw timeout --signal=TERM "$TRAIN_S" bash bench/reference/chain.sh "$WORK" 
 echo "chain exit $? (124: stopped after $TRAIN_S s, at a checkpoint; call again with the tar parts to go on)" \
     >> "$OUT/chain.log"
 while pgrep -f "ofakit train --recipe $NAME/" >/dev/null; do sleep 1; done
-for run in full el sw; do tail -n 2 "$WORK/$NAME/$run/metrics.jsonl" >> "$OUT/chain.log" 2>/dev/null; done
+for run in full el sw; do  # where each run stands: step, pace on this card, time left, evaluations
+    [ -f "$WORK/$NAME/$run/run.json" ] && python3 -m ofakit status "$WORK/$NAME/$run" >> "$OUT/chain.log" 2>&1
+done
 pack "$WORK" "$OUT"
 timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests > "$OUT/cuda-tests.txt" 2>&1
 echo "pytest exit $?" >> "$OUT/cuda-tests.txt"
