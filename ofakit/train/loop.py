@@ -300,7 +300,7 @@ class Trainer:
         """Weights, RNG, step, optimizer state, training time and last evaluation of the newest checkpoint; the
         resume is recorded in run.json. A run goes on only with the number of processes it was trained with."""
         processes = self.processes
-        record = dataclasses.replace(self.record, train_images=len(self.train_ds))  # runs from before it was kept
+        record = dataclasses.replace(self.record, train_images=len(self.train_ds))  # older run.json files lack it
         if not self.checkpoints:
             if processes.main and record.world_size != processes.world:  # nothing trained yet: start afresh
                 write_run_record(self.run_dir, dataclasses.replace(record, world_size=processes.world))
