@@ -30,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n".join(describe(status)))
     if args.plot:
-        print(f"plot written to {plot_status(args.run_dir, args.plot)}", file=sys.stderr)
+        print(f"plot written to {plot_status(status, args.plot)}", file=sys.stderr)
     return 0

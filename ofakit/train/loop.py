@@ -46,7 +46,7 @@ from ofakit.train.report import RunReport, machine, trim_metrics
 from ofakit.train.run_dir import (RUN_JSON, RunLock, RunRecord, TrainingError, check_run_dir, is_finished,
                                   list_checkpoints, read_run_record, write_run_record)
 from ofakit.train.sampling import StepPlan, plan_step
-from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages
+from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages, stage_at
 from ofakit.train.stop import StopRequest
 
 StepHook = Callable[[int], None]
@@ -332,7 +332,7 @@ class Trainer:
     def train_step(self) -> StagePlan:
         """One optimizer step (over `grad_accum` micro-batches); returns the stage it belongs to."""
         cfg = self.cfg
-        index = next(i for i, p in enumerate(self.plans) if p.start <= self.step < p.start + p.steps)
+        index = stage_at(self.plans, self.step)
         plan = self.plans[index]
         local = self.step - plan.start
         if self.optimizer is None or local == 0:

@@ -31,6 +31,11 @@ def plan_stages(cfg: TrainConfig, steps_per_epoch: int) -> list[StagePlan]:
     return plans
 
 
+def stage_at(plans: list[StagePlan], step: int) -> int | None:
+    """The index of the stage that global step `step` (0-based, the next one to train) belongs to; None past the end."""
+    return next((i for i, p in enumerate(plans) if p.start <= step < p.start + p.steps), None)
+
+
 def learning_rate(plan: StagePlan, local_step: int, scale: float) -> float:
     """Linear warm-up to the stage's peak, then cosine decay to zero."""
     peak = plan.stage.lr * scale

@@ -18,7 +18,7 @@ from ofakit.errors import ConfigError
 from ofakit.io import read_json_file, read_jsonl
 from ofakit.train.config import recipe_from_dict
 from ofakit.train.run_dir import RUN_JSON, is_finished, list_checkpoints, lock_holder, read_run_record
-from ofakit.train.schedule import StagePlan, plan_stages
+from ofakit.train.schedule import plan_stages, stage_at
 
 PACE_WINDOW = 50  # logged steps of the current stage whose median img/s is its pace
 
@@ -72,7 +72,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
                           "`ofakit train` or `ofakit finetune` run")
     cfg = recipe_from_dict(record.recipe, f"{run_dir / RUN_JSON}: recipe")
     now = time.time() if now is None else now
-    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl", "a training metrics file") if isinstance(r, dict)]
+    rows = _metrics(run_dir)
     steps = [r for r in rows if isinstance(r.get("step"), int) and isinstance(r.get("img_per_s"), (int, float))]
     evaluations = [Evaluation(str(r.get("stage", "")), r["step"], _top1(r["eval"])) for r in rows
                    if isinstance(r.get("step"), int) and isinstance(r.get("eval"), dict)]
@@ -105,7 +105,8 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     total = plans[-1].start + plans[-1].steps if plans else None
     if finished and total is not None:
         step = total
-    plan = _plan_at(plans, step) if plans and not finished else None
+    index = stage_at(plans, step) if plans and not finished else None
+    plan = plans[index] if index is not None else None
     current = plan.stage.name if plan else (steps[-1].get("stage") if steps and not finished else None)
     recent = [r["img_per_s"] for r in steps if current is not None and r.get("stage") == current and r["img_per_s"] > 0]
     pace = statistics.median(recent[-PACE_WINDOW:]) if recent else None
@@ -117,15 +118,11 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     return RunStatus(
         run_dir=str(run_dir), recipe_name=record.recipe_name, space=cfg.space, state=state_name, holder=holder,
         step=step, total_steps=total,
-        stage=plan.stage.name if plan else "", stage_index=plans.index(plan) + 1 if plan else 0,
+        stage=plan.stage.name if plan else "", stage_index=index + 1 if plan else 0,
         stages=len(cfg.stages), epoch=(step - plan.start) // plan.steps_per_epoch + 1 if plan else 0,
         epochs=plan.stage.epochs if plan else 0, checkpoint_step=ckpt_step, checkpoint_age_s=ckpt_age,
         train_seconds=train_seconds, world_size=record.world_size, resumes=len(record.resumes), img_per_s=pace,
         stage_left_s=stage_left, run_left_s=run_left, evaluations=evaluations)
-
-
-def _plan_at(plans: list[StagePlan], step: int) -> StagePlan | None:
-    return next((p for p in plans if p.start <= step < p.start + p.steps), None)
 
 
 def _top1(results: dict[str, Any]) -> dict[str, float]:
@@ -183,15 +180,18 @@ def describe(status: RunStatus, resume_hint: bool = True) -> list[str]:
     return lines
 
 
-def plot_status(run_dir: str | Path, path: str | Path) -> Path:
-    """A PNG of the run against the step: training loss (and its running median) with the learning rate, the pace
-    in img/s, and the stage-end top-1 of each evaluated subnet; the stages' boundaries dotted, the x axis to the
-    run's last step when it is known (needs matplotlib)."""
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl", "a training metrics file") if isinstance(r, dict)]
+
+
+def plot_status(status: RunStatus, path: str | Path) -> Path:
+    """A PNG of the run that `run_status` gave `status` for, against the step: training loss (and its running
+    median) with the learning rate, the pace in img/s, and the stage-end top-1 of each evaluated subnet; the stages'
+    boundaries dotted, the x axis to the run's last step when it is known (needs matplotlib)."""
     from ofakit.plot import pyplot, save_png
 
-    run_dir = Path(run_dir)
-    status = run_status(run_dir)
-    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl", "a training metrics file") if isinstance(r, dict)]
+    run_dir = Path(status.run_dir)
+    rows = _metrics(run_dir)
     logged = [r for r in rows if isinstance(r.get("step"), int) and isinstance(r.get("loss"), (int, float))]
     if not logged:
         raise ConfigError(f"{run_dir}/metrics.jsonl has no logged steps yet; nothing to plot")

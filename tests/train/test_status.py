@@ -150,12 +150,12 @@ def test_the_plot_is_a_png(tmp_path):
              "img_per_s": 100.0} for s in range(10, 201, 10)]
     rows.append({"step": 100, "stage": "a", "eval": {"largest": {"top1": 0.5}}})
     run = _fake_run(tmp_path / "run", rows)
-    out = plot_status(run, tmp_path / "curves.png")
+    out = plot_status(run_status(run), tmp_path / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
     empty = _fake_run(tmp_path / "empty", [])
     with pytest.raises(ConfigError, match="no logged steps yet"):
-        plot_status(empty, tmp_path / "x.png")
+        plot_status(run_status(empty), tmp_path / "x.png")
 
 
 def test_an_older_run_json_still_gives_the_pace(tmp_path):
