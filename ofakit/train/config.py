@@ -35,7 +35,7 @@ class StageConfig:
     width: tuple[float, ...] | None = None  # ResNet space only
     resolution: tuple[int, ...] | None = None  # resolutions a step draws from (None: all of the space's)
     subnets_per_step: int = 1  # progressive/uniform: subnets per step; sandwich: random ones besides the extremes
-    kd_weight: float = 0.0  # progressive, largest, fixed: weight of distillation from the teacher
+    kd_weight: float = 0.0  # weight of distillation from the teacher (sandwich: of the largest subnet's; 0: labels)
     kd_temperature: float = 1.0  # temperature of the soft targets (teacher or, in sandwich, the largest subnet)
     max_steps: int | None = None  # cap on optimizer steps (smoke runs, tests)
     arch: ArchConfig | None = None  # fixed: the one subnet every step trains, at its resolution (fine-tuning)

@@ -57,17 +57,17 @@ def plan_step(space: SearchSpace, stage: StageConfig, *, seed: int, step: int) -
     def at_res(arch: ArchConfig) -> ArchConfig:
         return dataclasses.replace(arch, resolution=res)
 
+    target = "teacher" if stage.kd_weight > 0 else "label"  # labels, plus the teacher's soft targets when weighted
     if stage.sampler == "fixed":
-        return StepPlan(stage.arch.resolution, (stage.arch,), ("teacher" if stage.kd_weight > 0 else "label",))
+        return StepPlan(stage.arch.resolution, (stage.arch,), (target,))
     if stage.sampler == "largest":
-        return StepPlan(res, (at_res(space.largest()),), ("teacher" if stage.kd_weight > 0 else "label",))
-    if stage.sampler == "sandwich":
+        return StepPlan(res, (at_res(space.largest()),), (target,))
+    if stage.sampler == "sandwich":  # the others learn from the largest in place; the largest from the teacher too
         archs = [at_res(space.largest()), at_res(space.smallest())]
         archs += [restricted_sample(space, stage, rng, res) for _ in range(stage.subnets_per_step)]
-        return StepPlan(res, tuple(archs), ("label",) + ("inplace",) * (len(archs) - 1))
+        return StepPlan(res, tuple(archs), (target,) + ("inplace",) * (len(archs) - 1))
     if stage.sampler == "uniform":
         archs = [at_res(space.sample(rng)) for _ in range(max(1, stage.subnets_per_step))]
-        return StepPlan(res, tuple(archs), ("label",) * len(archs))
+        return StepPlan(res, tuple(archs), (target,) * len(archs))
     archs = [restricted_sample(space, stage, rng, res) for _ in range(max(1, stage.subnets_per_step))]
-    target = "teacher" if stage.kd_weight > 0 else "label"
     return StepPlan(res, tuple(archs), (target,) * len(archs))

@@ -79,3 +79,33 @@ def test_a_run_distils_from_an_ensemble_of_bundles(tmp_path):
     bundle, _ = run_training(cfg, tmp_path / "run", progress=False)
     assert (bundle / "bundle.json").is_file()
     assert not (tmp_path / "run" / "teacher.safetensors").exists()  # the bundles teach, not the run's own weights
+
+
+def test_a_sandwich_step_with_a_kd_weight_distils_the_largest_from_the_teacher_and_the_rest_in_place():
+    """The step's loss is the largest's cross-entropy plus kd_weight x its distillation from the teacher, plus each
+    other subnet's distillation from the largest: the sum StepModule returns, term for term."""
+    from ofakit.train.config import StageConfig
+    from ofakit.train.loop import StepModule
+    from ofakit.train.sampling import plan_step
+
+    space = get_space("tiny")
+    torch.manual_seed(0)
+    supernet, teacher = build_supernet("tiny", num_classes=10).eval(), build_supernet("tiny", num_classes=10).eval()
+    teacher = extract_subnet(teacher, space.largest())
+    stage = StageConfig(name="s", sampler="sandwich", subnets_per_step=1, kd_weight=0.5, kd_temperature=2.0)
+    plan = plan_step(space, stage, seed=0, step=0)
+    x, y = torch.randn(8, 3, plan.resolution, plan.resolution), torch.randint(0, 10, (8,))
+    with torch.no_grad():
+        got = StepModule(supernet, teacher, label_smoothing=0.1)(x, y, plan, stage)
+        logits = []
+        for arch in plan.archs:
+            supernet.set_active(arch)
+            logits.append(supernet(x))
+        want = (F.cross_entropy(logits[0], y, label_smoothing=0.1)
+                + 0.5 * soft_cross_entropy(logits[0], teacher(x), 2.0)
+                + sum(soft_cross_entropy(other, logits[0], 2.0) for other in logits[1:]))
+        untaught = StageConfig(name="s", sampler="sandwich", subnets_per_step=1, kd_temperature=2.0)
+        plain = StepModule(supernet, teacher, label_smoothing=0.1)(x, y, plan_step(space, untaught, seed=0, step=0),
+                                                                   untaught)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert plain < got  # without the weight the teacher's term is left out

@@ -51,6 +51,17 @@ def test_sandwich_has_largest_smallest_and_random_distilled_in_place():
     assert space.key(plan.archs[0])[2:] == space.key(space.largest())[2:]
     assert space.key(plan.archs[1])[2:] == space.key(space.smallest())[2:]
     assert plan.targets == ("label", "inplace", "inplace", "inplace")
+    taught = plan_step(space, StageConfig(name="s", sampler="sandwich", subnets_per_step=2, kd_weight=1.0), seed=0,
+                       step=1)
+    assert taught.archs == plan.archs and taught.targets == ("teacher", "inplace", "inplace", "inplace")
+
+
+def test_uniform_subnets_learn_from_the_teacher_with_a_kd_weight():
+    space = get_space("tiny")
+    plain = plan_step(space, StageConfig(name="u", sampler="uniform", subnets_per_step=3), seed=0, step=2)
+    taught = plan_step(space, StageConfig(name="u", sampler="uniform", subnets_per_step=3, kd_weight=0.5), seed=0,
+                       step=2)
+    assert plain.targets == ("label",) * 3 and taught.targets == ("teacher",) * 3 and taught.archs == plain.archs
 
 
 def test_resnet_stage_choices():
