@@ -2,6 +2,7 @@
 (Hinton et al., 2015; Yu et al., "BigNAS", ECCV 2020), and the frozen teacher a run distils from."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,9 +12,13 @@ from torch import nn
 from ofakit.errors import ConfigError
 from ofakit.space import SearchSpace
 from ofakit.supernet import extract_subnet
+from ofakit.supernet.calibrate import recalibrate_bn
 from ofakit.supernet.static import fold_batchnorm
 from ofakit.train.config import TrainConfig
+from ofakit.train.data import ArrayDataset, iterate_batches
 from ofakit.train.distributed import Processes
+
+RECALIBRATION_BATCH = 64  # images per batch when a teacher's BN statistics are re-estimated (as evaluations do)
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -45,20 +50,34 @@ def teacher_sources(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace, device: torch.device,
-                 memory: torch.memory_format, processes: Processes) -> nn.Module:
+                 memory: torch.memory_format, processes: Processes, calibration: ArrayDataset) -> nn.Module:
     """The frozen teacher: the largest subnet of the bundle `teacher` names (of each bundle, averaged as an
     `EnsembleTeacher`, when it names several), or the full network as trained so far (stored in the run directory
     the first time, so that a resumed run distils from the very same weights).
+
+    Each teacher's batch-norm statistics are first re-estimated on `calibration` (the run's training images, without
+    augmentation; `cfg.recalibration_batches` batches of 64 at the largest resolution), as every evaluation does: a
+    supernet's stored statistics belong to whichever subnets ran last, not to its largest. (Measured on a bundle of
+    `ofa-mbv3-cifar` after the sandwich rule: its largest subnet scored 36.0 % CIFAR-10 test top-1 with the stored
+    statistics and 87.4 % recalibrated.)
 
     Building it (and folding its batch norms) draws initial weights from the global random state; that state is
     restored afterwards, so that a run resumed in the middle of a stage (which builds its teacher again) draws the
     dropout masks it drew before.
     """
+    def calibrated(teacher: nn.Module) -> nn.Module:
+        teacher = teacher.to(device=device, memory_format=memory)
+        batches = iterate_batches(calibration, RECALIBRATION_BATCH, resolution=space.largest().resolution,
+                                  shuffle=True, seed=cfg.seed, device=str(device),
+                                  limit=max(1, cfg.recalibration_batches))
+        recalibrate_bn(teacher, (x.to(memory_format=memory) for x, _ in batches))
+        return teacher
+
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
         sources = teacher_sources(cfg)
         if not sources:
-            return freeze_teacher(_own_teacher(run_dir, supernet, space, processes), device, memory)
-        members = [freeze_teacher(_bundle_teacher(path, space), device, memory) for path in sources]
+            return freeze_teacher(_own_teacher(run_dir, supernet, space, processes, calibrated), device, memory)
+        members = [freeze_teacher(calibrated(_bundle_teacher(path, space)), device, memory) for path in sources]
         return members[0] if len(members) == 1 else EnsembleTeacher(members)
 
 
@@ -71,7 +90,10 @@ def _bundle_teacher(path: str, space: SearchSpace) -> nn.Module:
     return extract_subnet(source, space.largest())
 
 
-def _own_teacher(run_dir: Path, supernet: nn.Module, space: SearchSpace, processes: Processes) -> nn.Module:
+def _own_teacher(run_dir: Path, supernet: nn.Module, space: SearchSpace, processes: Processes,
+                 calibrated: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """The run's full network as it is now, recalibrated, stored the first time (`teacher.safetensors`) and read
+    back from there by every process and every resume."""
     from safetensors.torch import load_file, save_file
 
     teacher = extract_subnet(supernet, space.largest())
@@ -81,6 +103,7 @@ def _own_teacher(run_dir: Path, supernet: nn.Module, space: SearchSpace, process
     elif processes.main:
         from ofakit.io import atomic_path
 
+        teacher = calibrated(teacher)
         with atomic_path(path) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(tmp))
     if processes.world > 1:

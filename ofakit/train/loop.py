@@ -365,7 +365,7 @@ class Trainer:
             sort_channels(self.supernet)
         if plan.stage.kd_weight > 0 and self.teacher is None:
             self.teacher = make_teacher(cfg, self.run_dir, self.supernet, self.space, self.device, self.memory,
-                                    self.processes)
+                                    self.processes, self.train_ds)
         self.model = StepModule(self.supernet, self.teacher, cfg.label_smoothing)
         if self.processes.world > 1:
             options = ddp_unused_parameters(self.supernet, self.space, plan.stage, self.device, self.memory,

@@ -9,7 +9,9 @@ from ofakit.bundle import save_bundle
 from ofakit.errors import ConfigError
 from ofakit.space import get_space
 from ofakit.supernet import build_supernet, extract_subnet
+from ofakit.supernet.calibrate import recalibrate_bn
 from ofakit.train.config import recipe_from_dict
+from ofakit.train.data import iterate_batches, load_dataset
 from ofakit.train.distill import EnsembleTeacher, make_teacher, soft_cross_entropy, teacher_sources
 from ofakit.train.distributed import Processes
 from ofakit.train.loop import run_training
@@ -28,20 +30,37 @@ def _bundle(path, seed: int, space: str = "tiny"):
     return net
 
 
+def _train_split(cfg):
+    return load_dataset(cfg.data, "train", image_size=cfg.image_size)
+
+
 def _teacher(cfg, tmp_path):
     return make_teacher(cfg, tmp_path, build_supernet("tiny", num_classes=10), get_space("tiny"),
-                        torch.device("cpu"), torch.contiguous_format, Processes())
+                        torch.device("cpu"), torch.contiguous_format, Processes(), _train_split(cfg))
 
 
-def test_one_teacher_bundle_is_its_largest_subnet(tmp_path):
+def recalibrated_largest(net, cfg):
+    """The largest subnet of `net` with its BN statistics re-estimated as a teacher's are: the run's training
+    images, unaugmented, the recipe's number of batches of 64, at the largest resolution."""
+    space = get_space(cfg.space)
+    sub = extract_subnet(net, space.largest())
+    recalibrate_bn(sub, (x for x, _ in iterate_batches(_train_split(cfg), 64, resolution=space.largest().resolution,
+                                                       shuffle=True, seed=cfg.seed,
+                                                       limit=cfg.recalibration_batches)))
+    return sub.eval()
+
+
+def test_one_teacher_bundle_is_its_largest_subnet_with_its_batch_norms_recalibrated(tmp_path):
     net = _bundle(tmp_path / "a", seed=1)
-    cfg = recipe_from_dict(tiny_recipe(teacher=str(tmp_path / "a")))
+    cfg = recipe_from_dict(tiny_recipe(teacher=str(tmp_path / "a"), recalibration_batches=3))
     assert teacher_sources(cfg) == (str(tmp_path / "a"),)
     teacher = _teacher(cfg, tmp_path)
     x = torch.randn(4, 3, 32, 32)
-    expected = extract_subnet(net, get_space("tiny").largest()).eval()(x)
-    torch.testing.assert_close(teacher(x), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(teacher(x), recalibrated_largest(net, cfg)(x), rtol=1e-4, atol=1e-4)
     assert not any(p.requires_grad for p in teacher.parameters())
+    # the bundle's stored statistics (which belong to no subnet in particular) are not the teacher's
+    stored = extract_subnet(net, get_space("tiny").largest()).eval()(x)
+    assert not torch.allclose(teacher(x), stored, atol=1e-2)
 
 
 def test_several_teacher_bundles_average_their_probabilities(tmp_path):
@@ -50,7 +69,7 @@ def test_several_teacher_bundles_average_their_probabilities(tmp_path):
     teacher = _teacher(cfg, tmp_path)
     assert isinstance(teacher, EnsembleTeacher) and len(teacher.members) == 2
     x = torch.randn(4, 3, 32, 32)
-    probs = [F.softmax(extract_subnet(n, get_space("tiny").largest()).eval()(x), dim=1) for n in nets]
+    probs = [F.softmax(recalibrated_largest(n, cfg)(x), dim=1) for n in nets]
     out = teacher(x)
     torch.testing.assert_close(F.softmax(out, dim=1), (probs[0] + probs[1]) / 2, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(F.softmax(out, dim=1), probs[0], atol=1e-3)  # both members count
