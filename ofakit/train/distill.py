@@ -12,13 +12,11 @@ from torch import nn
 from ofakit.errors import ConfigError
 from ofakit.space import SearchSpace
 from ofakit.supernet import extract_subnet
-from ofakit.supernet.calibrate import recalibrate_bn
 from ofakit.supernet.static import fold_batchnorm
 from ofakit.train.config import TrainConfig
-from ofakit.train.data import ArrayDataset, iterate_batches
+from ofakit.train.data import ArrayDataset
 from ofakit.train.distributed import Processes
-
-RECALIBRATION_BATCH = 64  # images per batch when a teacher's BN statistics are re-estimated (as evaluations do)
+from ofakit.train.evaluate import EvalConfig, recalibrate
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -56,7 +54,7 @@ def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: Se
     the first time, so that a resumed run distils from the very same weights).
 
     Each teacher's batch-norm statistics are first re-estimated on `calibration` (the run's training images, without
-    augmentation; `cfg.recalibration_batches` batches of 64 at the largest resolution), as every evaluation does: a
+    augmentation; `cfg.recalibration_batches` batches at the largest resolution, as `evaluate_subnet` does): a
     supernet's stored statistics belong to whichever subnets ran last, not to its largest. (Measured on a bundle of
     `ofa-mbv3-cifar` after the sandwich rule: its largest subnet scored 36.0 % CIFAR-10 test top-1 with the stored
     statistics and 87.4 % recalibrated.)
@@ -65,13 +63,11 @@ def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: Se
     restored afterwards, so that a run resumed in the middle of a stage (which builds its teacher again) draws the
     dropout masks it drew before.
     """
+    calibration_cfg = EvalConfig(recalibration_batches=max(1, cfg.recalibration_batches), seed=cfg.seed)
+
     def calibrated(teacher: nn.Module) -> nn.Module:
-        teacher = teacher.to(device=device, memory_format=memory)
-        batches = iterate_batches(calibration, RECALIBRATION_BATCH, resolution=space.largest().resolution,
-                                  shuffle=True, seed=cfg.seed, device=str(device),
-                                  limit=max(1, cfg.recalibration_batches))
-        recalibrate_bn(teacher, (x.to(memory_format=memory) for x, _ in batches))
-        return teacher
+        return recalibrate(teacher.to(device=device, memory_format=memory), calibration, space.largest().resolution,
+                           calibration_cfg, device=str(device), memory=memory)
 
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
         sources = teacher_sources(cfg)

@@ -24,17 +24,23 @@ class EvalConfig:
     seed: int = 0
 
 
+def recalibrate(model: torch.nn.Module, train: ArrayDataset, resolution: int, cfg: EvalConfig, *, device: str = "cpu",
+                memory: torch.memory_format = torch.contiguous_format) -> torch.nn.Module:
+    """`model` (on `device`) with its BN statistics re-estimated on `cfg.recalibration_batches` seeded batches of
+    unaugmented training images at `resolution`; returned in eval mode."""
+    recalibrate_bn(model, (x.to(memory_format=memory) for x, _ in iterate_batches(
+        train, cfg.recalibration_batch_size, resolution=resolution, shuffle=True, seed=cfg.seed, device=device,
+        limit=cfg.recalibration_batches)))
+    return model
+
+
 @torch.no_grad()
 def evaluate_subnet(supernet: torch.nn.Module, arch: ArchConfig, train: ArrayDataset, val: ArrayDataset,
                     cfg: EvalConfig, *, device: str = "cpu", channels_last: bool = False) -> float:
     """Top-1 accuracy (0-1) of `arch` on `val` after BN recalibration; the supernet itself is not modified."""
-    sub = extract_subnet(supernet, arch)
     memory = torch.channels_last if channels_last else torch.contiguous_format
-    sub = sub.to(device=device, memory_format=memory)
-    calib = (x.to(memory_format=memory) for x, _ in iterate_batches(
-        train, cfg.recalibration_batch_size, resolution=arch.resolution, shuffle=True, seed=cfg.seed,
-        device=device, limit=cfg.recalibration_batches))
-    recalibrate_bn(sub, calib)
+    sub = recalibrate(extract_subnet(supernet, arch).to(device=device, memory_format=memory), train, arch.resolution,
+                      cfg, device=device, memory=memory)
     correct = total = 0
     # A cap scores a seeded random subset, the same for every subnet: data sets stored sorted by class (CIFAR-10's
     # test split, ofakit's held-out split) would otherwise be scored on their first few classes only.
