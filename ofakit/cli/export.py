@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ofakit.arch import ArchConfig
+from ofakit.cli.output import ARCH_HELP, bundle_arch
 from ofakit.errors import ConfigError
 from ofakit.export import FORMATS
 from ofakit.io import check_output_file
@@ -17,8 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Extract the subnet ARCH from the bundle's supernet, recalibrate its BN statistics on DATA, "
                     "export it, check it against PyTorch, and write a JSON manifest next to it (OUT.json).")
     p.add_argument("--bundle", help="bundle directory or shipped bundle name (default: the reference bundle)")
-    p.add_argument("--arch", type=Path, required=True, help="ArchConfig JSON of the subnet (a network of the "
-                                                             "bundle's space)")
+    p.add_argument("--arch", required=True, help=ARCH_HELP)
     p.add_argument("--format", required=True,
                    help=f"{', '.join(FORMATS.names())} (torchscript: a torch.export program, .pt2)")
     p.add_argument("--out", type=Path, required=True,
@@ -57,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "the exported model", overwrite=args.force, folder=True)  # a Core ML package is one
     cfg = ExportConfig(format=args.format, precision=args.precision, batch=_batch(args.batch), force=args.force)
     FORMATS.get(cfg.format)  # an unknown format fails before the arch file is read
-    arch = ArchConfig.load(args.arch)
     bundle = resolve_bundle(args.bundle)
+    arch = bundle_arch(args.arch, bundle)
     data = args.calibrate_bn
     if data is None and calibration_data(bundle) is not None:
         data = str(calibration_data(bundle))

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ofakit.arch import ArchConfig
+from ofakit.cli.output import ARCH_HELP, bundle_arch
 from ofakit.cli.train import add_join_timeout
 
 
@@ -20,8 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "for `ofakit export`. Re-running the same command on the same --out resumes.")
     p.add_argument("--bundle", required=True, help="bundle directory or shipped bundle name whose weights start "
                                                    "the run")
-    p.add_argument("--arch", type=Path, required=True, help="ArchConfig JSON of the subnet (e.g. from "
-                                                             "`ofakit specialize --out`)")
+    p.add_argument("--arch", required=True, help=ARCH_HELP + " (e.g. from `ofakit specialize --out`)")
     p.add_argument("--data", required=True, help="digits, an .npz, the CIFAR-10 JPEG .npz, or an ImageFolder "
                                                  "directory, with the bundle's classes")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, bundle, arch.json)")
@@ -48,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, warmup_epochs=args.warmup_epochs,
                          batch_size=args.batch_size, weight_decay=args.weight_decay, kd_weight=args.kd_weight,
                          seed=args.seed)
-    recipe = finetune_recipe(resolve_bundle(args.bundle), ArchConfig.load(args.arch), args.data, cfg,
-                             args.overrides)
+    bundle = resolve_bundle(args.bundle)
+    recipe = finetune_recipe(bundle, bundle_arch(args.arch, bundle), args.data, cfg, args.overrides)
     check_run_dir(args.out)  # before torch is imported
     result = finetune(recipe, args.out, progress=not args.quiet, join_timeout=args.join_timeout)
     if not result.main:

@@ -1,10 +1,18 @@
-"""Small helpers the commands share: JSON to stdout, tables through rich, the drift options and their report."""
+"""Small helpers the commands share: JSON to stdout, tables through rich, the drift options and their report, and
+the `--arch` of a bundle's subnet."""
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ofakit.arch import ArchConfig
+
+NAMED_ARCHS = ("largest", "smallest")
+ARCH_HELP = "ArchConfig JSON of the subnet (a network of the bundle's space), or largest / smallest: its extremes"
 
 
 def print_json(data: Any) -> None:
@@ -40,3 +48,17 @@ def print_drift(drift: Mapping[str, Any] | None) -> None:
         print(f"latency: {drift['why']}", file=sys.stderr)
         if drift.get("hint"):
             print(f"note: {drift['hint']}", file=sys.stderr)
+
+
+def bundle_arch(value: str, bundle: str | Path) -> ArchConfig:
+    """`--arch`: an ArchConfig JSON file ('-': stdin), or `largest` / `smallest` of the bundle's space (the name wins
+    over a file so named; write ./largest for that file). No torch."""
+    from ofakit.arch import ArchConfig
+
+    if value in NAMED_ARCHS:
+        from ofakit.bundle import read_bundle_info
+        from ofakit.space import get_space
+
+        space = get_space(read_bundle_info(bundle).space)
+        return space.largest() if value == "largest" else space.smallest()
+    return ArchConfig.load(value)

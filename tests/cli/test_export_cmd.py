@@ -97,6 +97,16 @@ def test_coreml_package_is_replaced_whole_with_force(cli, bundle, arch_file, out
     assert [p for p in _listing(out_dir) if "/" not in p] == ["m.mlpackage", "m.mlpackage.json"]
 
 
+@pytest.mark.parametrize("which", ["largest", "smallest"])
+def test_arch_by_name_is_the_bundle_space_extreme(cli, bundle, out_dir, which):
+    result = cli("export", "--bundle", bundle, "--arch", which, "--format", "onnx", "--out", out_dir / "m.onnx")
+    assert result.code == 0, result.err
+    manifest = json.loads((out_dir / "m.onnx.json").read_text())
+    space = get_space("tiny")
+    assert manifest["arch"] == json.loads(getattr(space, which)().to_json())
+    assert space.largest() != space.smallest()
+
+
 def _other_space_arch(tmp_path: Path) -> Path:
     path = tmp_path / "cifar.json"
     path.write_text(get_space("ofa-mbv3-cifar").largest().to_json())
