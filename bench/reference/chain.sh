@@ -21,6 +21,9 @@
 #                                         (kd_weight 1.0: measured neutral with a teacher no better than the
 #                                         sandwich's own end, 87.58/79.93 % against 87.37/80.08 %; the full
 #                                         network is ~2 points better than the elastic stages' largest)
+#   extra-teachers/  optional, put there by a person before el starts: bundles (e.g. extra-teachers/ref90-sw, a copy
+#                    of an earlier reference run's bundle) whose largest subnets join the full network as el's and
+#                    sw's teacher, an ensemble (the mean of their softmaxes); the runs refuse a change once begun
 #   bundle/ the candidate bundle          bench.reference.package, then `ofakit predictor fit` on it
 #   front.json, front.png                 bench.reference.front on the candidate (a timing: rerun it on a quiet
 #                                         machine before quoting it)
@@ -88,10 +91,19 @@ main() {  # the whole script is read before it runs: editing this file under a r
         mv "$NAME/full-top1.json.tmp" "$NAME/full-top1.json"
         say "$(cat "$NAME/full-top1.json")"
     fi
+    # the teacher of el and sw: the full network, or its ensemble with the bundles under NAME/extra-teachers/
+    local teacher="$NAME/full/bundle" extra el_teacher=()
+    for extra in "$NAME"/extra-teachers/*/bundle.json; do
+        [ -f "$extra" ] && teacher="$teacher, $(dirname "$extra")"
+    done
+    if [[ "$teacher" == *", "* ]]; then
+        teacher="[$teacher]"
+        el_teacher=(--set teacher="$teacher")  # without extra teachers, el's own (its init, the same network)
+    fi
     # every path relative to ROOT, where everything runs: the inits as bundle.json will record them
-    train el elastic.yaml --set init="$(ls -d "$NAME"/full/checkpoints/step-* | tail -n 1)"
-    # the largest subnet also distils from the full network, which the elastic stages leave ~2 points above it
-    train sw sandwich.yaml --set init="$NAME/el/bundle" --set teacher="$NAME/full/bundle" --set stages.0.kd_weight=1.0
+    train el elastic.yaml --set init="$(ls -d "$NAME"/full/checkpoints/step-* | tail -n 1)" "${el_teacher[@]}"
+    # the largest subnet also distils from the teacher: the full network is ~2 points above it after the elastic stages
+    train sw sandwich.yaml --set init="$NAME/el/bundle" --set teacher="$teacher" --set stages.0.kd_weight=1.0
     [ "${UNTIL:-}" = sw ] && { say "training runs done (UNTIL=sw)"; return 0; }
     if [ ! -f "$NAME/bundle/bundle.json" ]; then
         say "packaging $NAME/sw"
