@@ -50,6 +50,18 @@ def test_unknown_option_is_a_usage_error(cli):
     assert "Traceback" not in result.err
 
 
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["specialize", "--device", "cpu-ort", "--latency", "-5ms"], "(got '-5ms': a value that begins with '-' goes "
+                                                                 "after '=', --latency=-5ms)"),
+    (["specialize", "--device", "cpu-ort", "--latency"], None),
+], ids=["negative-value", "missing-value"])
+def test_a_value_that_looks_like_an_option_is_explained(cli, argv, hint):
+    result = cli(*argv)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "argument --latency: expected one argument" in result.err
+    assert (hint in result.err) if hint else ("got" not in result.err)
+
+
 def test_spaces_table_lists_every_space(cli):
     result = cli("spaces")
     assert result.code == 0
