@@ -23,7 +23,8 @@
 #                                         network is ~2 points better than the elastic stages' largest)
 #   extra-teachers/  optional, put there by a person before el starts: bundles (e.g. extra-teachers/ref90-sw, a copy
 #                    of an earlier reference run's bundle) whose largest subnets join the full network as el's and
-#                    sw's teacher, an ensemble (the mean of their softmaxes); the runs refuse a change once begun
+#                    sw's teacher, an ensemble (the mean of their softmaxes), if it beats the full network alone on
+#                    the split's 5,000 held-out images (teacher-heldout-top1.json); the runs refuse a change once begun
 #   bundle/ the candidate bundle          bench.reference.package, then `ofakit predictor fit` on it
 #   front.json, front.png                 bench.reference.front on the candidate (a timing: rerun it on a quiet
 #                                         machine before quoting it)
@@ -56,6 +57,10 @@ train() {  # train RUN RECIPE [--set ...]: run (or resume) one training run of t
 LAST_EVAL='import json, sys
 row = [json.loads(line) for line in open(sys.argv[1])][-1]
 print("step", row["step"], {name: e["top1"] for name, e in row.get("eval", {}).items()})'
+
+ENSEMBLE_BETTER='import json, sys
+top1 = json.load(open(sys.argv[1]))["test_top1"]
+sys.exit(0 if top1["ensemble"] > top1["largest"] else 1)'
 
 CHECK_FULL='import sys
 from pathlib import Path
@@ -91,13 +96,21 @@ main() {  # the whole script is read before it runs: editing this file under a r
         mv "$NAME/full-top1.json.tmp" "$NAME/full-top1.json"
         say "$(cat "$NAME/full-top1.json")"
     fi
-    # the teacher of el and sw: the full network, or its ensemble with the bundles under NAME/extra-teachers/
-    local teacher="$NAME/full/bundle" extra el_teacher=()
+    # the teacher of el and sw: the full network, or its ensemble with the bundles under NAME/extra-teachers/ when
+    # that ensemble is the better on the 5,000 held-out training images (never the test split)
+    local teacher="$NAME/full/bundle" extras=() extra el_teacher=()
     for extra in "$NAME"/extra-teachers/*/bundle.json; do
-        [ -f "$extra" ] && teacher="$teacher, $(dirname "$extra")"
+        [ -f "$extra" ] && extras+=("$(dirname "$extra")")
     done
-    if [[ "$teacher" == *", "* ]]; then
-        teacher="[$teacher]"
+    if [ "${#extras[@]}" -gt 0 ] && [ ! -f "$NAME/teacher-heldout-top1.json" ]; then
+        say "the full network and its ensemble with ${extras[*]} on the held-out images"
+        python3 -m bench.reference.top1 --bundle "$NAME/full/bundle" --calib-data "$DATA" --test-data "$DATA" \
+            --ensemble "${extras[@]}" > "$NAME/teacher-heldout-top1.json.tmp"
+        mv "$NAME/teacher-heldout-top1.json.tmp" "$NAME/teacher-heldout-top1.json"
+        say "$(cat "$NAME/teacher-heldout-top1.json")"
+    fi
+    if [ "${#extras[@]}" -gt 0 ] && python3 -c "$ENSEMBLE_BETTER" "$NAME/teacher-heldout-top1.json"; then
+        teacher="[$teacher$(printf ', %s' "${extras[@]}")]"
         el_teacher=(--set teacher="$teacher")  # without extra teachers, el's own (its init, the same network)
     fi
     # every path relative to ROOT, where everything runs: the inits as bundle.json will record them

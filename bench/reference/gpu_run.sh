@@ -30,7 +30,7 @@ WORK="${WORK:-/tmp/ofakit-gpu-run}"
 pack() {  # pack ROOT DEST: the chain NAME under ROOT as DEST/chain.tar.NN, no more than the chain needs to go on
     local root="$1" dest="$2" run last paths=()
     [ -f "$root/$NAME/full.yaml" ] || { echo "no chain $NAME under $root: nothing to pack"; return 0; }
-    paths+=($(cd "$root" && ls -d "$NAME"/*.yaml "$NAME"/full-top1.json "$NAME"/extra-teachers 2>/dev/null))
+    paths+=($(cd "$root" && ls -d "$NAME"/*.yaml "$NAME"/*top1.json "$NAME"/extra-teachers 2>/dev/null))
     for run in full el sw; do
         [ -f "$root/$NAME/$run/run.json" ] || continue
         paths+=("$NAME/$run/run.json" "$NAME/$run/metrics.jsonl")

@@ -4,7 +4,11 @@ of its full network before the elastic runs start from it.
 
     python -m bench.reference.top1 --bundle RUN/bundle --calib-data RUN-DATA/cifar10-45k.npz [--test-data ...]
 
-Prints one JSON line: {"bundle": ..., "test_top1": {"largest": ..., "largest@28": ..., ..., "smallest": ...}}.
+Prints one JSON line: {"bundle": ..., "test_data": ..., "test_top1": {"largest": ..., "largest@28": ..., ...,
+"smallest": ...}}.
+With `--ensemble B2 [B3 ...]` it adds "ensemble": the other bundles and "test_top1" its "ensemble" figure, the top-1
+of the mean softmax of every bundle's largest subnet (each BN recalibrated the same way): the teacher that `chain.sh`
+builds from the full network and the bundles under extra-teachers/.
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ import torch
 from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.arch import ArchConfig
 from ofakit.bundle import load_bundle
-from ofakit.train.data import ArrayDataset, load_dataset
-from ofakit.train.evaluate import EvalConfig, evaluate_subnet
+from ofakit.supernet import extract_subnet
+from ofakit.train.data import ArrayDataset, iterate_batches, load_dataset
+from ofakit.train.evaluate import EvalConfig, evaluate_subnet, recalibrate
 
 # the whole test split in batches of 500; BN statistics from 32 batches of 64 training images
 EVAL = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
@@ -32,12 +37,29 @@ def measure_top1(supernet: torch.nn.Module, archs: dict[str, ArchConfig], calib:
     return {name: evaluate_subnet(supernet, arch, calib, test, EVAL, device=device) for name, arch in archs.items()}
 
 
+@torch.no_grad()
+def ensemble_top1(supernets: list[torch.nn.Module], arch: ArchConfig, calib: ArrayDataset,
+                  test: ArrayDataset) -> float:
+    """Top-1 (0-1) on all of `test` of the mean softmax of `arch` extracted from each supernet, each BN recalibrated
+    as `measure_top1` does (as `EnsembleTeacher` averages its members)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    members = [recalibrate(extract_subnet(s, arch).to(device), calib, arch.resolution, EVAL, device=device)
+               for s in supernets]
+    correct = 0
+    for x, y in iterate_batches(test, EVAL.batch_size, resolution=arch.resolution, device=device):
+        probs = torch.stack([m(x).softmax(dim=1) for m in members]).mean(dim=0)
+        correct += int((probs.argmax(dim=1) == y).sum())
+    return correct / len(test)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True)
     p.add_argument("--calib-data", required=True, help="data whose train split recalibrates BN")
     p.add_argument("--test-data", default=cifar10_archive(),
                    help="data whose val split is the test set (all of it is used); default: " + DATA_HELP)
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="BUNDLE",
+                   help="also the top-1 of the ensemble of every bundle's largest subnet (this one's and these)")
     args = p.parse_args(argv)
     supernet, _ = load_bundle(args.bundle)
     space = supernet.space
@@ -46,8 +68,18 @@ def main(argv: list[str] | None = None) -> None:
     archs.update({f"largest@{r}": dataclasses.replace(largest, resolution=r)
                   for r in sorted(space.resolutions, reverse=True) if r != largest.resolution})
     archs["smallest"] = space.smallest()
-    top1 = measure_top1(supernet, archs, load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val"))
-    print(json.dumps({"bundle": args.bundle, "test_top1": {k: round(v, 4) for k, v in top1.items()}}), flush=True)
+    calib, test = load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val")
+    top1 = measure_top1(supernet, archs, calib, test)
+    out: dict[str, object] = {"bundle": args.bundle, "test_data": f"{args.test_data} (val split)"}
+    if args.ensemble:
+        others = [load_bundle(path)[0] for path in args.ensemble]
+        for path, other in zip(args.ensemble, others):
+            if other.space.name != space.name:
+                p.error(f"{path} is a bundle of {other.space.name!r}, not {space.name!r}")
+        top1["ensemble"] = ensemble_top1([supernet, *others], largest, calib, test)
+        out["ensemble"] = args.ensemble
+    out["test_top1"] = {k: round(v, 4) for k, v in top1.items()}
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
