@@ -7,8 +7,8 @@ Reads RUN/bundle (written by `ofakit train`; predictor files from `ofakit predic
 their metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full
 test split (BN recalibrated on the calibration data's training split), and writes the bundle at --out with that
 provenance in bundle.json. A run that started from another run's bundle or checkpoint (`init`) is followed back:
-bundle.json lists every run of the chain (recipe, stages, steps used, minutes), and the training minutes are their
-sum. A chain that starts from a bundle this script wrote (the shipped one, say) begins with the runs that bundle
+bundle.json lists every run of the chain (recipe, what the run set beyond that recipe file, such as its teacher, stages,
+steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle this script wrote (the shipped one, say) begins with the runs that bundle
 records. The shipped predictor is fitted on the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`,
 on its fp16 weights), which records its metrics in bundle.json.
 """
@@ -29,8 +29,12 @@ from bench.reference.top1 import measure_top1
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
 from ofakit.io import atomic_write_npz, read_jsonl
 from ofakit.latency.backends.base import host_cpu
+from ofakit.errors import OfakitError
 from ofakit.predict.accuracy import PREDICTOR_JSON, AccuracyPredictor
+from ofakit.train.config import load_recipe
 from ofakit.train.data import load_dataset
+
+REPO = Path(__file__).resolve().parents[2]
 
 # issue 20's reference bundle: the long recipe's full stage, the elastic stages on a run of their own, then the
 # sandwich rule over the whole space
@@ -95,6 +99,33 @@ def _previous(init: str, run: Path) -> tuple[Path, dict] | None:
         return _init_path(training["from_run"], path), {"upto": training["steps"], "stage": training["stage"],
                                                         "seconds": training["train_seconds"]}
     return None
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    """A recipe as `--set` keys: {"stages.0.kd_weight": 1.0, "teacher": [...], ...}."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return {prefix: value}
+    return {k: v for key, item in items for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
+
+
+def settings_beyond(recipe: str, config: dict) -> dict[str, object] | None:
+    """What a run set beyond the recipe file it names (its `--set` overrides, or the file's edits since), as `--set`
+    keys, its data and init aside (recorded elsewhere); None when the file is not in this repository or not a
+    recipe."""
+    path = Path(recipe) if Path(recipe).is_absolute() else REPO / recipe
+    try:
+        file_config = load_recipe(path).to_dict()
+    except (OfakitError, OSError):
+        return None
+    named, ran = _flat(file_config), _flat(config)  # the keys the run recorded: a key added later is not one it set
+    beyond = {k: ran[k] for k in sorted(set(ran) - {"data", "init"}) if ran[k] != named.get(k)}
+    if len(config.get("stages") or ()) != len(file_config["stages"]):  # fewer stages than the file: name them
+        beyond["stages"] = [stage.get("name") for stage in config.get("stages") or ()]
+    return beyond
 
 
 def run_chain(run: Path) -> list[dict]:
@@ -174,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         if link["stage"] is not None:  # used up to a step inside it: the stages that step reached
             stages = stages[: stages.index(link["stage"]) + 1]
         chain.append({"recipe": recipe, "recipe_digest": link["digest"],
+                      "set": settings_beyond(recipe, link["recipe_config"]),
                       "init": link["recipe_config"].get("init"), "stages": stages, "steps": link["upto"],
                       "train_minutes": steady if steady is not None else counted, "train_minutes_counted": counted})
     counted = round(sum(entry["train_minutes_counted"] for entry in chain), 1)

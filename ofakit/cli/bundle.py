@@ -110,7 +110,9 @@ def _training(training: dict) -> list[tuple[str, str]]:
         for i, run in enumerate(chain):
             stages = run.get("stages") if isinstance(run.get("stages"), list) else []
             minutes = run.get("train_minutes")
-            rows.append(("  run " + str(i + 1), f"{run.get('recipe')}: {', '.join(map(str, stages))}"
+            settings = run.get("set") if isinstance(run.get("set"), dict) else {}
+            beyond = f" with {', '.join(f'{k}={v}' for k, v in settings.items())}" if settings else ""
+            rows.append(("  run " + str(i + 1), f"{run.get('recipe')}{beyond}: {', '.join(map(str, stages))}"
                          + (f", {run['steps']:,} steps" if isinstance(run.get("steps"), int) else "")
                          + (f", {minutes:,.0f} min" if isinstance(minutes, (int, float)) else "")))
     return rows

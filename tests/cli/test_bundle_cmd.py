@@ -54,7 +54,8 @@ def test_info_text(cli, bundle):
 
 def test_info_text_summarizes_a_chain_of_runs_and_the_test_top1(cli, bundle):
     chain = [{"recipe": "recipes/a.yaml", "stages": ["full"], "steps": 42120, "train_minutes": 410.2},
-             {"recipe": "recipes/b.yaml", "stages": ["full-kd"], "steps": 14040, "train_minutes": 160.0}]
+             {"recipe": "recipes/b.yaml", "stages": ["full-kd"], "steps": 14040, "train_minutes": 160.0,
+              "set": {"teacher": ["run1/bundle", "old/bundle"], "stages.0.kd_weight": 1.0}}]
     _edit_json(bundle / "bundle.json", training={"recipe": "recipes/b.yaml", "chain": chain, "steps": 56160,
                                                  "train_minutes": 570.2, "machine": {"cpu": "Some CPU", "cores": 2},
                                                  "recipe_config": {"stages": [{"name": "full-kd"}]}},
@@ -64,6 +65,8 @@ def test_info_text_summarizes_a_chain_of_runs_and_the_test_top1(cli, bundle):
     assert "top-1           largest 90.12 %, smallest 70.00 % (10,000 test images)" in out
     assert "training        a chain of 2 runs, 56,160 steps, 570 min on Some CPU (2 cores)" in out
     assert "  run 1         recipes/a.yaml: full, 42,120 steps, 410 min" in out
+    assert ("  run 2         recipes/b.yaml with teacher=['run1/bundle', 'old/bundle'], stages.0.kd_weight=1.0: "
+            "full-kd, 14,040 steps, 160 min") in out
     assert "predictor       gbm, fitted on 580 subnets; held out: Kendall tau 0.886" in out
     assert "recipe_config" not in out  # the detail is in --json
 
