@@ -8,8 +8,8 @@ their metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the lar
 test split (BN recalibrated on the calibration data's training split), and writes the bundle at --out with that
 provenance in bundle.json. A run that started from another run's bundle or checkpoint (`init`) is followed back:
 bundle.json lists every run of the chain (recipe, what the run set beyond that recipe file, such as its teacher, stages,
-steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle this script wrote (the shipped one, say) begins with the runs that bundle
-records. The shipped predictor is fitted on the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`,
+steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle this script wrote (the
+shipped one, say) begins with the runs that bundle records. The shipped predictor is fitted on the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`,
 on its fp16 weights), which records its metrics in bundle.json.
 """
 from __future__ import annotations
@@ -27,9 +27,9 @@ import torch
 from bench.reference import DATA_HELP, cifar10_archive
 from bench.reference.top1 import measure_top1
 from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
+from ofakit.errors import OfakitError
 from ofakit.io import atomic_write_npz, read_jsonl
 from ofakit.latency.backends.base import host_cpu
-from ofakit.errors import OfakitError
 from ofakit.predict.accuracy import PREDICTOR_JSON, AccuracyPredictor
 from ofakit.train.config import load_recipe
 from ofakit.train.data import load_dataset
