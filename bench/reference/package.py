@@ -9,8 +9,8 @@ test split (BN recalibrated on the calibration data's training split), and write
 provenance in bundle.json. A run that started from another run's bundle or checkpoint (`init`) is followed back:
 bundle.json lists every run of the chain (recipe, what the run set beyond that recipe file, such as its teacher, stages,
 steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle this script wrote (the
-shipped one, say) begins with the runs that bundle records. The shipped predictor is fitted on the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`,
-on its fp16 weights), which records its metrics in bundle.json.
+shipped one, say) begins with the runs that bundle records. The shipped predictor is fitted on the packaged bundle
+afterwards (`ofakit predictor fit --bundle OUT ...`, on its fp16 weights), which records its metrics in bundle.json.
 """
 from __future__ import annotations
 
