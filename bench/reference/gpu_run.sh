@@ -60,6 +60,11 @@ if ls .data/chain.tar.* >/dev/null 2>&1; then
     cat .data/chain.tar.* | tar -xf - -C "$WORK" &&
         echo "resuming from: $(cd "$WORK" && ls -d "$NAME"/*/checkpoints/* "$NAME"/*/bundle 2>/dev/null | tr "\n" " ")"
 fi
+# a chain that has not reached its elastic run gets the shipped bundle as a candidate teacher beside its full network
+# (chain.sh keeps the ensemble only if it wins on the held-out images); SHIPPED_TEACHER=0 leaves extra-teachers/ as is
+if [ "${SHIPPED_TEACHER:-1}" = 1 ] && [ ! -e "$WORK/$NAME/el" ] && [ ! -e "$WORK/$NAME/extra-teachers" ]; then
+    mkdir -p "$WORK/$NAME/extra-teachers" && cp -r ofakit/bundles/ofa-mbv3-cifar10 "$WORK/$NAME/extra-teachers/shipped"
+fi
 [ -f "$WORK/ref90-data/cifar10-45k.npz" ] ||
     python3 -m bench.reference.split --data .data/cifar10-jpeg.npz --out "$WORK/ref90-data/cifar10-45k.npz"
 # timeout sends SIGTERM to the chain's whole process group: the training run under way ends its step, writes its
