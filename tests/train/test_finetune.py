@@ -110,8 +110,9 @@ def test_distillation_from_the_bundles_largest_subnet(source, tmp_path):
     teacher = load_file(str(tmp_path / "ft" / "teacher.safetensors"))
     expected = recalibrated_largest(load_bundle(source)[0], recipe).state_dict()
     assert teacher.keys() == expected.keys()
-    for k in expected:
-        torch.testing.assert_close(teacher[k], expected[k], rtol=1e-4, atol=1e-5)  # the run: channels_last
+    for k in expected:  # the run's layout is channels_last: BN statistics summed in another order (1e-3 on AMD EPYC)
+        stats = k.endswith(("running_mean", "running_var"))
+        torch.testing.assert_close(teacher[k], expected[k], rtol=1e-3 if stats else 1e-4, atol=1e-4 if stats else 1e-5)
 
 
 def test_recipe_refusals(source, tmp_path):
