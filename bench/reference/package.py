@@ -3,18 +3,20 @@
     python -m bench.reference.package --run RUN [--test-data CIFAR10-JPEG.npz] \\
         --calib-data RUN-DATA/cifar10-45k.npz --out ofakit/bundles/ofa-mbv3-cifar10 [--recipe R1 R2 ...]
 
-Reads RUN/bundle (written by `ofakit train`; predictor files from `ofakit predictor fit`, if any, are copied with
-their metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full
-test split (BN recalibrated on the calibration data's training split), and writes the bundle at --out with that
-provenance in bundle.json. A run that started from another run's bundle or checkpoint (`init`) is followed back:
-bundle.json lists every run of the chain (recipe, what the run set beyond that recipe file, such as its teacher, stages,
-steps used, minutes), and the training minutes are their sum. A chain that starts from a bundle this script wrote (the
-shipped one, say) begins with the runs that bundle records. The shipped predictor is fitted on the packaged bundle
-afterwards (`ofakit predictor fit --bundle OUT ...`, on its fp16 weights), which records its metrics in bundle.json.
+Reads RUN/bundle (written by `ofakit train`; predictor files from `ofakit predictor fit`, if any, are copied with their
+metrics) and RUN/run.json and metrics.jsonl, measures the top-1 of the largest and smallest subnets on the full test
+split (BN recalibrated on the calibration data's training split), and writes the bundle at --out with that provenance in
+bundle.json. A run that started from another run's bundle or checkpoint (`init`) is followed back: bundle.json lists
+every run of the chain (recipe, what the run set beyond that recipe file, such as its teacher, stages, steps used,
+minutes; each teacher bundle identified by its weights' digest, date, top-1 and recipes), and the training minutes are
+their sum. A chain that starts from a bundle this script wrote (the shipped one, say) begins with the runs that bundle
+records. The shipped predictor is fitted on the packaged bundle afterwards (`ofakit predictor fit --bundle OUT ...`, on
+its fp16 weights), which records its metrics in bundle.json.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -128,6 +130,28 @@ def settings_beyond(recipe: str, config: dict) -> dict[str, object] | None:
     return beyond
 
 
+def teacher_records(config: dict, run: Path) -> list[dict]:
+    """The bundles a run distilled from (its recipe's `teacher`) as they were when it ran: the path it gave, a digest
+    of the weights, when the bundle was made, its largest subnet's test top-1 and the recipes of its own chain. A
+    teacher kept outside the repository (an earlier shipped bundle, another chain's) stays identified after it is
+    gone. [] for a run without a teacher."""
+    teacher = config.get("teacher")
+    records = []
+    for name in [teacher] if isinstance(teacher, str) else list(teacher or []):
+        path, record = _init_path(name, run), {"bundle": name}
+        if (path / "bundle.json").is_file():
+            data = json.loads((path / "bundle.json").read_text())
+            training, metrics = data.get("training") or {}, data.get("metrics") or {}
+            with open(path / "supernet.safetensors", "rb") as f:
+                record["weights_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+            record["created"] = data.get("created")
+            record["largest_test_top1"] = (metrics.get("test_top1") or {}).get("largest")
+            record["recipes"] = [entry.get("recipe") for entry in training.get("chain") or []] \
+                or [training.get("recipe")]
+        records.append(record)
+    return records
+
+
 def run_chain(run: Path) -> list[dict]:
     """The runs that trained RUN's bundle, the first first: each run's `init` followed back (see `_previous`). Each
     link: run, recipe and digest (from run.json), world size, the last step that counts, the stage it is in (None:
@@ -208,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                       "set": settings_beyond(recipe, link["recipe_config"]),
                       "init": link["recipe_config"].get("init"), "stages": stages, "steps": link["upto"],
                       "train_minutes": steady if steady is not None else counted, "train_minutes_counted": counted})
+        if teachers := teacher_records(link["recipe_config"], link["run"]):
+            chain[-1]["teachers"] = teachers
     counted = round(sum(entry["train_minutes_counted"] for entry in chain), 1)
     train_minutes = round(sum(entry["train_minutes"] for entry in chain), 1)
     training = {

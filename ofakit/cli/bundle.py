@@ -115,7 +115,19 @@ def _training(training: dict) -> list[tuple[str, str]]:
             rows.append(("  run " + str(i + 1), f"{run.get('recipe')}{beyond}: {', '.join(map(str, stages))}"
                          + (f", {run['steps']:,} steps" if isinstance(run.get("steps"), int) else "")
                          + (f", {minutes:,.0f} min" if isinstance(minutes, (int, float)) else "")))
+            teachers = run.get("teachers") if isinstance(run.get("teachers"), list) else []
+            for teacher in (t for t in teachers if isinstance(t, dict)):
+                rows.append(("    teacher", _teacher(teacher)))
     return rows
+
+
+def _teacher(teacher: dict) -> str:
+    """One teacher bundle of a run, as package.py records it: path, top-1, date and weights' digest."""
+    parts = [f"largest {_pct(teacher.get('largest_test_top1'))}" if _pct(teacher.get("largest_test_top1")) else None,
+             f"made {teacher['created'][:10]}" if isinstance(teacher.get("created"), str) else None,
+             f"weights sha256 {teacher['weights_sha256']}" if isinstance(teacher.get("weights_sha256"), str) else None]
+    detail = ", ".join(p for p in parts if p)
+    return f"{teacher.get('bundle')}" + (f" ({detail})" if detail else "")
 
 
 def summary(data: dict) -> list[tuple[str, str]]:

@@ -55,7 +55,10 @@ def test_info_text(cli, bundle):
 def test_info_text_summarizes_a_chain_of_runs_and_the_test_top1(cli, bundle):
     chain = [{"recipe": "recipes/a.yaml", "stages": ["full"], "steps": 42120, "train_minutes": 410.2},
              {"recipe": "recipes/b.yaml", "stages": ["full-kd"], "steps": 14040, "train_minutes": 160.0,
-              "set": {"teacher": ["run1/bundle", "old/bundle"], "stages.0.kd_weight": 1.0}}]
+              "set": {"teacher": ["run1/bundle", "old/bundle"], "stages.0.kd_weight": 1.0},
+              "teachers": [{"bundle": "run1/bundle"},
+                           {"bundle": "old/bundle", "weights_sha256": "0123456789abcdef", "largest_test_top1": 0.8737,
+                            "created": "2026-12-06T08:50:43+00:00", "recipes": ["recipes/a.yaml"]}]}]
     _edit_json(bundle / "bundle.json", training={"recipe": "recipes/b.yaml", "chain": chain, "steps": 56160,
                                                  "train_minutes": 570.2, "machine": {"cpu": "Some CPU", "cores": 2},
                                                  "recipe_config": {"stages": [{"name": "full-kd"}]}},
@@ -67,6 +70,8 @@ def test_info_text_summarizes_a_chain_of_runs_and_the_test_top1(cli, bundle):
     assert "  run 1         recipes/a.yaml: full, 42,120 steps, 410 min" in out
     assert ("  run 2         recipes/b.yaml with teacher=['run1/bundle', 'old/bundle'], stages.0.kd_weight=1.0: "
             "full-kd, 14,040 steps, 160 min") in out
+    assert "    teacher     run1/bundle\n" in out
+    assert "    teacher     old/bundle (largest 87.37 %, made 2026-12-06, weights sha256 0123456789abcdef)" in out
     assert "predictor       gbm, fitted on 580 subnets; held out: Kendall tau 0.886" in out
     assert "recipe_config" not in out  # the detail is in --json
 
@@ -77,6 +82,11 @@ def test_info_text_takes_odd_metadata_without_a_traceback(cli, bundle):
     result = cli("bundle", "info", bundle)
     assert result.code == 0 and result.err == ""
     assert "space           tiny" in result.out and "top-1" not in result.out
+    _edit_json(bundle / "bundle.json", training={"chain": [{"teachers": [1, {"bundle": 3, "created": 5}]},
+                                                           {"teachers": "old/bundle"}]})
+    result = cli("bundle", "info", bundle)
+    assert result.code == 0 and result.err == ""
+    assert "    teacher     3\n" in result.out and result.out.count("teacher") == 1
 
 
 # -- user mistakes: one line, exit code 2 -----------------------------------------------------------------------
