@@ -16,7 +16,6 @@ its fp16 weights), which records its metrics in bundle.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -28,8 +27,9 @@ import torch
 
 from bench.reference import DATA_HELP, cifar10_archive
 from bench.reference.top1 import measure_top1
-from ofakit.bundle import CALIBRATION, load_bundle, save_bundle
+from ofakit.bundle import CALIBRATION, WEIGHTS, load_bundle, read_bundle_info, save_bundle
 from ofakit.errors import OfakitError
+from ofakit.export.manifest import sha256_file
 from ofakit.io import atomic_write_npz, read_jsonl
 from ofakit.latency.backends.base import host_cpu
 from ofakit.predict.accuracy import PREDICTOR_JSON, AccuracyPredictor
@@ -140,14 +140,12 @@ def teacher_records(config: dict, run: Path) -> list[dict]:
     for name in [teacher] if isinstance(teacher, str) else list(teacher or []):
         path, record = _init_path(name, run), {"bundle": name}
         if (path / "bundle.json").is_file():
-            data = json.loads((path / "bundle.json").read_text())
-            training, metrics = data.get("training") or {}, data.get("metrics") or {}
-            with open(path / "supernet.safetensors", "rb") as f:
-                record["weights_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-            record["created"] = data.get("created")
-            record["largest_test_top1"] = (metrics.get("test_top1") or {}).get("largest")
-            record["recipes"] = [entry.get("recipe") for entry in training.get("chain") or []] \
-                or [training.get("recipe")]
+            info = read_bundle_info(path)
+            record["weights_sha256"] = sha256_file(path / WEIGHTS)[:16]
+            record["created"] = info.created
+            record["largest_test_top1"] = (info.metrics.get("test_top1") or {}).get("largest")
+            record["recipes"] = [entry.get("recipe") for entry in info.training.get("chain") or []] \
+                or [info.training.get("recipe")]
         records.append(record)
     return records
 
