@@ -35,6 +35,7 @@ from ofakit.latency.backends.base import host_cpu
 from ofakit.predict.accuracy import PREDICTOR_JSON, AccuracyPredictor
 from ofakit.train.config import load_recipe
 from ofakit.train.data import load_dataset
+from ofakit.train.run_dir import is_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,7 +91,7 @@ def _previous(init: str, run: Path) -> tuple[Path, dict] | None:
     seconds), a run's bundle (the whole run), or a bundle that records the run and step it was taken from
     (`from_run`, `steps`, `stage`, `train_seconds` in its training record). None for any other bundle."""
     path = _init_path(init, run)
-    if (path / "state.json").is_file():
+    if is_checkpoint(path):
         state = json.loads((path / "state.json").read_text())
         return path.parent.parent, {"upto": state["step"], "stage": state["stage"], "seconds": state["train_seconds"]}
     if (path.parent / "run.json").is_file():

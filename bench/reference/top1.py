@@ -26,11 +26,12 @@ import torch
 from bench.reference import DATA_HELP, cifar10_archive
 from ofakit.arch import ArchConfig
 from ofakit.bundle import check_state_dict, load_bundle
+from ofakit.errors import OfakitError
 from ofakit.supernet import Supernet, build_supernet, extract_subnet
 from ofakit.train.checkpoint import load_checkpoint
 from ofakit.train.data import ArrayDataset, iterate_batches, load_dataset
 from ofakit.train.evaluate import EvalConfig, evaluate_subnet, recalibrate
-from ofakit.train.run_dir import read_run_record
+from ofakit.train.run_dir import checkpoint_run_record, is_checkpoint
 
 # the whole test split in batches of 500; BN statistics from 32 batches of 64 training images
 EVAL = EvalConfig(batch_size=500, recalibration_batches=32, recalibration_batch_size=64)
@@ -63,11 +64,9 @@ def load_weights(path: str, num_classes: int) -> Supernet:
     """A bundle's supernet, or the supernet of a run's checkpoint folder (RUN/checkpoints/step-N: its space from
     RUN/run.json, `num_classes` outputs), in eval mode on the CPU."""
     folder = Path(path)
-    if not (folder / "state.json").is_file():
+    if not is_checkpoint(folder):
         return load_bundle(folder)[0]
-    record = read_run_record(folder.parent.parent)
-    if record is None:
-        raise SystemExit(f"error: {path} looks like a checkpoint, but {folder.parent.parent}/run.json is missing")
+    record = checkpoint_run_record(folder)
     supernet = build_supernet(record.recipe["space"], num_classes=num_classes)
     weights = load_checkpoint(folder).model
     check_state_dict(supernet.state_dict(), weights, what=path, space=record.recipe["space"])
@@ -87,7 +86,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="the largest subnet at its own resolution only (no other resolution, no smallest subnet)")
     args = p.parse_args(argv)
     calib, test = load_dataset(args.calib_data, "train"), load_dataset(args.test_data, "val")
-    supernet = load_weights(args.bundle, test.num_classes)
+    try:
+        supernet = load_weights(args.bundle, test.num_classes)
+    except OfakitError as exc:
+        raise SystemExit(f"error: {exc}") from None
     space = supernet.space
     largest = space.largest()
     archs = {"largest": largest}

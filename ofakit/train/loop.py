@@ -43,8 +43,8 @@ from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, ma
                                       pick_device, processes_from_env)
 from ofakit.train.evaluate import EvalConfig, evaluate_stage
 from ofakit.train.report import RunReport, machine, trim_metrics
-from ofakit.train.run_dir import (RUN_JSON, RunLock, RunRecord, TrainingError, check_run_dir, is_finished,
-                                  list_checkpoints, read_run_record, write_run_record)
+from ofakit.train.run_dir import (RunLock, RunRecord, TrainingError, check_run_dir, checkpoint_run_record,
+                                  is_checkpoint, is_finished, list_checkpoints, write_run_record)
 from ofakit.train.sampling import StepPlan, plan_step
 from ofakit.train.schedule import StagePlan, learning_rate, opens_smaller_expand, plan_stages, stage_at
 from ofakit.train.stop import StopRequest
@@ -92,25 +92,12 @@ def _param_groups(model: nn.Module, weight_decay: float, decay_all: bool) -> lis
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _init_checkpoint(cfg: TrainConfig) -> Path | None:
-    """`init` as a checkpoint folder of another run (RUN/checkpoints/step-N), or None when it names a bundle."""
-    path = Path(cfg.init)
-    if (path / "state.json").is_file() and (path / "model.safetensors").is_file():
-        return path
-    return None
-
-
 def _check_init(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> None:
     """Refuse an `init` bundle (or run checkpoint) of another space or number of classes, before any weights load."""
     from ofakit.bundle import read_bundle_info
 
-    checkpoint = _init_checkpoint(cfg)
-    if checkpoint is not None:
-        record = read_run_record(checkpoint.parent.parent)
-        if record is None:
-            raise ConfigError(f"init {cfg.init} looks like a checkpoint, but {checkpoint.parent.parent / RUN_JSON} "
-                              "is missing; give a checkpoint folder inside its run directory, or a bundle")
-        other = record.recipe.get("space")
+    if is_checkpoint(cfg.init):
+        other = checkpoint_run_record(cfg.init, "init").recipe.get("space")
         if other != space.name:
             raise ConfigError(f"init checkpoint {cfg.init} is from a run of space {other!r}, the recipe trains "
                               f"{space.name!r}")
@@ -127,9 +114,8 @@ def _check_init(cfg: TrainConfig, space: SearchSpace, num_classes: int) -> None:
 def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     from ofakit.bundle import load_bundle
 
-    checkpoint = _init_checkpoint(cfg)
-    if checkpoint is not None:
-        return load_checkpoint(checkpoint).model
+    if is_checkpoint(cfg.init):
+        return load_checkpoint(Path(cfg.init)).model
     return load_bundle(cfg.init)[0].state_dict()
 
 

@@ -86,6 +86,25 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file())
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether `path` is a checkpoint folder (RUN_DIR/checkpoints/step-N, with its state.json and weights) rather
+    than, say, a bundle: `init` and the tools that read weights take either."""
+    path = Path(path)
+    return (path / "state.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def checkpoint_run_record(checkpoint: str | Path, role: str = "") -> RunRecord:
+    """The run record of the run a checkpoint folder belongs to (RUN_DIR/run.json two levels up), which names its
+    recipe and space; one ConfigError line when that run.json is missing (naming the checkpoint after `role`, e.g.
+    "init")."""
+    run_dir = Path(checkpoint).parent.parent
+    record = read_run_record(run_dir)
+    if record is None:
+        raise ConfigError(f"{role + ' ' if role else ''}{checkpoint} looks like a checkpoint, but {run_dir / RUN_JSON} is missing; give a "
+                          "checkpoint folder inside its run directory, or a bundle")
+    return record
+
+
 def lock_holder(run_dir: Path) -> tuple[str, bool | None] | None:
     """Who holds the run directory's lock, as its holder wrote it ("pid N on HOST"), and whether that process is
     alive (None: on another host, so not known here); None when nothing holds it. Only reads: a probe of the flock
@@ -205,4 +224,4 @@ class RunLock:
 
 
 __all__ = ["RunLock", "RunRecord", "Resume", "TrainingError", "changed_keys", "check_out_dir", "check_run_dir",
-           "is_finished", "list_checkpoints", "lock_holder", "read_run_record", "write_run_record"]
+           "checkpoint_run_record", "is_checkpoint", "is_finished", "list_checkpoints", "lock_holder", "read_run_record", "write_run_record"]

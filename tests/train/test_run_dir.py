@@ -13,7 +13,7 @@ import pytest
 
 from ofakit.errors import ConfigError
 from ofakit.train.run_dir import (LOCK, RunLock, RunRecord, TrainingError, check_out_dir, check_run_dir,
-                                  read_run_record, write_run_record)
+                                  checkpoint_run_record, is_checkpoint, read_run_record, write_run_record)
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = ("space: tiny\ndata: digits\nbatch_size: 32\nbase_batch_size: 32\neval_max_batches: 1\n"
@@ -30,6 +30,24 @@ def test_run_record_round_trip(tmp_path):
     back = read_run_record(tmp_path)
     assert back == resumed and [(r.world_size, r.step) for r in back.resumes] == [(4, 200), (4, 400)]
     assert read_run_record(tmp_path / "none") is None
+
+
+def test_a_checkpoint_folder_is_told_from_a_bundle_and_finds_its_run(tmp_path):
+    step = tmp_path / "run" / "checkpoints" / "step-00000200"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text("{}")
+    assert not is_checkpoint(step)  # its weights not written yet: not a checkpoint
+    (step / "model.safetensors").write_bytes(b"")
+    assert is_checkpoint(step) and is_checkpoint(str(step))
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.safetensors").write_bytes(b"")
+    assert not is_checkpoint(bundle)
+    with pytest.raises(ConfigError, match=r"^init .*step-00000200 looks like a checkpoint, but .*run/run\.json is "
+                                          "missing"):
+        checkpoint_run_record(step, "init")
+    write_run_record(tmp_path / "run", RunRecord(digest="d" * 16, recipe={"space": "tiny"}))
+    assert checkpoint_run_record(step).recipe == {"space": "tiny"}
 
 
 def test_out_checks_create_nothing(tmp_path):
