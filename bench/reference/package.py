@@ -144,11 +144,21 @@ def teacher_records(config: dict, run: Path) -> list[dict]:
             info = read_bundle_info(path)
             record["weights_sha256"] = sha256_file(path / WEIGHTS)[:16]
             record["created"] = info.created
-            record["largest_test_top1"] = (info.metrics.get("test_top1") or {}).get("largest")
+            record["largest_test_top1"] = (info.metrics.get("test_top1") or {}).get("largest") \
+                or _chain_top1(path)
             record["recipes"] = [entry.get("recipe") for entry in info.training.get("chain") or []] \
                 or [info.training.get("recipe")]
         records.append(record)
     return records
+
+
+def _chain_top1(bundle: Path) -> float | None:
+    """The largest subnet's test top-1 that chain.sh measured for a run's bundle it does not write into (NAME/full's:
+    NAME/full-top1.json), None when there is none."""
+    measured = bundle.parent.parent / f"{bundle.parent.name}-top1.json"
+    if bundle.name != "bundle" or not measured.is_file():
+        return None
+    return json.loads(measured.read_text()).get("test_top1", {}).get("largest")
 
 
 def run_chain(run: Path) -> list[dict]:
