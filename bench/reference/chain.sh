@@ -62,6 +62,18 @@ ENSEMBLE_BETTER='import json, sys
 top1 = json.load(open(sys.argv[1]))["test_top1"]
 sys.exit(0 if top1["ensemble"] > top1["largest"] else 1)'
 
+AGAINST_SHIPPED='import json, sys
+bundle, front, shipped, shipped_fronts = sys.argv[1:5]
+def top1(path):
+    t = json.load(open(path))["metrics"]["test_top1"]
+    return "largest %.2f %%, smallest %.2f %%" % (100 * t["largest"], 100 * t["smallest"])
+def summary(f):
+    return "median gap %+.2f points, %d of %d uniform settings dominated" % (
+        f["gap_at_matched_latency_points"]["median"], f["uniform_dominated"], f["uniform_points"])
+old = [json.loads(line) for line in open(shipped_fronts)][-1]
+print("test top-1 %s, shipped %s; front %s, shipped %s (%s); ship it only if better (see the header)" % (
+    top1(bundle), top1(shipped), summary(json.load(open(front))), summary(old), old["date"]))'
+
 CHECK_FULL='import sys
 from pathlib import Path
 from ofakit.train.config import load_recipe
@@ -136,8 +148,8 @@ main() {  # the whole script is read before it runs: editing this file under a r
             ${FRONT_ARGS:-} > "$NAME/front.json.tmp"
         mv "$NAME/front.json.tmp" "$NAME/front.json"
     fi
-    say "done: test top-1 $(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['metrics']['test_top1'])" \
-        "$NAME/bundle/bundle.json")"
+    say "done: $(python3 -c "$AGAINST_SHIPPED" "$NAME/bundle/bundle.json" "$NAME/front.json" \
+        "$REPO/ofakit/bundles/ofa-mbv3-cifar10/bundle.json" "$REPO/bench/results/reference_front.jsonl")"
 }
 
 main "$@"; exit $?  # on one line: bash reads nothing more of this file once main has begun
