@@ -5,9 +5,9 @@
 # TRAIN_S seconds; then run the CUDA tests and time the GPU benchmarks. Nothing is installed there: the machine's
 # image has torch and every package ofakit needs, and ofakit runs from the tree (PYTHONPATH).
 #
-# The chain NAME (default ref300) under WORK has chain.sh's layout and recipes, so that recipe digests match and
-# either machine resumes the other's checkpoints; FULL_RECIPE (default recipes/ofa-mbv3-cifar10-full300.yaml) must be
-# the recipe the chain began with.
+# The chain NAME (default ref200ta) under WORK has chain.sh's layout and recipes, so that recipe digests match and
+# either machine resumes the other's checkpoints; FULL_RECIPE (default recipes/ofa-mbv3-cifar10-full200-ta.yaml, the
+# CPU's next chain from 2026-12-07) must be the recipe the chain began with.
 #
 # Before the call, here, in the repository root:
 #   echo /.data/ >> .git/info/exclude; mkdir -p .data; cp ../shared/data/cifar10-jpeg.npz .data/
@@ -23,8 +23,8 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export OFAKIT_SHARED_DATA="$PWD/.data"  # the test split for bench.reference.top1 (there is no ../shared there)
 TRAIN_S="${TRAIN_S:-400}"  # seconds of training; the rest of the call is tests, benchmarks and packing
-NAME="${NAME:-ref300}"
-FULL_RECIPE="${FULL_RECIPE:-recipes/ofa-mbv3-cifar10-full300.yaml}"
+NAME="${NAME:-ref200ta}"
+FULL_RECIPE="${FULL_RECIPE:-recipes/ofa-mbv3-cifar10-full200-ta.yaml}"
 WORK="${WORK:-/tmp/ofakit-gpu-run}"
 
 pack() {  # pack ROOT DEST: the chain NAME under ROOT as DEST/chain.tar.NN, no more than the chain needs to go on

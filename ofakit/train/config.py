@@ -14,6 +14,7 @@ from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, ConfigError
 from ofakit.io import read_yaml_file
 from ofakit.schema import build
+from ofakit.train.augment import POLICIES
 
 SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
 DEPTHWISE_GRAD = ("auto", "numba", "onednn")  # = ofakit.supernet.depthwise.BACKENDS (imported there with torch)
@@ -73,6 +74,7 @@ class TrainConfig:
     grad_accum: int = 1
     augment: bool = True  # random crop + horizontal flip
     cutout: int = 0  # with augment: one square of this side (pixels of the stored images) per image set to the mean
+    augment_policy: str = "none"  # with augment: none | trivialaugment (one random operation per image, after the crop)
     image_size: int = 224  # ImageFolder images are resized to this once
     dropout: float = 0.1
     teacher: str | tuple[str, ...] | None = None  # bundle(s) whose largest subnet teaches (several: their mean
@@ -103,6 +105,8 @@ class TrainConfig:
         if self.cutout < 0:
             raise ConfigError(f"cutout must be >= 0 (the side of the erased square in pixels; 0: off), "
                               f"got {self.cutout}")
+        if self.augment_policy not in POLICIES:
+            raise ConfigError(f"augment_policy {self.augment_policy!r} is not a policy; choices: {', '.join(POLICIES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +119,8 @@ class TrainConfig:
             del data["init"]
         if data["cutout"] == 0:
             del data["cutout"]
+        if data["augment_policy"] == "none":
+            del data["augment_policy"]
         del data["depthwise_grad"]  # how a gradient is computed, not what it is: never a reason to refuse a resume
         for stage in data["stages"]:
             for key in ("arch", "resolution"):

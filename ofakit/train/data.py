@@ -158,16 +158,24 @@ def _image_folder(root: Path, split: str, image_size: int) -> ArrayDataset:
 def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None = None, shuffle: bool = False,
                     seed: int = 0, epoch: int = 0, augment: bool = False, rank: int = 0, world_size: int = 1,
                     drop_last: bool = False, device: str = "cpu", limit: int | None = None,
-                    start: int = 0, cutout: int = 0) -> Iterator[tuple]:
+                    start: int = 0, cutout: int = 0, policy: str = "none") -> Iterator[tuple]:
     """Yield (images, labels) tensors: normalised float NCHW at `resolution`, shuffled per (seed, epoch).
 
     With `world_size` > 1 each rank takes every world_size-th sample of the same permutation (as
     DistributedSampler does). `augment` applies random crop (1/8 of the side as reflect padding) and horizontal
     flip, seeded per batch, so that starting at batch `start` (a resumed run) gives the same batches as before.
-    With `augment`, `cutout` > 0 then sets one square of that side per image (centred anywhere in it, clipped at the
-    border) to the dataset mean, which is zero once normalised (DeVries and Taylor, 2017: 16 px for CIFAR-10).
+    With `augment`, `policy` "trivialaugment" then applies one TrivialAugment operation per image (Müller and Hutter,
+    2021; `ofakit.train.augment`), and `cutout` > 0 sets one square of that side per image (centred anywhere in it,
+    clipped at the border) to the dataset mean, which is zero once normalised (DeVries and Taylor, 2017: 16 px for
+    CIFAR-10).
     """
     import torch
+
+    from ofakit.train.augment import POLICIES, crop_flip, trivial_augment
+    from ofakit.train.augment import cutout as cut_square
+
+    if policy not in POLICIES:
+        raise ConfigError(f"augment_policy {policy!r} is not a policy; choices: {', '.join(POLICIES)}")
 
     n = len(ds)
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
@@ -183,9 +191,11 @@ def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None
         x = torch.from_numpy(ds.images[index]).to(device).permute(0, 3, 1, 2).float().div_(255)
         if augment:
             gen = torch.Generator().manual_seed(hash((seed, epoch, rank, batch)) & 0x7FFFFFFF)
-            x = _augment(x, gen)
+            x = crop_flip(x, gen)
+            if policy == "trivialaugment":
+                x = trivial_augment(x, gen, mean)
             if cutout:
-                x = _cutout(x, cutout, gen, mean)
+                x = cut_square(x, cutout, gen, mean)
         if resolution is not None:
             x = resize_batch(x, resolution)
         x = (x - mean) / std
@@ -202,32 +212,3 @@ def resize_batch(x, resolution: int):  # noqa: ANN001, ANN201 - torch types impo
         return x
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
                          antialias=resolution < x.shape[-1])
-
-
-def _augment(x, gen):  # noqa: ANN001, ANN202 - torch types imported lazily
-    import torch
-    import torch.nn.functional as F
-
-    n, _, h, w = x.shape
-    pad = max(1, h // 8)
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).to(x.device)
-    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).to(x.device)
-    out = padded[torch.arange(n, device=x.device).view(n, 1, 1, 1), torch.arange(3, device=x.device).view(1, 3, 1, 1),
-                 rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-    return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
-
-
-def _cutout(x, side, gen, fill):  # noqa: ANN001, ANN202 - torch types imported lazily
-    import torch
-
-    n, _, h, w = x.shape
-    top = torch.randint(0, h, (n,), generator=gen).to(x.device).view(n, 1, 1, 1) - side // 2
-    left = torch.randint(0, w, (n,), generator=gen).to(x.device).view(n, 1, 1, 1) - side // 2
-    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
-    inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-    return torch.where(inside, fill.to(x.dtype), x)

@@ -375,7 +375,8 @@ class Trainer:
             self.batches = iterate_batches(self.train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed,
                                            epoch=index * 100_000 + epoch, augment=cfg.augment, rank=processes.rank,
                                            world_size=processes.world, drop_last=True, device=str(self.device),
-                                           start=batch_in_epoch * cfg.grad_accum, cutout=cfg.cutout)
+                                           start=batch_in_epoch * cfg.grad_accum, cutout=cfg.cutout,
+                                           policy=cfg.augment_policy)
         return self.batches
 
     def _micro_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], step_plan: StepPlan,

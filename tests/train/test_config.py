@@ -125,6 +125,8 @@ def test_digest_of_a_recipe_without_init_or_arch_is_unchanged(tmp_path):
     assert load_recipe(_write(tmp_path, BASE + "init: b\n")).digest() != "0eb0bb4aefa2ba24"
     assert load_recipe(_write(tmp_path, BASE + "cutout: 0\n")).digest() == "0eb0bb4aefa2ba24"
     assert load_recipe(_write(tmp_path, BASE + "cutout: 16\n")).digest() != "0eb0bb4aefa2ba24"
+    assert load_recipe(_write(tmp_path, BASE + "augment_policy: none\n")).digest() == "0eb0bb4aefa2ba24"
+    assert load_recipe(_write(tmp_path, BASE + "augment_policy: trivialaugment\n")).digest() != "0eb0bb4aefa2ba24"
     stages = load_recipe(_write(tmp_path, BASE)).to_dict()["stages"]
     assert all(stage["resolution"] is None for stage in stages)  # the key exists, left out of the digest when unset
 
@@ -154,3 +156,8 @@ def test_depthwise_grad_is_checked_and_never_changes_the_digest(tmp_path):
 def test_negative_cutout_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="cutout must be >= 0"):
         load_recipe(_write(tmp_path, BASE + "cutout: -4\n"))
+
+
+def test_an_unknown_augment_policy_is_refused_with_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="augment_policy 'autoaugment' is not a policy; choices: none, trivialaugment"):
+        load_recipe(_write(tmp_path, BASE + "augment_policy: autoaugment\n"))

@@ -95,6 +95,25 @@ def test_training_and_evaluation_resize_alike():
     torch.testing.assert_close(at_6, resize_batch(full, 6), rtol=1e-5, atol=1e-5)  # resizing commutes with the norm
 
 
+def test_trivialaugment_changes_most_images_the_same_way_on_a_resume_and_keeps_labels():
+    rng = np.random.default_rng(2)
+    images = rng.integers(1, 255, (96, 16, 16, 3), dtype=np.uint8)
+    ds = ArrayDataset(images, rng.integers(0, 3, 96), ["a", "b", "c"], "t")
+    plain = list(iterate_batches(ds, 48, shuffle=True, seed=5, epoch=1, augment=True))
+    strong = list(iterate_batches(ds, 48, shuffle=True, seed=5, epoch=1, augment=True, policy="trivialaugment"))
+    again = list(iterate_batches(ds, 48, shuffle=True, seed=5, epoch=1, augment=True, policy="trivialaugment", start=1))
+    assert torch.equal(again[0][0], strong[1][0])  # resumable
+    changed = 0
+    for (x, y), (xs, ys) in zip(plain, strong):
+        assert torch.equal(y, ys) and x.shape == xs.shape
+        changed += int(((xs - x).abs().amax(dim=(1, 2, 3)) > 1e-5).sum())
+    assert 60 <= changed < 96  # one operation per image, after the same crops; identity and zero levels keep a few
+    unaugmented = list(iterate_batches(ds, 48, shuffle=True, seed=5, epoch=1, policy="trivialaugment"))
+    assert torch.equal(unaugmented[0][0], next(iterate_batches(ds, 48, shuffle=True, seed=5, epoch=1))[0])
+    with pytest.raises(ConfigError, match="augment_policy 'rand' is not a policy; choices: none, trivialaugment"):
+        next(iterate_batches(ds, 48, augment=True, policy="rand"))
+
+
 def test_cutout_erases_one_square_per_image_to_the_mean_and_keeps_the_rest():
     rng = np.random.default_rng(1)
     images = rng.integers(1, 255, (64, 16, 16, 3), dtype=np.uint8)

@@ -281,6 +281,24 @@ def test_a_run_starts_from_another_runs_checkpoint_and_distils_the_largest(tmp_p
     assert any(not torch.allclose(teacher[k], stored[k]) for k in stored if k.endswith("running_mean"))
 
 
+def test_the_recipes_augment_policy_reaches_the_training_batches(tmp_path, monkeypatch):
+    import ofakit.train.augment as augment
+
+    calls = []
+    real = augment.trivial_augment
+
+    def counted(x, gen, fill):
+        calls.append(x.shape[0])
+        return real(x, gen, fill)
+
+    monkeypatch.setattr(augment, "trivial_augment", counted)
+    stages = [{"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 2}]
+    cfg = recipe_from_dict(tiny_recipe(augment_policy="trivialaugment", stages=stages))
+    bundle, _ = run_training(cfg, tmp_path / "b", progress=False)
+    assert calls == [cfg.batch_size, cfg.batch_size]  # the two steps' batches; never an evaluation's
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["recipe"]["augment_policy"] == "trivialaugment"
+
+
 def test_init_checkpoint_of_another_space_or_outside_a_run_is_refused(tmp_path):
     run_training(recipe_from_dict(tiny_recipe(stages=[
         {"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 2}])), tmp_path / "a",
