@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ofakit.errors import ConfigError
+
 POLICIES = ("none", "trivialaugment")  # the recipe's `augment_policy`
 OPERATIONS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness", "color",
               "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize")
@@ -25,6 +27,13 @@ MOST = {"shear_x": 0.99, "shear_y": 0.99, "translate_x": 1.0, "translate_y": 1.0
         "brightness": 0.99, "color": 0.99, "contrast": 0.99, "sharpness": 0.99, "posterize": 6.0, "solarize": 1.0}
 SIGNED = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness", "color", "contrast", "sharpness")
 GEOMETRIC = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")
+
+
+def check_policy(name: str) -> str:
+    """`name` if it is one of `POLICIES`; otherwise a ConfigError that lists them (recipes and `iterate_batches`)."""
+    if name not in POLICIES:
+        raise ConfigError(f"augment_policy {name!r} is not a policy; choices: {', '.join(POLICIES)}")
+    return name
 
 
 def crop_flip(x, gen):  # noqa: ANN001, ANN201 - torch types imported lazily
@@ -74,11 +83,11 @@ def trivial_augment(x, gen, fill):  # noqa: ANN001, ANN201 - torch types importe
             continue
         amount = levels[chosen] * MOST.get(name, 1.0) * (signs[chosen] if name in SIGNED else 1.0)
         where = chosen.to(x.device)
-        out[where] = apply_operation(x[where], name, amount.tolist(), fill)
+        out[where] = apply_operation(x[where], name, amount, fill)
     return out
 
 
-def apply_operation(x, name: str, amounts: list[float], fill: Any = None):  # noqa: ANN001, ANN201
+def apply_operation(x, name: str, amounts: Any, fill: Any = None):  # noqa: ANN001, ANN201
     """One of `OPERATIONS` on every image of `x`, at each image's own amount: a slope (shear), a fraction of the side
     (translate, positive: right or down), degrees (rotate, positive: counter-clockwise), factor - 1 (brightness,
     color, contrast, sharpness: 0 keeps the image), bits removed (posterize, rounded), the fraction of the range above
@@ -89,9 +98,10 @@ def apply_operation(x, name: str, amounts: list[float], fill: Any = None):  # no
         raise ValueError(f"unknown augmentation {name!r}; choices: {', '.join(OPERATIONS)}")
     if name == "identity" or len(x) == 0:
         return x
-    amount = torch.tensor(amounts, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+    amounts = torch.as_tensor(amounts, dtype=torch.float64).cpu()  # a list, or a tensor from `trivial_augment`
     if name in GEOMETRIC:
         return _affine(x, name, amounts, torch.zeros(1, 3, 1, 1, device=x.device) if fill is None else fill)
+    amount = amounts.to(x.device, x.dtype).view(-1, 1, 1, 1)
     if name == "brightness":
         return (x * (1 + amount)).clamp(0, 1)
     if name == "color":
@@ -114,15 +124,15 @@ def apply_operation(x, name: str, amounts: list[float], fill: Any = None):  # no
     return _equalize(values) / 255
 
 
-def _affine(x, name: str, amounts: list[float], fill):  # noqa: ANN001, ANN202
-    """Shear, translate or rotate about the centre, sampling the nearest source pixel; outside: `fill`."""
+def _affine(x, name: str, a, fill):  # noqa: ANN001, ANN202
+    """Shear, translate or rotate about the centre by the amounts `a` (float64, on the CPU), sampling the nearest
+    source pixel; outside: `fill`."""
     import torch
     import torch.nn.functional as F
 
     n = x.shape[0]
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    a = torch.tensor(amounts, dtype=torch.float64)
     # theta maps each output position (normalized to [-1, 1]) to the input position it reads
     if name == "shear_x":
         theta[:, 0, 1] = a

@@ -14,7 +14,7 @@ from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, ConfigError
 from ofakit.io import read_yaml_file
 from ofakit.schema import build
-from ofakit.train.augment import POLICIES
+from ofakit.train.augment import check_policy
 
 SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
 DEPTHWISE_GRAD = ("auto", "numba", "onednn")  # = ofakit.supernet.depthwise.BACKENDS (imported there with torch)
@@ -105,8 +105,7 @@ class TrainConfig:
         if self.cutout < 0:
             raise ConfigError(f"cutout must be >= 0 (the side of the erased square in pixels; 0: off), "
                               f"got {self.cutout}")
-        if self.augment_policy not in POLICIES:
-            raise ConfigError(f"augment_policy {self.augment_policy!r} is not a policy; choices: {', '.join(POLICIES)}")
+        check_policy(self.augment_policy)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

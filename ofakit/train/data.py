@@ -25,6 +25,8 @@ import numpy as np
 
 from ofakit.errors import ConfigError
 from ofakit.io import atomic_write_npz, cache_dir, read_user_bytes
+from ofakit.train.augment import check_policy, crop_flip, trivial_augment
+from ofakit.train.augment import cutout as cut_square  # `cutout` is iterate_batches's argument
 
 SPLITS = ("train", "val")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -171,11 +173,7 @@ def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None
     """
     import torch
 
-    from ofakit.train.augment import POLICIES, crop_flip, trivial_augment
-    from ofakit.train.augment import cutout as cut_square
-
-    if policy not in POLICIES:
-        raise ConfigError(f"augment_policy {policy!r} is not a policy; choices: {', '.join(POLICIES)}")
+    check_policy(policy)
 
     n = len(ds)
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)

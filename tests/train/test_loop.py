@@ -282,16 +282,16 @@ def test_a_run_starts_from_another_runs_checkpoint_and_distils_the_largest(tmp_p
 
 
 def test_the_recipes_augment_policy_reaches_the_training_batches(tmp_path, monkeypatch):
-    import ofakit.train.augment as augment
+    import ofakit.train.data as data
 
     calls = []
-    real = augment.trivial_augment
+    real = data.trivial_augment
 
     def counted(x, gen, fill):
         calls.append(x.shape[0])
         return real(x, gen, fill)
 
-    monkeypatch.setattr(augment, "trivial_augment", counted)
+    monkeypatch.setattr(data, "trivial_augment", counted)
     stages = [{"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 2}]
     cfg = recipe_from_dict(tiny_recipe(augment_policy="trivialaugment", stages=stages))
     bundle, _ = run_training(cfg, tmp_path / "b", progress=False)
