@@ -90,6 +90,7 @@ class TrainConfig:
     eval_max_batches: int | None = None  # cap on validation batches per subnet
     recalibration_batches: int = 8  # training batches for BN recalibration before each evaluation
     eval_random_subnets: int = 2  # besides the largest and smallest
+    eval_every_epochs: int = 0  # also evaluate (and checkpoint) every N epochs within a stage; 0: at stage ends only
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -106,6 +107,9 @@ class TrainConfig:
             raise ConfigError(f"cutout must be >= 0 (the side of the erased square in pixels; 0: off), "
                               f"got {self.cutout}")
         check_policy(self.augment_policy)
+        if self.eval_every_epochs < 0:
+            raise ConfigError(f"eval_every_epochs must be >= 0 (evaluate every N epochs within a stage; 0: at each "
+                              f"stage's end only), got {self.eval_every_epochs}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +125,7 @@ class TrainConfig:
         if data["augment_policy"] == "none":
             del data["augment_policy"]
         del data["depthwise_grad"]  # how a gradient is computed, not what it is: never a reason to refuse a resume
+        del data["eval_every_epochs"]  # how often a run is evaluated changes no weight: no reason to refuse either
         for stage in data["stages"]:
             for key in ("arch", "resolution"):
                 if stage[key] is None:

@@ -399,15 +399,20 @@ class Trainer:
     # stage end
 
     def end_step(self, plan: StagePlan) -> None:
-        """After a step: at a stage's end, evaluate (main process); at a stage's end or every `checkpoint_every`
-        steps, write a checkpoint (main process) that the others wait for."""
+        """After a step: at a stage's end and every `eval_every_epochs` within it, evaluate (main process); then, and
+        every `checkpoint_every` steps, write a checkpoint (main process) that the others wait for. The stage-end
+        evaluation is the one the checkpoints and the bundle keep; the others go to metrics.jsonl only."""
         stage_end = self.step == plan.start + plan.steps
         if not self._checkpoint_due(plan):
             return
         if self.processes.main:
-            if stage_end:
-                self.last_eval = self._evaluate(plan.stage)
-                self.report.evaluation(self.step, plan.stage.name, self.last_eval)
+            if self._eval_due(plan):
+                results = self._evaluate(plan.stage)
+                done = -(-(self.step - plan.start) // plan.steps_per_epoch)  # a max_steps stage may end mid-epoch
+                self.report.evaluation(self.step, plan.stage.name, results, epochs_done=done,
+                                       stage_end=stage_end)
+                if stage_end:
+                    self.last_eval = results
             self._save(plan)
         self.processes.barrier()
 
@@ -421,8 +426,16 @@ class Trainer:
         raise KeyboardInterrupt
 
     def _checkpoint_due(self, plan: StagePlan) -> bool:
-        """Whether `end_step` writes a checkpoint after this step: at the stage's end and every `checkpoint_every`."""
-        return self.step == plan.start + plan.steps or self.step % self.cfg.checkpoint_every == 0
+        """Whether `end_step` writes a checkpoint after this step: at the stage's end, at each evaluation and every
+        `checkpoint_every`."""
+        return self._eval_due(plan) or self.step % self.cfg.checkpoint_every == 0
+
+    def _eval_due(self, plan: StagePlan) -> bool:
+        """Whether `end_step` evaluates after this step: at the stage's end, and after every `eval_every_epochs`-th
+        epoch of the stage."""
+        done = self.step - plan.start
+        every = self.cfg.eval_every_epochs * plan.steps_per_epoch
+        return done == plan.steps or (every > 0 and done % every == 0)
 
     def _save(self, plan: StagePlan) -> None:
         save_checkpoint(self.run_dir, self.supernet, self.optimizer,

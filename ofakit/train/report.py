@@ -1,5 +1,5 @@
 """What a training run reports while it runs: RUN_DIR/metrics.jsonl, TensorBoard scalars (when the package is
-installed), a progress bar and the stage-end evaluation table on the terminal, and the machine it ran on. Only the
+installed), a progress bar and the evaluation tables on the terminal, and the machine it ran on. Only the
 main process reports."""
 from __future__ import annotations
 
@@ -53,16 +53,23 @@ class RunReport:
             self.board.add_scalar("train/loss", loss, step)
             self.board.add_scalar("train/lr", lr, step)
 
-    def evaluation(self, step: int, stage: str, results: dict[str, Any]) -> None:
-        """A stage-end evaluation: a metrics line, and the table on the terminal."""
-        append_jsonl(self.metrics, {"step": step, "stage": stage, "eval": results})
+    def evaluation(self, step: int, stage: str, results: dict[str, Any], *, epochs_done: int,
+                   stage_end: bool) -> None:
+        """An evaluation after `epochs_done` epochs of `stage`, at its end or within it: a metrics line, and the table
+        on the terminal."""
+        append_jsonl(self.metrics, {"step": step, "stage": stage, "epochs_done": epochs_done, "stage_end": stage_end,
+                                    "eval": results})
+        if self.board is not None:
+            for name, r in results.items():
+                self.board.add_scalar(f"eval/{name}_top1", r["top1"], step)
         if not self.progress:
             return
         from rich.console import Console
         from rich.table import Table
 
         self.bar.refresh()
-        table = Table(title=f"stage {stage!r}: top-1 after BN recalibration")
+        when = "" if stage_end else f", after epoch {epochs_done}"
+        table = Table(title=f"stage {stage!r}{when}: top-1 after BN recalibration")
         for col in ("subnet", "resolution", "MMACs", "top-1 %"):
             table.add_column(col)
         for name, r in results.items():

@@ -1,10 +1,10 @@
 """Where a training run stands, read from its run directory alone: run.json (the recipe and the training split's
-size, hence the schedule), metrics.jsonl (the logged steps, their pace, the stage-end evaluations), the checkpoints'
+size, hence the schedule), metrics.jsonl (the logged steps, their pace, the evaluations), the checkpoints'
 state.json and the lock. For a run that trains in the background, under torchrun on other machines, or that stopped.
 Reading this module never imports torch, and reading a run never writes to it.
 
-Time left is the training time at the current stage's pace (the median img/s of its last logged steps): stage-end
-evaluations and checkpoints come on top, and a later stage that trains more subnets a step runs slower.
+Time left is the training time at the current stage's pace (the median img/s of its last logged steps): evaluations
+and checkpoints come on top, and a later stage that trains more subnets a step runs slower.
 """
 from __future__ import annotations
 
@@ -25,11 +25,14 @@ PACE_WINDOW = 50  # logged steps of the current stage whose median img/s is its 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One stage-end evaluation: top-1 of each evaluated subnet on the recipe's validation images."""
+    """One evaluation, at a stage's end or within it (`eval_every_epochs`): top-1 of each evaluated subnet on the
+    recipe's validation images."""
 
     stage: str
     step: int
     top1: dict[str, float]
+    epochs_done: int | None = None  # epochs of the stage done before it (None in metrics of older runs)
+    stage_end: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,10 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     now = time.time() if now is None else now
     rows = _metrics(run_dir)
     steps = [r for r in rows if isinstance(r.get("step"), int) and isinstance(r.get("img_per_s"), (int, float))]
-    evaluations = [Evaluation(str(r.get("stage", "")), r["step"], _top1(r["eval"])) for r in rows
-                   if isinstance(r.get("step"), int) and isinstance(r.get("eval"), dict)]
+    evaluations = [Evaluation(str(r.get("stage", "")), r["step"], _top1(r["eval"]),
+                              r["epochs_done"] if isinstance(r.get("epochs_done"), int) else None,
+                              r.get("stage_end") is not False)
+                   for r in rows if isinstance(r.get("step"), int) and isinstance(r.get("eval"), dict)]
 
     checkpoints = list_checkpoints(run_dir)
     ckpt_step = ckpt_age = train_seconds = None
@@ -126,7 +131,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
 
 
 def _top1(results: dict[str, Any]) -> dict[str, float]:
-    """subnet name -> top-1 of one stage-end evaluation (its entries are {"top1": ..., ...} or a bare number)."""
+    """subnet name -> top-1 of one evaluation (its entries are {"top1": ..., ...} or a bare number)."""
     out = {}
     for name, value in results.items():
         top1 = value.get("top1") if isinstance(value, dict) else value
@@ -170,7 +175,8 @@ def describe(status: RunStatus, resume_hint: bool = True) -> list[str]:
                      f"{trained}; {s.resumes} resume(s)")
     for e in s.evaluations[-3:]:
         scores = ", ".join(f"{name} {100 * v:.2f} %" for name, v in e.top1.items())
-        lines.append(f"  evaluation after stage {e.stage} (step {e.step:,}): {scores}")
+        when = f"after stage {e.stage}" if e.stage_end else f"in stage {e.stage} after epoch {e.epochs_done}"
+        lines.append(f"  evaluation {when} (step {e.step:,}): {scores}")
     if resume_hint and s.state == "stopped":
         from ofakit.train.finetune import RECIPE_NAME
 
@@ -186,8 +192,8 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def plot_status(status: RunStatus, path: str | Path) -> Path:
     """A PNG of the run that `run_status` gave `status` for, against the step: training loss (and its running
-    median) with the learning rate, the pace in img/s, and the stage-end top-1 of each evaluated subnet; the stages'
-    boundaries dotted, the x axis to the run's last step when it is known (needs matplotlib)."""
+    median) with the learning rate, the pace in img/s, and each evaluated subnet's top-1; the stages' boundaries
+    dotted, the x axis to the run's last step when it is known (needs matplotlib)."""
     from ofakit.plot import pyplot, save_png
 
     run_dir = Path(status.run_dir)
@@ -217,9 +223,9 @@ def plot_status(status: RunStatus, path: str | Path) -> Path:
     if status.evaluations:
         ax_top1.legend(fontsize=8)
     else:
-        ax_top1.text(0.5, 0.5, "no stage-end evaluation yet", ha="center", va="center", transform=ax_top1.transAxes,
+        ax_top1.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax_top1.transAxes,
                      color="0.4")
-    ax_top1.set_ylabel("top-1 at stage ends (%)")
+    ax_top1.set_ylabel("top-1 (%)")
     ax_top1.set_xlabel("step")
     bounds = [b["step"] for a, b in zip(logged, logged[1:]) if a.get("stage") != b.get("stage")]
     for ax in (ax_loss, ax_pace, ax_top1):

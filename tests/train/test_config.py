@@ -161,3 +161,12 @@ def test_negative_cutout_is_refused(tmp_path):
 def test_an_unknown_augment_policy_is_refused_with_the_choices(tmp_path):
     with pytest.raises(ConfigError, match="augment_policy 'autoaugment' is not a policy; choices: none, trivialaugment"):
         load_recipe(_write(tmp_path, BASE + "augment_policy: autoaugment\n"))
+
+
+def test_eval_every_epochs_is_checked_and_never_changes_the_digest(tmp_path):
+    """How often a run is evaluated changes no weight: a run resumes whatever the setting."""
+    for every in (0, 1, 10):
+        cfg = load_recipe(_write(tmp_path, BASE + f"eval_every_epochs: {every}\n"))
+        assert cfg.eval_every_epochs == every and cfg.digest() == "0eb0bb4aefa2ba24"
+    with pytest.raises(ConfigError, match="eval_every_epochs must be >= 0 .* got -1"):
+        load_recipe(_write(tmp_path, BASE + "eval_every_epochs: -1\n"))

@@ -299,6 +299,36 @@ def test_the_recipes_augment_policy_reaches_the_training_batches(tmp_path, monke
     assert json.loads((tmp_path / "b" / "run.json").read_text())["recipe"]["augment_policy"] == "trivialaugment"
 
 
+def test_evaluations_within_a_stage_are_logged_checkpointed_and_change_no_weight(tmp_path):
+    """`eval_every_epochs: 1` on 2-step epochs (1,437 digits, batch 512): an evaluation and a checkpoint after each
+    epoch; the weights, the losses and the bundle's (stage-end) metrics stay those of a run evaluated at stage ends
+    only."""
+    stages = [{"name": "full", "sampler": "largest", "epochs": 3, "lr": 0.1},
+              {"name": "kernel", "epochs": 2, "lr": 0.05, "kernel": [3, 5, 7], "expand": [4], "depth": [2],
+               "kd_weight": 1.0}]
+    recipe = tiny_recipe(batch_size=512, base_batch_size=512, checkpoint_every=100, stages=stages)
+    runs = {}
+    for every in (0, 1):
+        run = tmp_path / f"every{every}"
+        run_training(recipe_from_dict({**recipe, "eval_every_epochs": every}), run, progress=False, log_every=1)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        runs[every] = run, [r for r in rows if "eval" in r], [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    (plain, plain_evals, plain_losses), (often, evals, losses) = runs[0], runs[1]
+    assert [(r["stage"], r["step"], r["epochs_done"], r["stage_end"]) for r in plain_evals] == [
+        ("full", 6, 3, True), ("kernel", 10, 2, True)]
+    assert [(r["stage"], r["step"], r["epochs_done"], r["stage_end"]) for r in evals] == [
+        ("full", 2, 1, False), ("full", 4, 2, False), ("full", 6, 3, True), ("kernel", 8, 1, False),
+        ("kernel", 10, 2, True)]
+    assert [r["eval"] for r in evals if r["stage_end"]] == [r["eval"] for r in plain_evals]
+    assert losses == plain_losses
+    ckpts = {run: sorted(p.name for p in (run / "checkpoints").iterdir()) for run in (plain, often)}
+    assert ckpts[plain] == ["step-00000006", "step-00000010"]  # stage ends only (checkpoint_every 100)
+    assert ckpts[often] == ["step-00000006", "step-00000008", "step-00000010"]  # + an evaluation's (last two kept)
+    ref, got = _final_weights(plain), _final_weights(often)
+    assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert load_bundle(often / "bundle")[1].metrics == load_bundle(plain / "bundle")[1].metrics == evals[-1]["eval"]
+
+
 def test_init_checkpoint_of_another_space_or_outside_a_run_is_refused(tmp_path):
     run_training(recipe_from_dict(tiny_recipe(stages=[
         {"name": "full", "sampler": "largest", "epochs": 1, "lr": 0.1, "max_steps": 2}])), tmp_path / "a",

@@ -114,6 +114,20 @@ def test_pace_and_time_left_come_from_the_current_stage_only(tmp_path):
     assert status.checkpoint_step is None and status.train_seconds is None
 
 
+def test_evaluations_within_a_stage_are_told_from_stage_ends(tmp_path):
+    rows = [{"step": s, "stage": "a" if s <= 100 else "b", "epoch": (s - 1) // 50 % 2, "loss": 1.0, "lr": 0.1,
+             "img_per_s": 100.0} for s in range(10, 131, 10)]
+    rows += [{"step": 50, "stage": "a", "epochs_done": 1, "stage_end": False, "eval": {"largest": {"top1": 0.4}}},
+             {"step": 100, "stage": "a", "epochs_done": 2, "stage_end": True, "eval": {"largest": {"top1": 0.5}}},
+             {"step": 100, "stage": "b", "eval": {"largest": {"top1": 0.6}}}]  # an older run's: a stage end
+    status = run_status(_fake_run(tmp_path / "run", rows))
+    assert [(e.step, e.epochs_done, e.stage_end) for e in status.evaluations] == [
+        (50, 1, False), (100, 2, True), (100, None, True)]
+    text = "\n".join(describe(status))
+    assert "evaluation in stage a after epoch 1 (step 50): largest 40.00 %" in text
+    assert "evaluation after stage a (step 100): largest 50.00 %" in text
+
+
 def test_a_folder_with_no_run_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="is not a folder; pass the --out folder"):
         run_status(tmp_path / "missing")
