@@ -1,5 +1,5 @@
 """`ofakit status RUN_DIR [--json] [--plot PNG]`: where a training or fine-tuning run stands (stage, epoch, pace,
-time left, last checkpoint, stage-end evaluations), read from its folder without torch and without writing to it."""
+time left, last checkpoint, evaluations), read from its folder without torch and without writing to it."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +11,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="where a training run stands: stage, epoch, pace, time left",
                        description="Where the run in RUN_DIR (an `ofakit train` or `ofakit finetune` --out) stands: "
                                    "training, stopped or finished; its stage, epoch and step; its pace and the "
-                                   "training time left at that pace; its last checkpoint; its stage-end "
+                                   "training time left at that pace; its last checkpoint; its last "
                                    "evaluations. Reads the folder only: safe while the run trains.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's folder (its --out)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout instead of text")
     p.add_argument("--plot", type=Path, metavar="PNG",
-                   help="also draw the loss, learning rate and stage-end top-1 against the step (needs matplotlib)")
+                   help="also draw the loss, learning rate and evaluations' top-1 against the step (needs matplotlib)")
     p.set_defaults(run=run)
 
 

@@ -85,7 +85,7 @@ class TrainConfig:
     depthwise_grad: str = "auto"  # CPU weight gradient of 5x5/7x7 depthwise convs: auto | numba | onednn (same result)
     bf16: bool = True  # autocast on CUDA
     device: str = "auto"  # auto | cpu | cuda
-    checkpoint_every: int = 200  # optimizer steps; also at every stage end
+    checkpoint_every: int = 200  # optimizer steps; also at every stage end and evaluation
     eval_batch_size: int = 256
     eval_max_batches: int | None = None  # cap on validation batches per subnet
     recalibration_batches: int = 8  # training batches for BN recalibration before each evaluation

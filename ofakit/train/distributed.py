@@ -4,7 +4,7 @@ reach every process, so that all of them stop with the same one line.
 
 Joining is bounded: a process that cannot reach the others within `join_timeout` seconds stops with one line (and
 a non-zero exit, which torchrun's `--max-restarts` acts on). Once joined, collectives wait up to `WORK_TIMEOUT`
-(the main process evaluates at each stage end while the others wait).
+(the main process evaluates, at stage ends and every `eval_every_epochs`, while the others wait).
 """
 from __future__ import annotations
 

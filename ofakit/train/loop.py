@@ -9,7 +9,7 @@ sees one forward and one backward per micro-batch. Parameters a step leaves unus
 runs as a static graph, and one whose every step uses every parameter as plain DDP.
 
 A `Trainer` is the run: `set_up` (processes, device, run directory, data, supernet), `resume` (the last
-checkpoint), `train_step` until the recipe's last step, `end_step` (stage-end evaluation, checkpoints), `finish`
+checkpoint), `train_step` until the recipe's last step, `end_step` (evaluations, checkpoints), `finish`
 (the bundle). `on_step` is called after every step, with the step's number, once its checkpoint (if due) is written.
 A single-process run stopped by Ctrl-C or SIGTERM ends the step under way and writes a checkpoint first
 (`ofakit.train.stop`).
@@ -401,7 +401,8 @@ class Trainer:
     def end_step(self, plan: StagePlan) -> None:
         """After a step: at a stage's end and every `eval_every_epochs` within it, evaluate (main process); then, and
         every `checkpoint_every` steps, write a checkpoint (main process) that the others wait for. The stage-end
-        evaluation is the one the checkpoints and the bundle keep; the others go to metrics.jsonl only."""
+        evaluation is the one the checkpoints and the bundle keep; the others are only reported (metrics.jsonl,
+        TensorBoard, the terminal)."""
         stage_end = self.step == plan.start + plan.steps
         if not self._checkpoint_due(plan):
             return
@@ -443,7 +444,7 @@ class Trainer:
                                         train_seconds=self._elapsed(), eval=self.last_eval))
 
     def _evaluate(self, stage: StageConfig) -> dict[str, Any]:
-        """The stage-end evaluation, on the random state it found: it builds networks (whose initialisation draws
+        """An evaluation, on the random state it found: it builds networks (whose initialisation draws
         random numbers) on the main process only, and every process must go on drawing the same dropout masks, so
         that a restart from rank 0's checkpoint continues each process exactly."""
         devices = [self.device] if self.device.type == "cuda" else []

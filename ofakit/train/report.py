@@ -55,13 +55,13 @@ class RunReport:
 
     def evaluation(self, step: int, stage: str, results: dict[str, Any], *, epochs_done: int,
                    stage_end: bool) -> None:
-        """An evaluation after `epochs_done` epochs of `stage`, at its end or within it: a metrics line, and the table
-        on the terminal."""
+        """An evaluation after `epochs_done` epochs of `stage` (the last partial where a max_steps stage ends
+        mid-epoch), at its end or within it: a metrics line, TensorBoard scalars and the table on the terminal."""
         append_jsonl(self.metrics, {"step": step, "stage": stage, "epochs_done": epochs_done, "stage_end": stage_end,
                                     "eval": results})
         if self.board is not None:
             for name, r in results.items():
-                self.board.add_scalar(f"eval/{name}_top1", r["top1"], step)
+                self.board.add_scalar(f"eval/{stage}/{name}_top1", r["top1"], step)
         if not self.progress:
             return
         from rich.console import Console

@@ -31,7 +31,8 @@ class Evaluation:
     stage: str
     step: int
     top1: dict[str, float]
-    epochs_done: int | None = None  # epochs of the stage done before it (None in metrics of older runs)
+    epochs_done: int | None = None  # the stage's epochs up to it, the last partial where a max_steps stage
+    # ends mid-epoch (None in the metrics of older runs)
     stage_end: bool = True
 
 
