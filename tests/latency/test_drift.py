@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 
@@ -91,17 +92,26 @@ def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp
     reference model is exported once into the cache folder, and the second measurement needs no torch export."""
     monkeypatch.setenv("OFAKIT_CACHE", str(tmp_path / "cache"))
     archs = sample_archs(get_space(SPACE), (32,), 5, random.Random(0))
-    right = drift_for("cpu-ort", SPACE)
     shipped = LutEstimator(find_table("cpu-ort", SPACE)).estimate_batch(archs)
-    expected = shipped * right.scale
     _copy_table(tmp_path, monkeypatch, lambda data: _times(data, 3.0))
     slow = find_table("cpu-ort", SPACE)
     assert slow.path.parent == tmp_path / "tables"
-    d = drift_for("cpu-ort", SPACE)
     raw = LutEstimator(slow).estimate_batch(archs)
-    corrected = LutEstimator(slow).estimate_batch(archs, scale=d.scale)
     np.testing.assert_allclose(raw / shipped, 3.0, rtol=1e-9)  # uncorrected: the other machine's numbers
-    assert ((corrected / expected) > 0.6).all() and ((corrected / expected) < 1.6).all()  # two timings' noise
+    tables = os.environ[TABLES_PATH_ENV]
+    ratios = []
+    for _ in range(3):  # two timings of one model on a shared machine (CI runs two test workers on two cores) can
+        # differ by more than the bounds: a pair that does is timed again. A correction that failed to undo the
+        # factor would be ~3x off in every pair.
+        monkeypatch.delenv(TABLES_PATH_ENV)
+        right = drift_for("cpu-ort", SPACE)  # against the shipped table: this machine's estimates
+        monkeypatch.setenv(TABLES_PATH_ENV, tables)
+        d = drift_for("cpu-ort", SPACE)  # against the 3x table
+        corrected = LutEstimator(slow).estimate_batch(archs, scale=d.scale)
+        ratios.append(float(np.median(corrected / (shipped * right.scale))))
+        if 0.6 < ratios[-1] < 1.6:
+            break
+    assert 0.6 < ratios[-1] < 1.6, f"corrected / this machine's estimates, per pair of timings: {ratios}"
     assert d.how == "measured" and f"x{d.scale:.3f}" in d.why
     assert "faster than the table's" in d.hint and "ofakit profile --device cpu-ort" in d.hint
     cached = list((tmp_path / "cache" / "reference-models").glob(f"{SPACE}-*.onnx"))
@@ -109,4 +119,4 @@ def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp
     from ofakit.latency.backends import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "to_onnx", lambda *a: pytest.fail("exported again"))
-    assert 0.5 < drift_for("cpu-ort", SPACE).scale / d.scale < 2.0
+    assert 0.4 < drift_for("cpu-ort", SPACE).scale / d.scale < 2.5  # one more timing: the same model, from the cache
