@@ -119,4 +119,4 @@ def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp
     from ofakit.latency.backends import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "to_onnx", lambda *a: pytest.fail("exported again"))
-    assert 0.4 < drift_for("cpu-ort", SPACE).scale / d.scale < 2.5  # one more timing: the same model, from the cache
+    assert 0.5 < drift_for("cpu-ort", SPACE).scale / d.scale < 2.0
