@@ -3,7 +3,8 @@ and the last of every finished stage (where a later run can start from: `init: R
 
     RUN_DIR/checkpoints/step-00000200/
       model.safetensors   supernet state dict
-      optim.safetensors   optimizer tensors (momentum buffers) and the torch RNG state
+      optim.safetensors   optimizer tensors (momentum buffers), the torch CPU RNG state and, for a run on a GPU,
+                          that GPU's RNG state (its dropout masks)
       state.json          step, stage, recipe digest, optimizer hyper-parameters, metrics so far
 
 A checkpoint directory is written under a temporary name and renamed when complete, so a kill -9 at any moment
@@ -56,6 +57,7 @@ class Checkpoint:
     optimizer: dict[str, Any] | None  # torch's optimizer state dict
     rng_state: torch.Tensor
     state: CheckpointState
+    cuda_rng_state: torch.Tensor | None = None  # the GPU's generator, in checkpoints of runs on one
 
     @property
     def step(self) -> int:
@@ -85,9 +87,9 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], plain: OptimizerRecord) -
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: CheckpointState) -> Path:
-    """Write checkpoint `state.step` atomically (with the torch RNG state) and delete the older ones, except the newest
-    KEEP and each stage's last."""
+                    state: CheckpointState, device: torch.device | str = "cpu") -> Path:
+    """Write checkpoint `state.step` atomically (with the torch RNG state, and `device`'s where it is a GPU) and
+    delete the older ones, except the newest KEEP and each stage's last."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
@@ -96,6 +98,8 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     tmp.mkdir()
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     plain_opt = None
     if optimizer is not None:
         opt_tensors, plain_opt = _optimizer_tensors(optimizer.state_dict())
@@ -141,4 +145,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         optimizer = _optimizer_state(extra, state.optimizer) if state.optimizer is not None else None
     except ValueError as exc:
         raise BundleError(f"checkpoint {path}: malformed optimizer state ({exc})") from None
-    return Checkpoint(model=model, optimizer=optimizer, rng_state=extra["rng.torch"], state=state)
+    return Checkpoint(model=model, optimizer=optimizer, rng_state=extra["rng.torch"], state=state,
+                      cuda_rng_state=extra.get("rng.cuda"))

@@ -305,6 +305,8 @@ class Trainer:
             raise BundleError(f"checkpoint {path} does not fit this recipe's supernet: "
                               f"{str(exc).splitlines()[0]}") from None
         torch.set_rng_state(ckpt.rng_state)
+        if self.device.type == "cuda" and ckpt.cuda_rng_state is not None:  # the GPU's dropout masks go on too (a
+            torch.cuda.set_rng_state(ckpt.cuda_rng_state, self.device)  # CPU checkpoint leaves the seed's state)
         self.step, self.optimizer_state = ckpt.step, ckpt.optimizer
         self.train_seconds, self.last_eval = ckpt.state.train_seconds, ckpt.state.eval
         if processes.main:
@@ -441,7 +443,8 @@ class Trainer:
     def _save(self, plan: StagePlan) -> None:
         save_checkpoint(self.run_dir, self.supernet, self.optimizer,
                         CheckpointState(step=self.step, stage=plan.stage.name, digest=self.cfg.digest(),
-                                        train_seconds=self._elapsed(), eval=self.last_eval))
+                                        train_seconds=self._elapsed(), eval=self.last_eval),
+                        device=self.device)
 
     def _evaluate(self, stage: StageConfig) -> dict[str, Any]:
         """An evaluation, on the random state it found: it builds networks (whose initialisation draws

@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from ofakit.errors import BundleError, ConfigError
@@ -62,6 +63,36 @@ def test_the_state_file_format(tmp_path):
     assert data["optimizer"]["param_groups"][0]["momentum"] == 0.9
     assert data["optimizer"]["state"] == {str(i): {} for i in range(len(list(model.parameters())))}
     assert load_checkpoint(save_checkpoint(tmp_path, model, None, CheckpointState(step=8))).optimizer is None
+    assert load_checkpoint(path).cuda_rng_state is None  # a CPU run's checkpoint has no GPU generator
+    assert "rng.cuda" not in safe_open(str(path / "optim.safetensors"), "pt").keys()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (its RNG state is saved on GPU runs)")
+def test_a_gpu_run_resumes_with_the_same_dropout_masks(tmp_path):
+    def make(seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(16, 64), nn.Dropout(0.5), nn.Linear(64, 2)).cuda()
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        for _ in range(steps):  # the dropout masks come from the GPU's generator
+            model(torch.ones(8, 16, device="cuda")).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    model, optimizer = make(0)
+    train(model, optimizer, 3)
+    path = save_checkpoint(tmp_path, model, optimizer, CheckpointState(step=3), device="cuda")
+    train(model, optimizer, 2)
+    ckpt = load_checkpoint(path)
+    assert ckpt.cuda_rng_state is not None
+    resumed, resumed_opt = make(1)
+    resumed.load_state_dict(ckpt.model)
+    resumed_opt.load_state_dict(ckpt.optimizer)
+    torch.cuda.set_rng_state(ckpt.cuda_rng_state)
+    train(resumed, resumed_opt, 2)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_only_the_newest_are_kept_and_cut_writes_are_ignored(tmp_path):
