@@ -140,7 +140,7 @@ def run_from_ofa(args: argparse.Namespace) -> int:
     config = data.get("net_config", data)
     if not isinstance(config, dict):
         raise ConfigError(f"{args.net_config}: 'net_config' must be a JSON object")
-    resolution = args.resolution or data.get("image_size")
+    resolution = args.resolution if args.resolution is not None else data.get("image_size")
     run_config = args.net_config.parent / "run.config"
     if resolution is None and run_config.is_file():
         run_data = read_json_file(run_config, "a MIT run.config (JSON)")

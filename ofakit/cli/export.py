@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from ofakit.bundles import resolve_bundle
     from ofakit.export import ExportConfig, export_subnet
 
-    check_output_file(args.out, "the exported model", overwrite=args.force, folder=True)  # a Core ML package is one
+    fmt = FORMATS.get(args.format)  # an unknown format fails before the arch file is read
+    check_output_file(args.out, "the exported model", overwrite=args.force, folder=fmt.name == "coreml")
     cfg = ExportConfig(format=args.format, precision=args.precision, batch=_batch(args.batch), force=args.force)
-    FORMATS.get(cfg.format)  # an unknown format fails before the arch file is read
     bundle = resolve_bundle(args.bundle)
     arch = bundle_arch(args.arch, bundle)
     data = args.calibrate_bn

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         supernet = import_ofa_supernet(args.checkpoint, args.space)
         info = save_bundle(args.out, supernet, dataset=args.dataset,
                            training={"source": "MIT once-for-all checkpoint", "checkpoint": args.checkpoint.name})
+        _remove_stale(args.out, keep_predictor=args.predictor is not None)
         n = sum(p.numel() for p in supernet.parameters())
         print(f"imported {args.checkpoint.name} ({n / 1e6:.2f} M parameters, {info.num_classes} classes) "
               f"into bundle {args.out}", file=sys.stderr)
@@ -80,6 +81,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"imported {args.predictor.name} (MIT {predictor.encoding} layout; searches use resolutions "
               f"{allowed}) into {args.out}", file=sys.stderr)
     return 0
+
+
+def _remove_stale(out: Path, *, keep_predictor: bool) -> None:
+    """Once new weights have replaced a bundle's (--force): delete what described the old weights, so that nothing later
+    takes it for the new supernet's (`export` recalibrating BN on the old images, `predictor fit` resuming from the
+    old accuracy records, `specialize` ranking by the old predictor)."""
+    from ofakit.bundle import CALIBRATION
+    from ofakit.predict.accuracy import PREDICTOR_ARRAYS, PREDICTOR_JSON
+    from ofakit.predict.records import RECORDS
+
+    names = [CALIBRATION, RECORDS] + ([] if keep_predictor else [PREDICTOR_JSON, PREDICTOR_ARRAYS])
+    removed = [name for name in names if (out / name).is_file()]
+    for name in removed:
+        (out / name).unlink()
+    if removed:
+        print(f"removed the replaced bundle's {', '.join(removed)} from {out} (they described its old weights)",
+              file=sys.stderr)
 
 
 def _check_input(path: Path, what: str) -> None:

@@ -63,20 +63,45 @@ def _check_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"batch size must be a positive integer or dynamic, got {cfg.batch}")
     if cfg.max_batch < 1:
         raise ConfigError(f"max_batch must be a positive integer, got {cfg.max_batch}")
+    if cfg.batch is None and cfg.max_batch < 2:
+        raise ConfigError(f"a dynamic batch needs max_batch >= 2, got {cfg.max_batch}; for batches of 1 use batch 1")
     if cfg.opset < MIN_OPSET:
         raise ConfigError(f"ONNX opset {cfg.opset} is too old; ofakit exports opset {MIN_OPSET} or newer")
 
 
-def _workspace(out: Path) -> Path:
-    """A temporary folder next to `out` (same file system, so the final rename is atomic)."""
+def _check_replaceable(out: Path, fmt: ExportFormat) -> None:
+    """An existing folder at `out` is replaced only by a Core ML package, and only when it is one (never a user's
+    folder that happens to bear the name)."""
+    if not out.is_dir() or out.is_symlink():
+        return
+    if fmt.name != "coreml":
+        raise ExportError(f"cannot write the {fmt.name} artifact to {str(out)!r}: it is a folder")
+    if not (out / "Manifest.json").is_file():
+        raise ExportError(f"{str(out)!r} is a folder but not a Core ML package (no Manifest.json): ofakit replaces "
+                          "only a package; choose another --out")
+
+
+def _workspace(out: Path) -> tuple[Path, list[Path]]:
+    """A temporary folder next to `out` (same file system, so the final rename is atomic), and the folders made for
+    it, deepest first (removed again, when still empty, after a failure)."""
     blocker = next((p for p in out.parents if p.exists() or p.is_symlink()), None)
     if blocker is not None and not blocker.is_dir():
         raise ExportError(f"cannot write {str(out)!r}: {str(blocker)!r} is not a directory")
+    made = [p for p in out.parents if not (p.exists() or p.is_symlink())]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)), made
     except OSError as exc:
+        _remove_empty(made)
         raise ExportError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _publish(src: Path, dest: Path, trash: Path) -> None:
@@ -135,6 +160,7 @@ def export_subnet(bundle: str | Path, arch: ArchConfig, out: str | Path, cfg: Ex
     precision = fmt.check_precision(cfg.precision)
     _check_config(cfg)
     fmt.check_suffix(out)
+    _check_replaceable(out, fmt)
     if (out.exists() or out.is_symlink()) and not cfg.force:
         raise ExportError(f"{out} already exists; pass --force to replace it")
     info = read_bundle_info(bundle)
@@ -151,7 +177,7 @@ def export_subnet(bundle: str | Path, arch: ArchConfig, out: str | Path, cfg: Ex
     spec = ArtifactSpec(resolution=arch.resolution, batch=cfg.batch, precision=precision, max_batch=cfg.max_batch,
                         opset=cfg.opset)
 
-    workspace = _workspace(out)
+    workspace, made = _workspace(out)
     try:
         model, bn_recalibration = _prepare(bundle, arch, cfg, train, data, log)
         calibration = _calibration_batches(train, arch, cfg) if precision == "int8" else []
@@ -173,6 +199,8 @@ def export_subnet(bundle: str | Path, arch: ArchConfig, out: str | Path, cfg: Ex
             raise ExportError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+        if not (out.exists() or out.is_symlink()):  # a failure leaves nothing, not even the folders made for it
+            _remove_empty(made)
     return ExportResult(out, manifest_path(out), parity, manifest)
 
 
@@ -218,9 +246,12 @@ def _verify(fmt: ExportFormat, artifact: Path, spec: ArtifactSpec, model: nn.Mod
     parity = compare(reference, loaded.predict, random_inputs(spec, seed=cfg.seed), precision=spec.precision,
                      runtime=fmt.runtime, exact=torch_predict(model, fmt.device, float64=True))
     if val is not None:
-        size = spec.batch or min(32, spec.max_batch)
-        batches = iterate_batches(val, size, resolution=spec.resolution, drop_last=True,
-                                  limit=max(1, cfg.verify_images // size))
+        size = spec.batch or min(32, spec.max_batch)  # a fixed-batch artifact takes only whole batches
+        batches = iterate_batches(val, size, resolution=spec.resolution, drop_last=spec.batch is not None,
+                                  limit=max(1, -(-cfg.verify_images // size)))
         parity.images = compare_images(reference, loaded.predict, batches, source=str(data),
                                        labels_are_classes=val.num_classes == num_classes)
+        if not parity.images["images"]:
+            parity.images["note"] = (f"{len(val)} validation image(s) of {data}, fewer than one batch of {size}; "
+                                     "export with a smaller --batch, or --batch dynamic, to check on them")
     return parity

@@ -159,7 +159,9 @@ def load_engine(path: Path, spec: ArtifactSpec) -> Loaded:
 
     def predict(x):  # noqa: ANN001, ANN202 - numpy in, numpy out
         inputs = torch.from_numpy(x).to("cuda").contiguous()
-        context.set_input_shape(INPUT_NAME, tuple(inputs.shape))
+        if not context.set_input_shape(INPUT_NAME, tuple(inputs.shape)):
+            raise ExportError(f"the TensorRT engine refused an input of shape {tuple(inputs.shape)} (its batches: "
+                              f"{spec.batch or f'1-{spec.max_batch}'})")
         outputs = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), dtype=torch.float32, device="cuda")
         context.set_tensor_address(INPUT_NAME, inputs.data_ptr())
         context.set_tensor_address(OUTPUT_NAME, outputs.data_ptr())

@@ -63,6 +63,12 @@ def arch_from_ofa_config(net_config: Mapping[str, Any], image_size: int, space: 
         raise ArchError("net config lacks 'blocks' or 'first_conv'; is it MIT's net.config?") from None
     if not convs:
         raise ArchError("net config has no blocks; is it MIT's net.config of a subnet?")
+    for index, conv in enumerate(convs):
+        keys = ("out_channels",) if index == 0 else ("out_channels", "kernel_size", "expand_ratio")
+        if not isinstance(conv, Mapping) or any(key not in conv for key in keys):
+            lacking = [key for key in keys if not isinstance(conv, Mapping) or key not in conv]
+            raise ArchError(f"net config block {index}'s MBConv layer lacks {', '.join(lacking)}; "
+                            "is it MIT's net.config of a subnet?")
     if stem != s.stem_width or convs[0]["out_channels"] != s.first_width:
         raise ArchError(f"net config has a {stem}-channel stem and a {convs[0]['out_channels']}-channel first block; "
                         f"space {sp.name!r} has {s.stem_width} and {s.first_width}")

@@ -1,6 +1,7 @@
 """`ofakit arch sample|info|from-ofa`: ArchConfig JSON in and out, MACs and params, MIT net.config conversion."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import random
@@ -219,6 +220,30 @@ def test_from_ofa_size_of_the_wrong_type_is_an_error(cli, tmp_path, nets):
 ])
 def test_from_ofa_rejects_what_is_not_a_net_config(cli, tmp_path, data, fragment):
     cli("arch", "from-ofa", _write(tmp_path / "x.json", data)).assert_user_error(fragment)
+
+
+@pytest.mark.parametrize(("block", "change", "space", "fragment"), [
+    (3, {"drop": "kernel_size"}, None, "block 3's MBConv layer lacks kernel_size"),
+    (2, {"drop": "out_channels"}, "ofa-mbv3-w1.0", "block 2's MBConv layer lacks out_channels"),
+    (0, {"replace": "x"}, "ofa-mbv3-w1.0", "block 0's MBConv layer lacks out_channels"),
+    (5, {"replace": [1]}, None, "block 5's MBConv layer lacks out_channels, kernel_size, expand_ratio"),
+], ids=["no-kernel", "no-width", "text-layer", "list-layer"])
+def test_from_ofa_a_block_without_its_fields_is_one_error(cli, tmp_path, nets, block, change, space, fragment):
+    config = copy.deepcopy(nets[NETS[0]][1]["net_config"])
+    layer = config["blocks"][block]
+    key = "mobile_inverted_conv" if "mobile_inverted_conv" in layer else "conv"
+    if "drop" in change:
+        del layer[key][change["drop"]]
+    else:
+        layer[key] = change["replace"]
+    args = ["--space", space] if space else []
+    cli("arch", "from-ofa", _write(tmp_path / "net.config", config), "--resolution", "160", *args).assert_user_error(
+        fragment)
+
+
+def test_from_ofa_resolution_zero_is_refused_not_ignored(cli, tmp_path, nets):
+    cli("arch", "from-ofa", _write(tmp_path / "spec.json", nets[NETS[0]][1]), "--resolution", "0").assert_user_error(
+        "'resolution' must be a positive integer, got 0")
 
 
 # -- user mistakes: one line, exit code 2 -----------------------------------------------------------------------

@@ -82,6 +82,7 @@ def test_a_bundle_with_its_own_calibration_images_uses_them(cli, tmp_path, arch_
 @pytest.mark.skipif(not HAVE_COREMLTOOLS, reason="coremltools is not installed (pip install 'ofakit[coreml]')")
 def test_coreml_package_is_replaced_whole_with_force(cli, bundle, arch_file, out_dir):
     (out_dir / "m.mlpackage").mkdir()
+    (out_dir / "m.mlpackage" / "Manifest.json").write_text("{}")  # an older package
     (out_dir / "m.mlpackage" / "stale.txt").write_text("old")
     result = cli("export", "--bundle", bundle, "--arch", arch_file, "--format", "coreml", "--out",
                  out_dir / "m.mlpackage")
@@ -146,6 +147,21 @@ def test_user_mistakes(cli, bundle, arch_file, out_dir, tmp_path, change, fragme
     result = cli("export", *[str(x) for pair in args.items() for x in pair])
     result.assert_user_error(*fragments)
     assert _listing(tmp_path) == before  # nothing written, no temporary files left
+
+
+@pytest.mark.parametrize(("fmt", "name", "fragment"), [
+    ("onnx", "user.onnx", "cannot write the exported model to '{out}': it is a folder"),
+    ("torchscript", "user.pt2", "cannot write the exported model to '{out}': it is a folder"),
+    ("coreml", "user.mlpackage", "'{out}' is a folder but not a Core ML package (no Manifest.json)"),
+])
+def test_force_never_replaces_a_users_folder(cli, bundle, arch_file, out_dir, fmt, name, fragment):
+    out = out_dir / name
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "keep.txt").write_text("mine")
+    result = cli("export", "--bundle", bundle, "--arch", arch_file, "--format", fmt, "--out", out, "--force")
+    result.assert_user_error(fragment.format(out=out))
+    assert (out / "notes" / "keep.txt").read_text() == "mine" and _listing(out_dir) == [name, f"{name}/notes",
+                                                                                         f"{name}/notes/keep.txt"]
 
 
 def test_existing_output_is_kept_without_force(cli, bundle, arch_file, out_dir):

@@ -61,10 +61,15 @@ def test_import_gives_mit_logits(cli, checkpoint, tmp_path):
 
     again = cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out)
     again.assert_user_error(str(out), "already holds a bundle", "--force")
+    stale = ["calibration.npz", "accuracy_records.jsonl", "predictor.json", "predictor.safetensors"]
+    for name in [*stale, "notes.txt"]:  # what described the old weights, and a file of the user's
+        (out / name).write_text("old")
     forced = cli("import-ofa", "--checkpoint", checkpoint, "--space", SPACE, "--out", out, "--force",
                  "--dataset", "imagenet-1k")
     assert forced.code == 0, forced.err
     assert json.loads((out / "bundle.json").read_text())["dataset"] == "imagenet-1k"
+    assert not any((out / name).exists() for name in stale) and (out / "notes.txt").read_text() == "old"
+    assert f"removed the replaced bundle's {', '.join(stale)} from {out}" in forced.err
 
 
 # -- user mistakes: one line, exit code 2 -----------------------------------------------------------------------

@@ -38,6 +38,8 @@ def _with_kernel(arch, kernel):
                                                   r"fp32\)"),
     ({"cfg": {"batch": 0}}, ConfigError, r"batch size must be a positive integer or dynamic, got 0"),
     ({"cfg": {"max_batch": 0}}, ConfigError, r"max_batch must be a positive integer, got 0"),
+    ({"cfg": {"batch": None, "max_batch": 1}}, ConfigError, r"a dynamic batch needs max_batch >= 2, got 1; for "
+                                                             r"batches of 1 use batch 1"),
     ({"cfg": {"opset": 11}}, ConfigError, r"ONNX opset 11 is too old; ofakit exports opset \d+ or newer"),
     ({"out": "m.engine"}, ExportError, r"--out '.*m.engine' does not end in .onnx, the ending of onnx artifacts"),
     ({"out": "old.onnx"}, ExportError, r"old.onnx already exists; pass --force to replace it"),
@@ -48,7 +50,7 @@ def _with_kernel(arch, kernel):
      r"an int8 engine needs calibration images; pass a data source"),
     ({"data": "no-such-data"}, ConfigError, r"data source 'no-such-data' does not exist"),
     ({"out": "old.onnx/m.onnx"}, ExportError, r"cannot write '.*old.onnx/m.onnx': '.*old.onnx' is not a directory"),
-], ids=["format", "precision", "batch", "max-batch", "opset", "ending", "exists", "bundle", "space", "kernel", "int8",
+], ids=["format", "precision", "batch", "max-batch", "dynamic-max-1", "opset", "ending", "exists", "bundle", "space", "kernel", "int8",
         "data", "parent-is-a-file"])
 def test_mistakes_are_found_before_any_network_is_built(tiny_bundle, tmp_path, no_network, change, error, match):
     (tmp_path / "old.onnx").write_bytes(b"old")
@@ -65,9 +67,11 @@ class _FailingFormats:
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+        self.paths: list[Path] = []  # where each build wrote
 
     def get(self, name):
         def build(model, path, spec, calibration):
+            self.paths.append(path)
             path.write_bytes(b"half an artifact")
             raise self.error
 
@@ -88,12 +92,26 @@ def test_a_failed_build_leaves_the_old_artifact_and_no_temporary_folder(tiny_bun
     assert out.read_bytes() == b"old artifact" and manifest_path(out).read_text() == "old manifest"
 
 
-def test_missing_folders_of_the_output_are_made(tiny_bundle, tmp_path, monkeypatch):
-    out = tmp_path / "a" / "b" / "m.onnx"
-    monkeypatch.setattr(pipeline, "FORMATS", _FailingFormats(ExportError("stop here")))
+def test_missing_folders_of_the_output_are_made_and_go_again_on_a_failure(tiny_bundle, tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    out = tmp_path / "a" / "b" / "c" / "m.onnx"
+    failing = _FailingFormats(ExportError("stop here"))
+    monkeypatch.setattr(pipeline, "FORMATS", failing)
     with pytest.raises(ExportError, match="stop here"):
         export_subnet(tiny_bundle, ARCH, out)
-    assert out.parent.is_dir() and not os.listdir(out.parent)  # the workspace sat next to the output, and went
+    assert failing.paths[0].parent.parent == out.parent  # the workspace sat next to the output (an atomic rename)
+    assert os.listdir(tmp_path) == ["a"] and not os.listdir(tmp_path / "a")  # b/c made for it, removed; a kept
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "coreml"])
+def test_a_folder_in_the_way_is_never_replaced_unless_it_is_a_core_ml_package(tiny_bundle, tmp_path, no_network, fmt):
+    out = tmp_path / ("user.onnx" if fmt == "onnx" else "user.mlpackage")
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "keep.txt").write_text("mine")
+    match = "it is a folder" if fmt == "onnx" else r"is a folder but not a Core ML package \(no Manifest.json\)"
+    with pytest.raises(ExportError, match=match):
+        export_subnet(tiny_bundle, ARCH, out, ExportConfig(format=fmt, force=True))
+    assert (out / "notes" / "keep.txt").read_text() == "mine"
 
 
 def test_publish_replaces_a_folder_and_puts_it_back_when_the_rename_fails(tmp_path, monkeypatch):
@@ -172,3 +190,18 @@ def test_int8_calibration_batches(train):
     batches = pipeline._calibration_batches(train, ARCH, ExportConfig(int8_images=100, batch_size=32))
     assert [tuple(b.shape) for b in batches] == [(32, 3, ARCH.resolution, ARCH.resolution)] * 4
     assert pipeline._calibration_batches(None, ARCH, ExportConfig()) == []
+
+
+def test_real_images_are_checked_whatever_the_batch(tiny_bundle, tmp_path):
+    """digits' val split holds 360 images: a dynamic batch checks every one (the last batch partial); a fixed batch
+    above 360 checks none, and the export says so instead of failing."""
+    lines: list[str] = []
+    dynamic = export_subnet(tiny_bundle, ARCH, tmp_path / "d.onnx", ExportConfig(batch=None, bn_images=64),
+                            data="digits", log=lines.append)
+    assert dynamic.parity.images["images"] == 360 and dynamic.parity.image_agreement == 1.0
+    big = export_subnet(tiny_bundle, ARCH, tmp_path / "b.onnx", ExportConfig(batch=400, bn_images=64), data="digits",
+                        log=lines.append)
+    assert big.parity.passed and big.parity.images["images"] == 0 and big.parity.image_agreement is None
+    assert lines[-1].endswith("; no real images compared (360 validation image(s) of digits, fewer than one batch of "
+                              "400; export with a smaller --batch, or --batch dynamic, to check on them)")
+    assert big.data["parity"]["images"]["images"] == 0 and big.data["parity"]["passed"]

@@ -50,13 +50,47 @@ def test_fp32_bound_widens_to_twice_pytorchs_own_error():
     assert "PyTorch fp32 vs fp64: 1.5e-04" in parity.summary()
 
 
-def test_fp16_bound_scales_with_the_logits_and_int8_is_not_bounded():
+def test_fp16_bound_scales_with_the_logits():
     assert tolerance("fp16", 0.5) == pytest.approx(0.05)
     assert tolerance("fp16", 40.0) == pytest.approx(2.0)
+
+
+def _int8(candidate, images=None):  # noqa: ANN001, ANN202
+    parity = compare(_linear, candidate, random_inputs(ArtifactSpec(resolution=8)), precision="int8", runtime="int8")
+    if images is not None:
+        parity.images = compare_images(_linear, candidate, images, source="eye", labels_are_classes=True)
+    return parity
+
+
+def test_int8_has_no_logit_bound_but_real_images_must_agree():
     assert tolerance("int8", 40.0) is None
-    parity = compare(_linear, lambda x: -_linear(x), random_inputs(ArtifactSpec(resolution=8)), precision="int8",
-                     runtime="int8")
-    assert parity.passed and parity.top1_agreement < 0.5  # reported, not enforced
+    eye = [(np.eye(10, 192, dtype=np.float32).reshape(10, 3, 8, 8) * (1 + np.arange(10))[:, None, None, None],
+            np.arange(10))]
+    scaled = _int8(lambda x: _linear(x) * 0.7 + 0.3, eye)  # far off in logits, same classes
+    assert scaled.passed and scaled.max_abs_diff > 1 and scaled.image_agreement == 1.0
+    negated = _int8(lambda x: -_linear(x), eye)  # every class wrong
+    assert not negated.passed and negated.image_agreement == 0.0
+    with pytest.raises(ExportError, match=r"real images must agree on >= 90% .* 10 real images: top-1 agreement 0\.0%"):
+        check(negated)
+    one_off = [(eye[0][0][:9], eye[0][1][:9])]  # 8 of 9 agree: 88.9 % < 90 %
+    shuffled = _int8(lambda x: np.where(np.arange(len(x))[:, None] == 0, -_linear(x), _linear(x)), one_off)
+    assert shuffled.image_agreement == pytest.approx(8 / 9) and not shuffled.passed
+    unchecked = _int8(_linear)  # no real images: nothing shows the classes agree
+    assert not unchecked.passed
+
+
+def test_a_split_without_one_whole_batch_is_said_not_compared():
+    parity = compare(_linear, _linear, random_inputs(ArtifactSpec(resolution=8)), precision="fp32", runtime="same")
+    parity.images = compare_images(_linear, _linear, [], source="few", labels_are_classes=True)
+    parity.images["note"] = "3 validation image(s) of few, fewer than one batch of 32"
+    assert parity.passed and parity.image_agreement is None
+    assert parity.summary().endswith("; no real images compared (3 validation image(s) of few, fewer than one batch "
+                                     "of 32)")
+
+
+def test_dynamic_random_inputs_stay_within_max_batch():
+    for max_batch, sizes in ((2, [1, 2, 2, 2, 2]), (3, [1, 3, 3, 3]), (64, [1, 3, 4])):
+        assert [len(x) for x in random_inputs(ArtifactSpec(resolution=8, batch=None, max_batch=max_batch))] == sizes
 
 
 def test_shape_mismatch_is_an_export_error():
