@@ -79,33 +79,68 @@ def file_version(path: str | Path) -> tuple[str, int, int, int]:
 
 
 def append_jsonl(path: str | Path, record: Any) -> None:
-    """Append one JSON line and flush it, so that a killed run keeps every record written before. A line torn by a
-    kill is ended first, so it stays one unreadable line instead of swallowing this record."""
+    """Append one JSON line and flush it, so that a killed run keeps every record written before. A last line with no
+    newline after it is ended first when it is whole, and cut off when a kill tore it: left in place, a torn line
+    would sit in the middle of the file, where `read_jsonl` takes a line that does not parse for a mistake."""
     with open(path, "a+b") as fh:  # appends go to the end whatever the position
-        torn = False
-        if fh.seek(0, os.SEEK_END):
+        end = fh.seek(0, os.SEEK_END)
+        head = b""
+        if end:
             fh.seek(-1, os.SEEK_END)
-            torn = fh.read(1) != b"\n"
-        fh.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
+            if fh.read(1) != b"\n":
+                start = _last_line_start(fh, end)
+                fh.seek(start)
+                try:
+                    json.loads(fh.read())
+                    head = b"\n"
+                except ValueError:  # (a JSONDecodeError, or bytes that are not UTF-8)
+                    fh.truncate(start)
+        fh.write(head + (json.dumps(record) + "\n").encode())
         fh.flush()
 
 
-def read_jsonl(path: str | Path, what: str = "a JSON lines file",
-               build: Callable[[Any], T] | None = None) -> list[Any]:
-    """The JSON lines of `path` ([] when absent), each through `build` when given; a line that does not parse (a
-    torn line from a killed writer) is skipped. A folder, an unreadable or non-UTF-8 file, or a line `build`
-    rejects is one ConfigError line naming the file (and the line)."""
+def _last_line_start(fh: Any, end: int) -> int:
+    """The offset just after the last newline of the open file `fh` of `end` bytes (0 when it has none)."""
+    pos = end
+    while pos > 0:
+        step = min(pos, 1 << 16)
+        fh.seek(pos - step)
+        i = fh.read(step).rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
+
+
+def read_jsonl(path: str | Path, what: str = "a JSON lines file", build: Callable[[Any], T] | None = None, *,
+               lenient: bool = False) -> list[Any]:
+    """The JSON lines of `path` ([] when absent), each through `build` when given. Blank lines are skipped, and so
+    is a last line that does not parse and has no newline after it (a line torn by a killed writer); any other line
+    that does not parse is one ConfigError naming the file and the line, as are a folder, an unreadable or non-UTF-8
+    file and a line `build` rejects.
+
+    Args:
+        lenient: skip every line that does not parse, wherever it is: for the logs ofakit's own long jobs append to
+            (training metrics, accuracy records), where an earlier `append_jsonl` ended a torn line instead of
+            cutting it off, leaving it in the middle of the file when a killed run was resumed.
+    """
     from ofakit.errors import ConfigError, OfakitError
 
     path = Path(path)
     if not path.exists():
         return []
+    text = read_user_file(path, what)
+    lines = text.splitlines()
     out = []
-    for i, line in enumerate(read_user_file(path, what).splitlines(), 1):
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             data = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as exc:
+            if lenient or (i == len(lines) and not text.endswith(("\n", "\r"))):
+                continue
+            raise ConfigError(f"{path}: line {i}: not {what} (not JSON: {exc}); fix or delete the line") from None
         if build is None:
             out.append(data)
             continue
@@ -293,7 +328,7 @@ def read_model_file(path: str | Path, what: str, fmt: str, version: int) -> Any:
 
     from ofakit.errors import ConfigError
 
-    data = read_json_file(path, what)
+    data = read_json_file(path, f"an ofakit {what}")
     if not isinstance(data, Mapping) or data.get("format") != fmt:
         raise ConfigError(f"{path}: not an ofakit {what} (expected \"format\": {fmt!r})")
     if data.get("version") != version:

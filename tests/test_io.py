@@ -185,6 +185,38 @@ def test_jsonl_skips_a_torn_line_and_keeps_the_rest(tmp_path):
     assert read_jsonl(path) == [{"a": 1}, {"a": 3}]
 
 
+def test_jsonl_append_cuts_a_torn_last_line_and_ends_a_whole_one(tmp_path):
+    """What a kill leaves at the end is cut off before the next record (in the middle it would read as a mistake);
+    a whole record that only lacks its newline is kept."""
+    path = tmp_path / "r.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "a") as fh:
+        fh.write('{"a": 2, "b"')  # killed mid-line
+    append_jsonl(path, {"a": 3})
+    assert path.read_text() == '{"a": 1}\n{"a": 3}\n'
+    with open(path, "a") as fh:
+        fh.write('{"a": 4}')  # killed before the newline only
+    append_jsonl(path, {"a": 5})
+    assert read_jsonl(path) == [{"a": 1}, {"a": 3}, {"a": 4}, {"a": 5}]
+    path.write_text('{"a": 6, "b": "c' + "x" * 70_000)  # no newline at all, longer than a read-back step
+    append_jsonl(path, {"a": 7})
+    assert path.read_text() == '{"a": 7}\n'
+
+
+def test_jsonl_line_that_is_not_json_is_an_error_unless_it_is_a_torn_last_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\nnot json\n{"a": 3}\n')
+    with pytest.raises(ConfigError, match=r"r\.jsonl: line 2: not a records file \(not JSON: Expecting value: line 1 "
+                                          r"column 1 \(char 0\)\); fix or delete the line$"):
+        read_jsonl(path, "a records file")
+    assert read_jsonl(path, lenient=True) == [{"a": 1}, {"a": 3}]  # (logs of ofakit's own jobs: older torn lines)
+    path.write_text('{"a": 1}\n\n{"a": 3}\nnot json\n')  # a bad last line the user ended: not a kill's
+    with pytest.raises(ConfigError, match=r"r\.jsonl: line 4: "):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n\n{"a": 3}\n{"a": ')  # blank lines, and a kill's torn last line
+    assert read_jsonl(path) == [{"a": 1}, {"a": 3}]
+
+
 def test_jsonl_builder_rejects_a_wrong_record_naming_the_line(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"a": 1}\n{"a": "x"}\n')

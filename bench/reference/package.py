@@ -64,7 +64,7 @@ def steady_minutes(run: Path, training: dict, upto: int | None = None) -> float 
     path = run / "metrics.jsonl"
     if not path.is_file():
         return None
-    rows = [r for r in read_jsonl(path, "a training metrics file")
+    rows = [r for r in read_jsonl(path, "a training metrics file", lenient=True)
             if isinstance(r, dict) and isinstance(r.get("step"), int) and r.get("img_per_s")
             and (upto is None or r["step"] <= upto)]
     recipe = training.get("recipe_config") or {}

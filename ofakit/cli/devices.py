@@ -1,8 +1,10 @@
 """`ofakit devices [--json]`: the registered devices, their backends, and how each one's latency is estimated (tables,
-learned, op, calibrated, structural and adapted models), with where the numbers come from and their held-out error."""
+learned, op, calibrated, structural and adapted models), with where the numbers come from and their held-out error. A
+model file that cannot be read is listed as unreadable, with a warning on stderr that names it and says why."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ofakit.cli.output import print_json, print_table
 
@@ -19,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ofakit.latency.devices import devices
     from ofakit.latency.table import available_tables
-    from ofakit.predict.provenance import device_models, error_summary
+    from ofakit.predict.provenance import UNREADABLE, device_models, error_summary
 
     registry = devices()
     records = []
@@ -28,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
         tables = available_tables(name)
         records.append({**spec.to_dict(), "tables": {space: str(path) for space, path in sorted(tables.items())},
                         "latency_models": device_models(name)})
+    for r in records:  # a broken model file is named, and the listing goes on
+        for m in r["latency_models"]:
+            if m["kind"] == UNREADABLE:
+                print(f"ofakit: warning: device {r['name']!r}: {m['error']}", file=sys.stderr)
     if args.json:
         print_json(records)
         return 0

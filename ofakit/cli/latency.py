@@ -156,6 +156,11 @@ def run_validate(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     table = find_table(device.name, space.name)
     check_repetitions(reps=args.reps, calls=args.calls)
+    if args.plot:  # before measuring: a path in the way, or no matplotlib, is one line now rather than a lost run
+        from ofakit.plot import pyplot
+
+        check_output_file(args.plot, "the plot")
+        pyplot("--plot")
     estimator = estimator_for(device.name, space.name, model=args.latency_model)
     predictor = estimator if isinstance(estimator, LatencyPredictor) else None
     cfg = ValidateConfig(samples=args.samples, resolutions=tuple(args.resolutions or ()), seed=args.seed,
@@ -167,6 +172,9 @@ def run_validate(args: argparse.Namespace) -> int:
     result = validate(device, space, table, cfg, predictor=predictor, on_group=lambda g, n: print(
         f"ofakit: validate: group {g}/{n} measured", file=sys.stderr))
     metrics = result.metrics()
+    if "flops_linear" not in result.estimates:
+        print("ofakit: note: the FLOPs-linear baseline needs --samples 3 or more (each subnet predicted by a line "
+              "fitted on the others); not reported", file=sys.stderr)
     if args.plot:
         plot(result, str(args.plot), f"{device.name} {space.name}: {len(result.archs)} subnets")
     if args.json:

@@ -37,6 +37,7 @@ REACH = ("local", "ssh", "adb")
 # ofakit has no TFLite profiler, so such devices are table-only.
 BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt", "coreml", "tflite")
 DEVICES_PATH_ENV = "OFAKIT_DEVICES_PATH"
+MAX_THREADS = 1024  # the most intra-op threads a device file may ask for
 TWIN = "devices.json"  # the shipped device files' text and data, read without PyYAML (see the module docstring)
 TWIN_FORMAT = "ofakit-devices-twin"
 
@@ -110,6 +111,8 @@ def device_from_dict(data: Any, where: str = "device") -> DeviceSpec:
     _choice(backend.precision, PRECISIONS, "precision", bwhere)
     if backend.threads < 0 or backend.batch < 1:
         raise ConfigError(f"{bwhere}: threads must be >= 0 and batch >= 1, got {backend.threads} and {backend.batch}")
+    if backend.threads > MAX_THREADS:  # (like port: a runtime takes a C int, and no machine has more cores)
+        raise ConfigError(f"{bwhere}: threads must be at most {MAX_THREADS}, got {backend.threads}")
     _choice(spec.kind, KINDS, "kind", where)
     _choice(reach.via, REACH, "via", rwhere)
     for key, names in (("aliases", spec.aliases), ("providers", backend.providers), ("options", reach.options)):

@@ -16,13 +16,18 @@ report says so and names the `ofakit profile` command that measures this machine
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ofakit.errors import BackendUnavailableError, ConfigError
+from ofakit.errors import BackendUnavailableError, ConfigError, OfakitError
 from ofakit.latency.devices import DeviceSpec, get_device
 from ofakit.latency.table import LatencyTable, find_table, how_to_profile
+
+if TYPE_CHECKING:
+    from ofakit.latency.backends import Runner
 
 DRIFT_MODES = ("auto", "on", "off")
 WARN_FACTOR = 1.5  # a machine this much faster or slower than the table's gets a re-profile hint
@@ -96,6 +101,10 @@ def drift_for(device: str, space: str, *, mode: str = "auto", table_free: bool =
         reason = "the device's latency model has no table to drift from" if table_free else _why_not_here(spec)
     if reason is not None:  # checked before the table: an estimate-only device may have none
         return Drift(1.0, "none", f"no drift correction: {reason}")
+    if mode == "on" and table_free:
+        raise ConfigError(f"--drift applies only to table-based (lut) latency models: the latency model of device "
+                          f"{spec.name!r} for space {space!r} has no latency table, so there is no reference to time; "
+                          "drop --drift")
     table = find_table(spec.name, space)
     ref_ms = _reference(table)
     if ref_ms is None:
@@ -150,31 +159,59 @@ def _measure_reference(table: LatencyTable, device: DeviceSpec) -> float:
     if not isinstance(backend, OnnxRuntimeBackend):
         return time_against(reference_runner(backend, space, ref_arch), ref_ms)
     shape = (backend.settings.batch, 3, ref_arch.resolution, ref_arch.resolution)
-    return time_against(backend.load_onnx(_reference_onnx(space, ref_arch, shape), shape), ref_ms)
+    return time_against(_reference_onnx_runner(backend, space, ref_arch, shape), ref_ms)
 
 
-def _reference_onnx(space: Any, arch: Any, shape: tuple[int, ...]) -> bytes:
-    """The reference model exported to ONNX, from the cache folder (made there on first use)."""
+def reference_cache_path(space: Any, arch: Any, shape: tuple[int, ...]) -> Path:
+    """Where the reference model `arch` of `space`, exported for inputs of `shape`, is kept: the file name holds
+    what the exported bytes depend on (the network, the input shape, the ONNX opset, the versions of ofakit, torch
+    and onnxruntime), so that an upgrade exports it again rather than reuse a file another version made."""
     import hashlib
+    from importlib.metadata import PackageNotFoundError, version
 
-    from ofakit.io import atomic_path, cache_dir
+    from ofakit import __version__
+    from ofakit.io import cache_dir
+    from ofakit.latency.backends import onnxruntime
 
-    key = hashlib.sha1(repr((space.key(arch), shape)).encode()).hexdigest()[:16]
-    path = cache_dir() / "reference-models" / f"{space.name}-{key}.onnx"
+    versions = []
+    for package in ("torch", "onnxruntime"):
+        try:
+            versions.append(version(package))
+        except PackageNotFoundError:
+            versions.append(None)
+    key = hashlib.sha1(repr((space.key(arch), shape, onnxruntime.OPSET, __version__, *versions)).encode())
+    return cache_dir() / "reference-models" / f"{space.name}-{key.hexdigest()[:16]}.onnx"
+
+
+def _reference_onnx_runner(backend: Any, space: Any, arch: Any, shape: tuple[int, ...]) -> Runner:
+    """The reference model exported to ONNX and loaded: from the cache folder (made there on first use). A cached
+    file that does not load (cut short, damaged) is removed and the model exported again, once."""
+    from ofakit.io import atomic_path
+
+    path = reference_cache_path(space, arch, shape)
     try:
-        return path.read_bytes()
+        cached: bytes | None = path.read_bytes()
     except OSError:
-        pass
+        cached = None
+    if cached is not None:
+        try:
+            return backend.load_onnx(cached, shape)
+        except OfakitError:  # (the backend, not the file: e.g. a provider this onnxruntime lacks)
+            raise
+        except Exception:  # noqa: BLE001 - onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
     from ofakit.latency.backends.onnxruntime import to_onnx
     from ofakit.supernet import build_supernet, extract_subnet
 
     data = to_onnx(extract_subnet(build_supernet(space).eval(), arch).eval(), shape)
+    runner = backend.load_onnx(data, shape)
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
     except OSError:  # a read-only cache costs only the export next time
         pass
-    return data
+    return runner
 
 
 __all__ = ["DRIFT_MODES", "Drift", "WARN_FACTOR", "drift_for"]

@@ -24,6 +24,8 @@ from ofakit.latency.devices import DeviceSpec
 from ofakit.latency.table import LatencyTable
 from ofakit.space import SearchSpace
 
+STALL_DRAWS = 50  # sample_archs gives up after this many times n draws in a row that find no new subnet
+
 
 @dataclass(frozen=True)
 class ValidateConfig:
@@ -41,13 +43,28 @@ class ValidateConfig:
 def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, rng: random.Random, *,
                  exclude: Callable[[ArchConfig], bool] | None = None) -> list[ArchConfig]:
     """`n` random subnets that build distinct networks (`SearchSpace.key`), with resolutions drawn from
-    `resolutions`, none for which `exclude` is true."""
+    `resolutions`, none for which `exclude` is true. More than the space holds at those resolutions is a
+    ConfigError, and so is drawing `STALL_DRAWS` times `n` subnets in a row that add no new one (what `exclude`
+    leaves may be fewer than `n`)."""
+    resolutions = list(resolutions)
+    at = f"at resolution(s) {', '.join(map(str, resolutions))}"
+    distinct = space.num_architectures() // len(space.resolutions) * len(set(resolutions))
+    if n > distinct:
+        raise ConfigError(f"space {space.name!r} has only {distinct} distinct subnets {at}; lower --samples (asked "
+                          f"for {n})")
     out: dict[tuple, ArchConfig] = {}
+    stale = 0
     while len(out) < n:
         a = space.sample(rng)
-        a = ArchConfig.from_dict({**a.to_dict(), "resolution": rng.choice(list(resolutions))})
-        if exclude is None or not exclude(a):
-            out.setdefault(space.key(a), a)
+        a = ArchConfig.from_dict({**a.to_dict(), "resolution": rng.choice(resolutions)})
+        if (exclude is None or not exclude(a)) and out.setdefault(space.key(a), a) is a:
+            stale = 0
+            continue
+        stale += 1
+        if stale > STALL_DRAWS * n:
+            besides = " besides those excluded (e.g. a predictor's own)" if exclude is not None else ""
+            raise ConfigError(f"found only {len(out)} distinct subnets of space {space.name!r} {at}{besides} after "
+                              f"{stale} draws in a row found no new one; lower --samples (asked for {n})")
     return list(out.values())
 
 
@@ -190,16 +207,18 @@ WHAT = "a latency records file (JSON lines of {\"arch\": {...}, \"measured_ms\":
 
 
 def read_measured(path: str | Path, *, space: str | None = None, device: str | None = None) -> list[LatencyRecord]:
-    """The records of a JSONL file of measured subnets (a torn last line from a kill is ignored), one per network
-    (the last record of an arch wins); a record of another space, or naming another device, is a ConfigError."""
-    out: dict[ArchConfig, LatencyRecord] = {}
-    for i, (record, named) in enumerate(read_jsonl(path, WHAT, latency_record), 1):
-        arch = record.arch
-        if (space is not None and arch.space != space) or (device is not None and named not in (None, device)):
-            raise ConfigError(f"{path}: record {i} is of device {named!r} and space {arch.space!r}, not {device!r} "
-                              f"and {space!r}; pass another --records file")
-        out[arch] = record
-    return list(out.values())
+    """The records of a JSONL file of measured subnets, one per network (the last record of an arch wins). A torn
+    last line from a kill is ignored; any other line that is not a record, or a record of another space than `space`
+    or naming another device than `device`, is a ConfigError naming the file and line."""
+    def record(data: Any) -> LatencyRecord:
+        rec, named = latency_record(data)
+        if space is not None and rec.arch.space != space:
+            raise ConfigError(f"a subnet of space {rec.arch.space!r}, not {space!r}; pass another --records file")
+        if device is not None and named not in (None, device):
+            raise ConfigError(f"a record of device {named!r}, not {device!r}; pass another --records file")
+        return rec
+
+    return list({rec.arch: rec for rec in read_jsonl(path, WHAT, record)}.values())
 
 
 def read_latency_records(path: Path, device: str, space: str) -> dict[ArchConfig, LatencyRecord]:

@@ -146,8 +146,19 @@ def read_sources(path: Path, space: str) -> dict[int, dict[str, Any]]:
     """Resolution -> parsed YAML: a folder of `<resolution>_lookup_table.yaml` files, or one file (of a space with
     one resolution, or named `<resolution>_...yaml`)."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist; expected a folder of '<resolution>_lookup_table.yaml' files, or "
+                          "one such file")
     if path.is_dir():
-        files = {int(m[1]): p for p in sorted(path.glob("*.yaml")) if (m := re.match(r"(\d+)_", p.name))}
+        files: dict[int, Path] = {}
+        for p in sorted(path.glob("*.yaml")):
+            m = re.match(r"(\d+)_", p.name)
+            if not m:
+                continue
+            if int(m[1]) in files:
+                raise ConfigError(f"{path}: {files[int(m[1])].name} and {p.name} are both tables of resolution "
+                                  f"{int(m[1])}; keep one of them in the folder")
+            files[int(m[1])] = p
         if not files:
             raise ConfigError(f"{path}: no '<resolution>_lookup_table.yaml' files")
         return {r: read_yaml(p) for r, p in files.items()}

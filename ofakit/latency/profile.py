@@ -94,6 +94,13 @@ def _check_resume(table: LatencyTable, device: DeviceSpec, space: SearchSpace, e
     if table.meta.get("device") != device.name or table.meta.get("space") != space.name:
         raise ConfigError(f"{where} is the table of device {table.meta.get('device')!r} and space "
                           f"{table.meta.get('space')!r}, not {device.name!r} and {space.name!r}; pass another --out")
+    s = device.backend
+    settings = {"batch": s.batch, "precision": s.precision, "threads": s.threads}
+    changed = [f"{k} {table.meta.get(k)!r} -> {v!r}" for k, v in settings.items() if table.meta.get(k) != v]
+    if changed:
+        raise ConfigError(f"{where} was profiled with other settings of device {device.name!r} ({'; '.join(changed)})"
+                          "; resuming would mix two measurements: pass another --out, or delete the file to start "
+                          "over")
     old = table.meta.get("environment") or {}
     differ = [f"{k} {old.get(k)!r} -> {env.get(k)!r}" for k in _SAME_ENVIRONMENT if old.get(k) != env.get(k)]
     if differ:

@@ -189,8 +189,33 @@ class TableMeta:
             raise ConfigError(f"statistic {self.statistic!r} is not one of {', '.join(STATISTICS)}")
         if self.call_overhead_ms < 0:
             raise ConfigError(f"call_overhead_ms must not be negative, got {self.call_overhead_ms!r}")
+        if self.batch < 1 or self.threads < 0:
+            raise ConfigError(f"batch must be >= 1 and threads >= 0 (0: the runtime's default), got {self.batch} "
+                              f"and {self.threads}")
         if self.reference is not None and self.reference.ms <= 0:
             raise ConfigError(f"reference: ms must be positive, got {self.reference.ms!r}")
+
+
+def _check_reference(arch: ArchConfig, space: str, where: str) -> None:
+    """A table's reference model must be a network of the table's space (checked in full when ofakit knows the
+    space; an off-range resolution is fine): a ConfigError naming the table otherwise."""
+    import warnings
+
+    from ofakit.errors import ArchError, UnknownNameError
+    from ofakit.space import get_space
+
+    if arch.space != space:
+        raise ConfigError(f"{where}: meta: reference: arch is of space {arch.space!r}, not the table's {space!r}")
+    try:
+        sp = get_space(space)
+    except UnknownNameError:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            sp.validate(arch)
+        except ArchError as exc:
+            raise ConfigError(f"{where}: meta: reference: arch is not a network of space {space!r}: {exc}") from None
 
 
 @dataclass
@@ -284,7 +309,9 @@ class LatencyTable:
         meta, entries = data.get("meta"), data.get("entries")
         if not isinstance(meta, Mapping) or not isinstance(entries, Mapping):
             raise ConfigError(f"{where}: 'meta' and 'entries' must be objects")
-        build(TableMeta, meta, f"{where}: meta")
+        checked = build(TableMeta, meta, f"{where}: meta")
+        if checked.reference is not None:
+            _check_reference(checked.reference.arch, checked.space, where)
         table = cls(dict(meta))
         for res, section in entries.items():
             if not re.fullmatch(r"[1-9][0-9]*", str(res)) or not isinstance(section, Mapping):
@@ -298,6 +325,13 @@ class LatencyTable:
                 entry = _quick_entry(value)  # (a message naming the entry is formatted only for the others)
                 table.put(int(res), key, entry if entry is not None else Entry.from_dict(
                     value, f"{where}: entry {key!r} at {res}"))
+        if checked.call_overhead_ms and len(table):  # every entry includes it once; an estimate sums (entry - overhead)
+            values = sorted(e.value(table.statistic) for sec in table.entries.values() for e in sec.values())
+            median = values[(len(values) - 1) // 2]  # (a layer cheaper than the call may time a little below it)
+            if checked.call_overhead_ms > median:
+                raise ConfigError(f"{where}: meta: call_overhead_ms {checked.call_overhead_ms!r} is more than half of "
+                                  f"the entries, each of which includes it once (median {median!r} ms): estimates "
+                                  "would count those layers as negative times; is it in milliseconds?")
         return table
 
     def to_json(self) -> str:
@@ -350,14 +384,30 @@ def table_dirs() -> list[Path]:
 
 
 def available_tables(device: str, dirs: Iterable[Path] | None = None) -> dict[str, Path]:
-    """Space name -> table path for every table of `device` (canonical name) found in `dirs`."""
+    """Space name -> table path for every table of `device` (canonical name) found in `dirs`.
+
+    Tables are found by name, `<device>_<space>.json`. A name whose space part holds a `_` may be another device's
+    whose name starts the same way (`my_cpu_tiny.json` of device `my_cpu`, seen from device `my`; no space ofakit
+    ships has a `_`), so such a file counts only when its meta.device says `device`.
+    """
     found: dict[str, Path] = {}
     for folder in table_dirs() if dirs is None else dirs:
         for path in sorted(Path(folder).glob(f"{device}_*.json")):
-            if path.name.endswith(PREDICTOR_SUFFIX):
+            space = path.stem[len(device) + 1:]
+            if path.name.endswith(PREDICTOR_SUFFIX) or ("_" in space and _table_device(path) != device):
                 continue
-            found.setdefault(path.stem[len(device) + 1:], path)
+            found.setdefault(space, path)
     return found
+
+
+def _table_device(path: Path) -> str | None:
+    """meta.device of the table file at `path`, None when it has none or is not a table (read, not checked)."""
+    try:
+        data = read_json_file(path, "a latency table")
+    except ConfigError:
+        return None
+    meta = data.get("meta") if isinstance(data, Mapping) else None
+    return meta.get("device") if isinstance(meta, Mapping) else None
 
 
 def find_table(device: str, space: str, dirs: Iterable[Path] | None = None) -> LatencyTable:

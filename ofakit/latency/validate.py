@@ -1,10 +1,10 @@
 """Check latency estimates against end-to-end measurement of random subnets on the device.
 
 Subnets are measured as `ofakit.latency.measure` does (interleaved, in groups with the table's reference model, two
-passes whose disagreement is the noise floor, the accuracy no estimator can beat on this machine). Estimators compared: the LUT sum (`ofakit.latency.estimate`), the
-same scaled by (reference now) / (reference in the table) — drift normalization — and a FLOPs-linear baseline
-(a * MACs + b, fitted on the other folds). Metrics: share within +-10 %, mean absolute percentage error, Spearman
-rank correlation.
+passes whose disagreement is the noise floor, the accuracy no estimator can beat on this machine). Estimators
+compared: the LUT sum (`ofakit.latency.estimate`), the same scaled by (reference now) / (reference in the table) —
+drift normalization — and a FLOPs-linear baseline (a * MACs + b, fitted on the other folds; from 3 subnets).
+Metrics: share within +-10 %, mean absolute percentage error, Spearman rank correlation.
 """
 from __future__ import annotations
 
@@ -44,14 +44,17 @@ class Validation:
 
 
 def flops_linear(macs: np.ndarray, measured: np.ndarray, folds: int = 5) -> np.ndarray:
-    """Out-of-fold predictions of latency = a * MACs + b (least squares on the other folds)."""
+    """Out-of-fold predictions of latency = a * MACs + b (least squares on the other folds, never on the subnet
+    predicted); a ConfigError for fewer than 3 subnets, where a fold would leave fewer than 2 to fit the line on."""
     n = len(macs)
+    if n < 3:
+        raise ConfigError(f"the FLOPs-linear baseline needs at least 3 subnets (each predicted by a line fitted on "
+                          f"others), got {n}")
     pred = np.empty(n)
     idx = np.arange(n)
     for f in range(min(folds, n)):
         test = idx % folds == f
-        train = ~test if (~test).sum() >= 2 else np.ones(n, dtype=bool)
-        a, b = np.polyfit(macs[train], measured[train], 1)
+        a, b = np.polyfit(macs[~test], measured[~test], 1)
         pred[test] = a * macs[test] + b
     return pred
 
@@ -93,7 +96,8 @@ def validate(device: DeviceSpec, space: SearchSpace, table: LatencyTable, cfg: V
             estimates[f"{name}_drift_normalized"] = estimates[name] * scale
         estimates["lut_round_and_drift_normalized"] = estimates["lut_round_normalized"] * scale
     macs = np.array([space.macs(a) for a in archs], dtype=np.float64)
-    estimates["flops_linear"] = flops_linear(macs, measured)
+    if len(archs) >= 3:  # (with 2, each line would be fitted on 1 subnet: not reported)
+        estimates["flops_linear"] = flops_linear(macs, measured)
     reference: dict[str, Any] = {}
     if refs_now:
         reference = {"table_ms": table.reference_ms, "now_ms": statistics.median(refs_now),

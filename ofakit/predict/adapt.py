@@ -278,15 +278,14 @@ class AdaptedEstimator(SavedAsJson):
         """Read a model file and its sources (through `resolve`); a malformed file is a ConfigError, a source whose
         file changed since the fit a LatencyLookupError naming the refit."""
         path = Path(path)
-        data = read_model_file(path, "adapted latency model", FORMAT, VERSION)
-        meta, model = data.get("meta"), data.get("model")
+        meta, model = read_adapted_file(path)
+        space, sources = meta["space"], meta["sources"]
         try:
-            space, sources = str(meta["space"]), list(meta["sources"])
             coef = [float(c) for c in model["coef"]]
             intercept = float(model["intercept"])
-            names = [str(s["device"]) for s in sources]
         except (TypeError, KeyError, ValueError) as exc:
             raise ConfigError(f"{path}: malformed adapted latency model ({exc})") from None
+        names = [s["device"] for s in sources]
         if len(coef) != len(names):
             raise ConfigError(f"{path}: {len(coef)} weights for {len(names)} source devices")
         resolved = {}
@@ -298,6 +297,28 @@ class AdaptedEstimator(SavedAsJson):
                     f"refit: ofakit latency adapt --device {meta.get('device')} --space {space} --records FILE")
             resolved[name] = est
         return cls(resolved, intercept, coef, meta, path=path)
+
+
+def read_adapted_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The meta and model objects of an adapted model file, with what its meta must hold checked (device, space,
+    record count, cross-validated error, sources that name their device); a malformed file is a ConfigError naming
+    it."""
+    data = read_model_file(path, "adapted latency model", FORMAT, VERSION)
+    meta, model = data.get("meta"), data.get("model")
+    if not isinstance(meta, Mapping) or not isinstance(model, Mapping):
+        raise ConfigError(f"{path}: malformed adapted latency model ('meta' and 'model' must be objects)")
+    wrong = [key for key, ok in (("device", isinstance(meta.get("device"), str)),
+                                 ("space", isinstance(meta.get("space"), str)),
+                                 ("records", type(meta.get("records")) is int),
+                                 ("cv", isinstance(meta.get("cv"), Mapping)),
+                                 ("sources", isinstance(meta.get("sources"), list) and all(
+                                     isinstance(e, Mapping) and isinstance(e.get("device"), str)
+                                     for e in meta["sources"])))
+             if not ok]
+    if wrong:
+        raise ConfigError(f"{path}: malformed adapted latency model (meta needs device and space names, a records "
+                          f"count, a cv object and a list of sources naming their device; wrong: {', '.join(wrong)})")
+    return dict(meta), dict(model)
 
 
 def describe(model: AdaptedEstimator) -> dict[str, Any]:

@@ -211,18 +211,8 @@ class LatencyPredictor(SavedAsJson):
     def load(cls, path: str | Path, table: LatencyTable) -> LatencyPredictor:
         """Read a predictor file fitted against `table`; a malformed file is a ConfigError, a predictor of another
         device or space, or fitted against another version of the table, a LatencyLookupError naming the refit."""
-        from ofakit.schema import check_keys, coerce
-
         path = Path(path)
-        data = read_model_file(path, "latency predictor", FORMAT, VERSION)
-        check_keys(data, ("format", "version", "meta", "model"), str(path), required=("meta", "model"))
-        meta = check_keys(data["meta"], None, f"{path}: meta", required=("device", "space", "table"))
-        model = check_keys(data["model"], ("kind", "arrays"), f"{path}: model", required=("kind", "arrays"))
-        for key, hint in (("device", str), ("space", str), ("table", dict[str, Any]), ("fitted_archs", list[str])):
-            if key in meta:
-                coerce(meta[key], hint, f"{path}: meta: {key}")
-        kind = coerce(model["kind"], str, f"{path}: model: kind")
-        arrays = coerce(model["arrays"], dict[str, Any], f"{path}: model: arrays")
+        meta, kind, arrays = read_predictor_file(path)
         device, space = table.meta.get("device"), table.meta.get("space")
         if (meta["device"], meta["space"]) != (device, space):
             raise LatencyLookupError(f"{path} is the latency predictor of device {meta['device']!r} and space "
@@ -252,6 +242,24 @@ class LatencyPredictor(SavedAsJson):
         if kind == "gbm":
             check_gbm_arrays(arrays, features=n, where=str(path))
         return predictor
+
+
+def read_predictor_file(path: str | Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The meta, model kind and model arrays (as JSON lists) of a predictor file, with their keys and types checked;
+    a malformed file is a ConfigError naming it. (`LatencyPredictor.load` checks the rest against the table.)"""
+    from ofakit.schema import check_keys, coerce
+
+    data = read_model_file(path, "latency predictor", FORMAT, VERSION)
+    check_keys(data, ("format", "version", "meta", "model"), str(path), required=("meta", "model"))
+    meta = check_keys(data["meta"], None, f"{path}: meta", required=("device", "space", "table"))
+    model = check_keys(data["model"], ("kind", "arrays"), f"{path}: model", required=("kind", "arrays"))
+    for key, hint in (("device", str), ("space", str), ("table", dict[str, Any]), ("fitted_archs", list[str]),
+                      ("kind", str), ("records", int), ("folds", int), ("cv", dict[str, Any])):
+        if key in meta:
+            coerce(meta[key], hint, f"{path}: meta: {key}")
+    kind = coerce(model["kind"], str, f"{path}: model: kind")
+    arrays = coerce(model["arrays"], dict[str, Any], f"{path}: model: arrays")
+    return dict(meta), kind, arrays
 
 
 def find_predictor(device: str, space: str, dirs: Iterable[Path] | None = None) -> Path | None:

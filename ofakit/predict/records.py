@@ -52,13 +52,13 @@ def uniform_grid(space: SearchSpace, resolutions: Sequence[int] = (), count: int
 
 
 def read_records(path: Path, evaluation: dict[str, Any] | None = None) -> dict[ArchConfig, float]:
-    """Records stored so far (a torn last line from a kill is ignored).
+    """Records stored so far (lines that do not parse, torn by a kill, are skipped wherever they are).
 
     With `evaluation` (how accuracies are measured: data, images, calibration), records measured another way are
     refused with a ConfigError rather than mixed in: accuracies on 2,048 and on 5,000 images are not comparable.
     """
     out: dict[ArchConfig, float] = {}
-    for data in read_jsonl(path):
+    for data in read_jsonl(path, "an accuracy records file", lenient=True):
         try:
             arch, top1 = ArchConfig.from_dict(data["arch"]), float(data["top1"])
         except (KeyError, TypeError, ValueError):

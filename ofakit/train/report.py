@@ -20,7 +20,7 @@ def trim_metrics(path: Path, step: int) -> None:
     `read_jsonl` skips): the resumed run writes those steps again, so each step keeps one line. Written atomically."""
     if not path.is_file():
         return
-    keep = [r for r in read_jsonl(path, "a training metrics file")
+    keep = [r for r in read_jsonl(path, "a training metrics file", lenient=True)
             if not (isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] > step)]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 

@@ -188,7 +188,8 @@ def describe(status: RunStatus, resume_hint: bool = True) -> list[str]:
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    return [r for r in read_jsonl(run_dir / "metrics.jsonl", "a training metrics file") if isinstance(r, dict)]
+    rows = read_jsonl(run_dir / "metrics.jsonl", "a training metrics file", lenient=True)
+    return [r for r in rows if isinstance(r, dict)]
 
 
 def plot_status(status: RunStatus, path: str | Path) -> Path:

@@ -59,6 +59,30 @@ def test_devices_say_how_each_latency_is_estimated_and_how_far_off_it_is(cli):
     assert "how latency is estimated" in text and "nothing measured yet" in text
 
 
+def test_devices_name_a_broken_model_file_and_list_the_rest(cli, tmp_path, monkeypatch):
+    """A predictor file that is not JSON beside a table: one warning naming the file, the model listed as
+    unreadable, every device and every other model still listed, no traceback (other malformed files:
+    tests/predict/test_provenance.py)."""
+    from ofakit.latency.table import TABLES_PATH_ENV, find_table
+
+    table = find_table("cpu-ort", "ofa-mbv3-cifar").path
+    (tmp_path / table.name).write_bytes(table.read_bytes())
+    broken = tmp_path / "cpu-ort_ofa-mbv3-cifar.predictor.json"
+    broken.write_text("garbage")
+    monkeypatch.setenv(TABLES_PATH_ENV, str(tmp_path))
+    result = cli("devices", "--json")
+    assert result.code == 0 and "Traceback" not in result.err
+    [warning] = result.err.splitlines()
+    assert warning.startswith(f"ofakit: warning: device 'cpu-ort': {broken}: not an ofakit latency predictor")
+    records = {r["name"]: r for r in json.loads(result.out)}
+    assert set(records) == set(devices().names())
+    kinds = [m["kind"] for m in records["cpu-ort"]["latency_models"]]
+    assert kinds.count("unreadable file") == 1 and kinds.count("measured table") == 2
+    assert "learned predictor over the table" in kinds  # the other space's predictor
+    text = cli("devices")
+    assert text.code == 0 and "unreadable file" in text.out and text.err == result.err
+
+
 def test_arch_info_with_a_device(cli, tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"space": "ofa-mbv3-w1.2", "resolution": 224, "depths": [2, 3, 3, 3, 4],
@@ -153,8 +177,9 @@ def test_convert_mit_mistakes(cli, tmp_path):
     (tmp_path / "t.yaml").write_text("a: [b\n")
     cli("latency", "convert-mit", tmp_path / "t.yaml", "--device", "pixel", "--space", "proxyless-mobile",
         "--out", tmp_path / "o.json").assert_user_error("t.yaml: not a MIT latency table (YAML) (not YAML")
-    cli("latency", "convert-mit", tmp_path / "none.yaml", "--device", "pixel", "--space", "proxyless-mobile"
-        ).assert_user_error("cannot read", "none.yaml")
+    for space in ("proxyless-mobile", "ofa-mbv3-w1.2"):  # one resolution, or many: either way it is not there
+        cli("latency", "convert-mit", tmp_path / "none.yaml", "--device", "pixel", "--space", space
+            ).assert_user_error("none.yaml does not exist")
 
 
 def _arch_file(tmp_path: Path) -> Path:

@@ -61,6 +61,18 @@ def test_cpu_timing_of_every_layer_op(device):
     assert env["runtime_version"] and env["host"] and env["threads"] == 1
 
 
+def test_torch_backend_records_the_devices_threads():
+    """The environment a table keeps (and a resumed profile compares) holds the threads the device asks for, which
+    `load` sets, not the count torch happens to have before any load."""
+    pytest.importorskip("torch")
+    from ofakit.latency.backends.torch import TorchBackend
+
+    base = _on_the_cpu("h100-torch")
+    for threads in (2, 3):
+        device = replace(base, backend=replace(base.backend, threads=threads))
+        assert TorchBackend(device).environment()["threads"] == threads
+
+
 def test_timing_statistics_of_known_times():
     """Ten calls of 1..10 ms in any order and one stall of 100 ms: the median and percentiles ignore the stall."""
     t = Timing.of([5.0, 1.0, 9.0, 3.0, 100.0, 7.0, 2.0, 10.0, 4.0, 8.0, 6.0])

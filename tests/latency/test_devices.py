@@ -69,6 +69,8 @@ GOOD = {"name": "x", "kind": "cpu", "backend": {"name": "onnxruntime", "threads"
     ({**GOOD, "backend": {"name": "torch", "precision": "fp8"}}, r"precision 'fp8' is not one of fp32, fp16, int8"),
     ({**GOOD, "backend": {"name": "torch", "threads": "two"}}, r"backend: threads: expected an integer, got 'two'"),
     ({**GOOD, "backend": {"name": "torch", "batch": 0}}, r"threads must be >= 0 and batch >= 1"),
+    ({**GOOD, "backend": {"name": "onnxruntime", "threads": 99999999999}},
+     r"backend: threads must be at most 1024, got 99999999999$"),
     ({**GOOD, "backend": "onnxruntime"}, r"backend: expected a mapping, got 'onnxruntime'"),
     ({**GOOD, "aliases": "y"}, r"aliases: expected a list, got 'y'"),
     ({"name": "x", "backend": {"name": "torch"}}, r"missing key\(s\) 'kind'"),

@@ -87,6 +87,58 @@ def test_a_table_without_a_reference_cannot_be_corrected(tmp_path, monkeypatch):
         drift_for("cpu-ort", SPACE, mode="sometimes")
 
 
+def test_drift_on_a_model_without_a_table_says_it_applies_to_tables_only():
+    """v100's latency model is fitted on measured subnets (no table): --drift is refused for what it is, not with
+    an instruction to profile."""
+    with pytest.raises(ConfigError, match=r"^--drift applies only to table-based \(lut\) latency models: the latency "
+                                          r"model of device 'v100-b1' for space 'ofa-mbv3-w1.2' has no latency table"):
+        drift_for("v100", "ofa-mbv3-w1.2", mode="on", table_free=True, measure=lambda *_: pytest.fail("measured"))
+    d = drift_for("v100", "ofa-mbv3-w1.2", table_free=True)  # auto: no correction, and the report says why
+    assert d.how == "none" and "has no table" in d.why
+
+
+def test_a_damaged_cached_reference_model_is_exported_again(tmp_path, monkeypatch):
+    """A reference model cut short in the cache folder (a full disk, a killed copy) is removed and exported again
+    once, instead of breaking the correction for good (the tiny space's reference, for speed)."""
+    import onnxruntime
+
+    from ofakit.latency.backends import backend_for
+    from ofakit.latency.devices import get_device
+    from ofakit.latency.drift import _reference_onnx_runner, reference_cache_path
+
+    monkeypatch.setenv("OFAKIT_CACHE", str(tmp_path / "cache"))
+    space = get_space("tiny")
+    arch = space.reference_arch()
+    shape = (1, 3, arch.resolution, arch.resolution)
+    path = reference_cache_path(space, arch, shape)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x08\x08\x12\x07pytorch")  # the first bytes of a model, and no more
+    runner = _reference_onnx_runner(backend_for(get_device("cpu-ort")), space, arch, shape)
+    assert len(runner.time(2)) == 2
+    onnxruntime.InferenceSession(path.read_bytes())  # the cache holds a whole model again
+
+
+def test_the_reference_cache_names_what_the_exported_model_depends_on(monkeypatch):
+    """Another ONNX opset, torch or onnxruntime exports another file: an upgrade never reuses the old one."""
+    import importlib.metadata
+
+    from ofakit.latency.backends import onnxruntime
+    from ofakit.latency.drift import reference_cache_path
+
+    space = get_space(SPACE)
+    arch, shape = space.reference_arch(), (1, 3, 32, 32)
+    first = reference_cache_path(space, arch, shape)
+    assert reference_cache_path(space, arch, shape) == first and first.name.startswith(f"{SPACE}-")
+    monkeypatch.setattr(onnxruntime, "OPSET", onnxruntime.OPSET + 1)
+    assert reference_cache_path(space, arch, shape) != first
+    monkeypatch.undo()
+    for package in ("torch", "onnxruntime"):
+        real = importlib.metadata.version
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, p=package: "0.0" if name == p else real(name))
+        assert reference_cache_path(space, arch, shape) != first
+        monkeypatch.undo()
+
+
 def test_a_table_from_a_machine_three_times_slower_is_corrected_to_this_ones(tmp_path, monkeypatch):
     """Real timing: the drift measured against a table whose numbers are all 3x too high undoes the factor; the
     reference model is exported once into the cache folder, and the second measurement needs no torch export."""

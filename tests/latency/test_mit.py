@@ -88,6 +88,24 @@ def test_read_sources_needs_a_resolution_for_multi_resolution_spaces(tmp_path):
     assert list(read_sources(tmp_path, "tiny")) == [24]
 
 
+def test_read_sources_says_a_missing_path_does_not_exist(tmp_path):
+    with pytest.raises(ConfigError, match=r"none\.yaml does not exist; expected a folder of "
+                                          r"'<resolution>_lookup_table\.yaml' files, or one such file$"):
+        read_sources(tmp_path / "none.yaml", "ofa-mbv3-w1.2")  # (not: cannot tell its resolution)
+
+
+def test_two_files_of_one_resolution_are_refused(tmp_path):
+    """Which of the two would be converted is not for ofakit to guess (it used to keep one silently)."""
+    (tmp_path / "224_lookup_table.yaml").write_text("a: 1\n")
+    (tmp_path / "224_copy.yaml").write_text("b: 2\n")
+    (tmp_path / "192_lookup_table.yaml").write_text("c: 3\n")
+    with pytest.raises(ConfigError, match=r"224_copy\.yaml and 224_lookup_table\.yaml are both tables of resolution "
+                                          r"224; keep one of them in the folder$"):
+        read_sources(tmp_path, "ofa-mbv3-w1.2")
+    (tmp_path / "224_copy.yaml").unlink()
+    assert read_sources(tmp_path, "ofa-mbv3-w1.2") == {192: {"c": 3}, 224: {"a": 1}}
+
+
 def test_note10_source_keys_match_the_converted_keys(shared_data):
     sources = read_sources(shared_data / "latency" / "note10-ofa-mbv3-w1.2", "ofa-mbv3-w1.2")
     assert sorted(sources) == list(range(160, 225, 4))

@@ -2,6 +2,7 @@
 or kill -9, and refusal to mix environments."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ofakit.errors import CapabilityError, ConfigError
+from ofakit.latency.backends import Runner
 from ofakit.latency.devices import get_device
 from ofakit.latency.estimate import LutEstimator
 from ofakit.latency.layers import distinct_layers, plan, reference_arch
@@ -109,6 +111,36 @@ def test_resuming_in_another_environment_is_refused(tiny_table, tmp_path):
     (tmp_path / "t.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=r"was profiled in another environment \(runtime_version '0.0.1' -> "):
         profile(get_device("cpu-ort"), get_space("tiny"), tmp_path / "t.json", FAST)
+
+
+@pytest.mark.parametrize(("setting", "table_value", "device_value"), [
+    ("batch", 1, 8), ("threads", 1, 2), ("precision", "fp16", "fp32"),
+])
+def test_resuming_with_other_device_settings_is_refused(tiny_table, tmp_path, setting, table_value, device_value):
+    """The device's batch, precision and threads are what a table's timings are of: a table profiled with others is
+    not resumed (fp16 on the CPU backend is set in the table, the backend refusing it on the device)."""
+    data = json.loads(tiny_table.path.read_text())
+    data["meta"][setting] = table_value
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    device = get_device("cpu-ort")
+    if setting != "precision":
+        device = dataclasses.replace(device, backend=dataclasses.replace(device.backend, **{setting: device_value}))
+    before = (tmp_path / "t.json").read_text()
+    with pytest.raises(ConfigError, match=rf"t\.json was profiled with other settings of device 'cpu-ort' \({setting} "
+                                          rf"'?{table_value}'? -> '?{device_value}'?\); resuming would mix two "
+                                          r"measurements: pass another --out, or delete the file to start over"):
+        profile(device, get_space("tiny"), tmp_path / "t.json", FAST)
+    assert (tmp_path / "t.json").read_text() == before
+
+
+class _FastLayers(Runner):
+    """A runner whose every call takes `ms`."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+
+    def time(self, n: int) -> list[float]:
+        return [self.ms] * n
 
 
 def test_resuming_another_spaces_table_is_refused(tiny_table):

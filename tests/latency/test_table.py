@@ -86,12 +86,50 @@ def test_save_and_load_round_trip(tmp_path):
     (lambda d: d["meta"].update(reference={"ms": 1.0}), r"meta: reference: missing key\(s\) 'arch'"),
     (lambda d: d["meta"].update(threads="1"), r"meta: threads: expected an integer, got '1'"),
     (lambda d: d["entries"].update({"²": {}}), r"'entries' maps resolutions"),
+    (lambda d: d["meta"].update(batch=0), r"t.json: meta: batch must be >= 1 and threads >= 0 .*, got 0 and 0$"),
+    (lambda d: d["meta"].update(threads=-3), r"t.json: meta: batch must be >= 1 and threads >= 0 .*, got 1 and -3$"),
+    (lambda d: d["meta"].update(call_overhead_ms=0.6),
+     r"t.json: meta: call_overhead_ms 0.6 is more than half of the entries, each of which includes it once \(median "
+     r"0.5 ms\): estimates would count those layers as negative times; is it in milliseconds\?$"),
+    (lambda d: d["meta"].update(reference={"arch": get_space("ofa-mbv3-cifar").largest().to_dict(), "ms": 1.0}),
+     r"t.json: meta: reference: arch is of space 'ofa-mbv3-cifar', not the table's 'tiny'$"),
+    (lambda d: d["meta"].update(reference={"arch": {**get_space("tiny").largest().to_dict(), "kernel_sizes": [9] * 4},
+                                           "ms": 1.0}),
+     r"t.json: meta: reference: arch is not a network of space 'tiny': kernel size 9 at block 0 is not allowed"),
+    (lambda d: d["meta"].update(reference={"arch": {**get_space("tiny").largest().to_dict(), "depths": [2]},
+                                           "ms": 1.0}),
+     r"t.json: meta: reference: arch is not a network of space 'tiny': 'depths' has 1 values?; space 'tiny' needs 2"),
 ])
 def test_bad_tables_are_named(mutate, match):
     data = json.loads(_table().to_json())
     mutate(data)
     with pytest.raises(ConfigError, match=match):
         LatencyTable.from_dict(data, "t.json")
+
+
+def test_a_reference_and_an_overhead_that_fit_the_table_load():
+    """What the checks above allow: a reference of the table's space at a resolution outside the search range (a
+    CNN runs at any size), an overhead above a few entries (a layer cheaper than the call times a little below it)
+    but not above half of them, and a space ofakit does not know."""
+    arch = {**get_space("tiny").largest().to_dict(), "resolution": 40}
+    data = json.loads(_table(reference={"arch": arch, "ms": 1.0}, call_overhead_ms=0.5).to_json())
+    table = LatencyTable.from_dict(data, "t.json")
+    assert table.call_overhead_ms == 0.5 and table.meta["reference"]["arch"] == arch
+    data["meta"].update(space="my-space", reference={"arch": {**arch, "space": "my-space"}, "ms": 1.0})
+    assert LatencyTable.from_dict(data, "t.json").meta["space"] == "my-space"
+
+
+def test_every_shipped_table_loads():
+    """The checks on load hold for the tables ofakit ships (the reference a network of the table's space; in fact the
+    overhead is at most even the fastest entry)."""
+    from ofakit.latency.devices import devices, shipped_dir
+
+    shipped = [p for d in devices().names() for p in available_tables(d, [shipped_dir("latency_tables")]).values()]
+    assert len(shipped) >= 4
+    for path in shipped:
+        table = LatencyTable.load(path)
+        assert table.call_overhead_ms <= min(e.value(table.statistic) for sec in table.entries.values()
+                                             for e in sec.values())
 
 
 def test_malformed_json_is_one_line(tmp_path):
@@ -177,6 +215,15 @@ def test_tables_from_the_environment_come_first(tmp_path, monkeypatch):
     assert table_dirs()[0] == tmp_path
     assert available_tables("cpu-ort")["tiny"] == tmp_path / "cpu-ort_tiny.json"
     assert len(find_table("local-cpu", "tiny")) == len(_table())
+
+
+def test_a_device_whose_name_begins_another_ones_gets_only_its_own_tables(tmp_path):
+    """Devices `my` and `my_cpu`: `my_cpu_tiny.json` is my_cpu's table of tiny, not my's of a space 'cpu_tiny'; a
+    space part with a `_` counts for `my` when the table says it is my's."""
+    _table(device="my_cpu").save(tmp_path / "my_cpu_tiny.json")
+    _table(device="my", space="x_y").save(tmp_path / "my_x_y.json")
+    assert available_tables("my_cpu", [tmp_path]) == {"tiny": tmp_path / "my_cpu_tiny.json"}
+    assert available_tables("my", [tmp_path]) == {"x_y": tmp_path / "my_x_y.json"}
 
 
 def test_a_table_whose_content_contradicts_its_file_name_is_refused(tmp_path, monkeypatch):

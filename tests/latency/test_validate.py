@@ -28,6 +28,31 @@ def test_flops_linear_is_fitted_out_of_fold():
     np.testing.assert_allclose(flops_linear(macs, measured), measured)
 
 
+def test_flops_linear_never_fits_the_subnet_it_predicts():
+    """Each prediction comes from a line through the other subnets only: with 3, the line through the other two;
+    with 2, one other subnet fixes no line, and the baseline is refused rather than fitted on the subnet itself."""
+    macs, measured = np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 4.0])
+    want = [np.polyval(np.polyfit(np.delete(macs, i), np.delete(measured, i), 1), macs[i]) for i in range(3)]
+    np.testing.assert_allclose(flops_linear(macs, measured), want)
+    with pytest.raises(ConfigError, match=r"the FLOPs-linear baseline needs at least 3 subnets .*, got 2$"):
+        flops_linear(macs[:2], measured[:2])
+
+
+@pytest.mark.parametrize("samples", [2, 3])
+def test_validate_reports_the_flops_baseline_from_3_subnets(monkeypatch, samples):
+    import ofakit.latency.validate as validating
+    from ofakit.latency.measure import MeasuredGroup
+    from ofakit.latency.table import find_table
+
+    space = get_space("ofa-mbv3-cifar")
+    monkeypatch.setattr(validating, "measure_groups", lambda device, space, table, archs, cfg: iter([MeasuredGroup(
+        list(archs), ([space.macs(a) / 1e6 for a in archs], [space.macs(a) / 1e6 for a in archs]), None)]))
+    result = validate(get_device("cpu-ort"), space, find_table("cpu-ort", space.name), ValidateConfig(samples=samples))
+    assert ("flops_linear" in result.estimates) == (samples >= 3)
+    if samples >= 3:  # latency exactly linear in MACs: a line through the others predicts each one
+        np.testing.assert_allclose(result.estimates["flops_linear"], result.measured)
+
+
 def test_validate_on_the_tiny_space(tiny_table):
     result = validate(get_device("cpu-ort"), get_space("tiny"), tiny_table,
                       ValidateConfig(samples=4, group=3, warmup=1, reps=3))
@@ -55,6 +80,27 @@ def test_validate_command(cli, tiny_table, monkeypatch, tmp_path):
     data = json.loads(result.out)
     assert data["samples"] == 3 and len(data["subnets"]) == 3 and "noise_floor" in data["metrics"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("problem", ["file in the way", "no matplotlib"])
+def test_validate_checks_its_plot_before_measuring(cli, tmp_path, monkeypatch, problem):
+    """A --plot that cannot be written is one line before any subnet is measured, not a traceback after."""
+    import sys
+
+    import ofakit.latency.validate as validating
+
+    monkeypatch.setattr(validating, "validate", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    (tmp_path / "file").write_text("x")
+    png = tmp_path / "v.png"
+    if problem == "file in the way":
+        png = tmp_path / "file" / "v.png"
+    else:
+        monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: its import fails
+    result = cli("latency", "validate", "--device", "cpu-ort", "--space", "ofa-mbv3-cifar", "--plot", png)
+    if problem == "file in the way":
+        result.assert_user_error(f"cannot write the plot to '{png}'", "is not a directory")
+    else:
+        result.assert_user_error("--plot: matplotlib is not installed; install it with pip install 'ofakit[plot]'")
 
 
 def test_validate_command_mistakes(cli, tiny_table, monkeypatch):

@@ -113,6 +113,19 @@ def test_records_spread_and_resume(tmp_path):
     assert json.loads(path.read_text().splitlines()[0])["top1"] == 0.5
 
 
+def test_records_keep_every_whole_line_around_an_old_torn_one(tmp_path):
+    """An older append left a kill's torn line in the middle of the records, ended by a newline: the records are
+    ofakit's own log, so it is skipped wherever it is, and every whole record is read."""
+    archs = spread_over_macs(get_space("ofa-mbv3-w1.0"), 3, random.Random(1))
+    path = tmp_path / "records.jsonl"
+    append_record(path, archs[0], 0.5)
+    with open(path, "a") as fh:
+        fh.write('{"arch": {"space": "ofa-mb\n')  # torn, then ended by the old append
+    append_record(path, archs[1], 0.6)
+    append_record(path, archs[2], 0.7)
+    assert read_records(path) == dict(zip(archs, (0.5, 0.6, 0.7)))
+
+
 def test_uniform_grid_covers_every_setting_at_the_range_ends():
     space = get_space("ofa-mbv3-cifar")
     grid = uniform_grid(space)

@@ -126,6 +126,23 @@ def test_save_load_and_a_changed_source(tmp_path):
         AdaptedEstimator.load(path, lambda device, space: load_structural(device, space))
 
 
+@pytest.mark.parametrize(("drop", "wrong"), [("records", "records"), ("cv", "cv"), ("device", "device")])
+def test_a_model_file_without_what_a_report_reads_is_refused_on_load(tmp_path, drop, wrong):
+    """`ofakit devices` describes a loaded model by its device, records and cross-validated error: a file lacking
+    one is a one-line error naming it at load, not a KeyError later."""
+    src = load_structural("v100-b32", SPACE)
+    archs = _archs(5, 3)
+    model = adapt("my-gpu", SPACE, [LatencyRecord(a, float(m)) for a, m in zip(archs, src.estimate_batch(archs))],
+                  {"v100-b32": src})
+    path = model.save(tmp_path / f"my-gpu{SUFFIX}")
+    data = json.loads(path.read_text())
+    del data["meta"][drop]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=rf"my-gpu\.adapted\.json: malformed adapted latency model .*; wrong: "
+                                          rf"{wrong}\)$"):
+        AdaptedEstimator.load(path, lambda device, space: load_structural(device, space))
+
+
 def test_too_few_records_or_no_source():
     records = [LatencyRecord(a, 5.0) for a in _archs(2, 7)]
     with pytest.raises(ConfigError, match="at least 3 measured subnets"):

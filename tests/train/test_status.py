@@ -187,6 +187,17 @@ def test_a_stopped_fine_tuning_run_is_resumed_by_finetune(tmp_path):
     assert "resume: run the same `ofakit finetune` command" in text
 
 
+def test_a_torn_line_in_the_middle_of_the_metrics_is_skipped(tmp_path):
+    """Metrics are ofakit's own log: a line an older append left torn in the middle (a kill, then a resume) is
+    skipped, as a torn last line is, rather than stop `status`."""
+    rows = [{"step": s, "stage": "a", "epoch": 0, "loss": 1.0, "lr": 0.1, "img_per_s": 100.0} for s in (10, 20)]
+    run = _fake_run(tmp_path / "run", rows)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 30, "stage": "a", "lo\n{"step": 30, "stage": "a", "epoch": 0, "loss": 1.0, "lr": 0.1, '
+                 '"img_per_s": 100.0}\n{"step": 40, "sta')
+    assert run_status(run).step == 30
+
+
 def test_odd_values_in_a_users_files_give_no_traceback(tmp_path):
     run = _fake_run(tmp_path / "run", [])
     record = json.loads((run / "run.json").read_text())

@@ -73,8 +73,9 @@ class TorchBackend(Backend):
         import torch
 
         self._check_cuda()
+        threads = self.settings.threads if self.cuda else self.settings.threads or torch.get_num_threads()
         env: dict[str, Any] = {"runtime": "torch", "runtime_version": torch.__version__, "host": host_cpu(),
-                               "threads": torch.get_num_threads() if not self.cuda else self.settings.threads}
+                               "threads": threads}  # the device's threads, which `load` sets, else torch's default
         if self.cuda:
             env["gpu"] = torch.cuda.get_device_name()
             env["cuda"] = torch.version.cuda
