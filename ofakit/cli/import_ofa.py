@@ -61,9 +61,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"imported {args.checkpoint.name} ({n / 1e6:.2f} M parameters, {info.num_classes} classes) "
               f"into bundle {args.out}", file=sys.stderr)
     if predictor is not None:
+        from ofakit.predict.fit import record_in_bundle
         from ofakit.predict.ofa_predictor import predictor_resolutions
 
         args.out.mkdir(parents=True, exist_ok=True)
+        if (args.out / BUNDLE_JSON).exists():  # first: a kill before the save leaves no stale description
+            record_in_bundle(args.out, predictor)  # (drops metrics.predictor: MIT's file carries no metrics)
         predictor.save(args.out)
         if not (args.out / "bundle.json").exists():  # a predictor-only bundle: enough to specialize, no weights
             from dataclasses import asdict

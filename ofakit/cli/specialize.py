@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "train split: e.g. the bundle's calibration.npz, or what --verify takes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="directory for arch.json (several budgets: arch-<budget>.json each) and "
-                                            "report.json (and pareto.png)")
+                                            "report.json (and pareto.png); an earlier run's arch files and "
+                                            "pareto.png that this run does not write are removed")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--pareto", action="store_true", help="also compute the accuracy/latency front (needs --out "
                                                           "for the PNG)")
@@ -73,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     )
     _, report = specialize(bundle, cfg, pareto=args.pareto, verify=args.verify)
     if args.out is not None:
-        write_results(args.out, report)
+        _, stale = write_results(args.out, report)
+        if stale:
+            print(f"removed {', '.join(p.name for p in stale)} of an earlier run from {args.out} (this run did not "
+                  "write them)", file=sys.stderr)
+    for note in report.get("notes", ()):
+        print(f"note: {note}", file=sys.stderr)
     print_drift(report.get("latency_drift"))
     if args.json:
         print_json(report)

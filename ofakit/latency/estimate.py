@@ -73,6 +73,10 @@ class LutEstimator:
         """False: a table is measured layer by layer, never fitted on subnets."""
         return False
 
+    def serves(self, resolutions: Sequence[int]) -> tuple[int, ...]:
+        """Those of `resolutions` the table has a section for (a search proposes no other)."""
+        return tuple(r for r in resolutions if r in self.table.entries)
+
     def _checked(self, sums: np.ndarray, arch_at: Callable[[int], ArchConfig], scale: float) -> np.ndarray:
         bad = np.flatnonzero(np.isnan(sums))
         if bad.size:
@@ -92,7 +96,8 @@ class Estimator(Protocol):
 
     `table` is the device's table (None for a model with no table), `estimate_rows` works on genome rows (what a
     search holds), `additive` gives the estimate as a sum over layers where it is one (None otherwise), and
-    `fitted_on` says whether an arch was one the model was fitted on (never sampled to validate it).
+    `fitted_on` says whether an arch was one the model was fitted on (never sampled to validate it), and `serves` which
+    of some input resolutions it estimates (a search restricts itself to those).
     """
 
     name: str
@@ -107,3 +112,5 @@ class Estimator(Protocol):
     def additive(self, scale: float = 1.0) -> Additive | None: ...
 
     def fitted_on(self, arch: ArchConfig) -> bool: ...
+
+    def serves(self, resolutions: Sequence[int]) -> tuple[int, ...]: ...

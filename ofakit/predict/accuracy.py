@@ -5,7 +5,10 @@ Two kinds, both evaluated in NumPy (no torch import):
   (weights in ``predictor.safetensors``); also the form of predictors imported from MIT's once-for-all.
 - ``gbm``: scikit-learn gradient-boosted trees, stored as plain arrays (no pickles).
 
-Files in a bundle: ``predictor.json`` (kind, space, encoding, metrics) and ``predictor.safetensors`` (arrays).
+Files in a bundle: ``predictor.json`` (kind, space, encoding, metrics) and ``predictor.safetensors`` (arrays). They
+are saved one after the other, so each save tags the pair with a digest of the arrays (the JSON's ``arrays_digest``,
+the arrays file's metadata): a pair from two saves (a kill between the two writes) is refused on load. Files saved
+before the tag (the shipped reference bundle's) carry it in neither and load as they are.
 """
 from __future__ import annotations
 
@@ -103,20 +106,22 @@ class AccuracyPredictor:
 
     # -- files ----------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
+        """predictor.safetensors, then predictor.json (each atomically), both tagged with the arrays' digest."""
         from safetensors.numpy import save_file
 
         directory = Path(directory)
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays.items()}
+        digest = arrays_digest(arrays)
         with atomic_path(directory / PREDICTOR_ARRAYS) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, str(tmp))
+            save_file(arrays, str(tmp), metadata={DIGEST_KEY: digest})
         atomic_write_json(directory / PREDICTOR_JSON, {"space": self.space, "kind": self.kind,
-                                                       "encoding": self.encoding, "meta": self.meta})
+                                                       "encoding": self.encoding, "meta": self.meta,
+                                                       "arrays_digest": digest})
 
     @classmethod
     def load(cls, directory: str | Path) -> AccuracyPredictor:
         """The predictor stored in a bundle folder; a missing, malformed or inconsistent file is one BundleError or
         ConfigError line naming it."""
-        from safetensors.numpy import load_file
-
         from ofakit.bundle import check_safetensors
 
         directory = Path(directory)
@@ -129,12 +134,42 @@ class AccuracyPredictor:
                               build=lambda data: build(PredictorInfo, data, str(meta_path)))
         weights = directory / PREDICTOR_ARRAYS
         check_safetensors(weights)
-        arrays = read_user_mapped(weights, "accuracy predictor weights (safetensors)", lambda path: {
-            k: v.astype(np.float64, copy=False) for k, v in load_file(path).items()})  # (its own, writable arrays)
+        tag, arrays = read_user_mapped(weights, "accuracy predictor weights (safetensors)", _read_arrays)
+        if tag != info.arrays_digest:
+            raise BundleError(
+                f"{meta_path} and {weights} do not belong together (a save was interrupted between them: the "
+                f"JSON's arrays digest is {info.arrays_digest or 'absent'}, the arrays' {tag or 'absent'}); refit "
+                f"with `ofakit predictor fit --bundle {directory} --data DATA`, or import MIT's again with "
+                "`ofakit import-ofa --predictor FILE --force`")
         _check_arrays(info, arrays, str(weights))
         files = (file_version(meta_path), file_version(weights))
         return cls(space=info.space, kind=info.kind, arrays=arrays, encoding=info.encoding, meta=info.meta,
                    loaded_from=files)
+
+
+def _read_arrays(path: Path) -> tuple[str, dict[str, np.ndarray]]:
+    """The digest tag of a predictor's arrays file ("" when it has none) and its arrays as float64 (its own,
+    writable copies)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        tag = (fh.metadata() or {}).get(DIGEST_KEY, "")
+        return tag, {k: fh.get_tensor(k).astype(np.float64, copy=False) for k in fh.keys()}
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A short digest of named arrays (names, dtypes, shapes and bytes): what ties predictor.json to its arrays."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        v = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{v.dtype.str}:{v.shape};".encode())
+        h.update(v.tobytes())
+    return h.hexdigest()[:16]
+
+
+DIGEST_KEY = "ofakit_arrays_digest"  # the arrays file's metadata key holding `arrays_digest`
 
 
 @dataclass(frozen=True)
@@ -145,11 +180,12 @@ class PredictorInfo:
     kind: str  # one of KINDS
     encoding: str = "ofakit"  # "ofakit" (space.encode) or a MIT layout
     meta: dict[str, Any] = field(default_factory=dict)  # metrics, samples, source; "layers" for an MLP
+    arrays_digest: str = ""  # the digest its arrays file is tagged with ("": files saved before the tag)
 
     def __post_init__(self) -> None:
-        from ofakit.predict.ofa_predictor import LAYOUTS
+        from ofakit.predict.ofa_predictor import LAYOUTS, TUTORIAL_RESOLUTIONS, check_mit_space
 
-        get_space(self.space)  # an unknown space names the known ones
+        space = get_space(self.space)  # an unknown space names the known ones
         if self.kind not in KINDS:
             raise BundleError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.encoding not in ("ofakit", *LAYOUTS):
@@ -161,6 +197,17 @@ class PredictorInfo:
         if resolutions is not None and not (isinstance(resolutions, list) and all(
                 isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in resolutions)):
             raise BundleError(f"meta: mit_resolutions must be a list of positive integers, got {resolutions!r}")
+        if resolutions is not None and len(set(resolutions)) != len(resolutions):
+            raise BundleError(f"meta: mit_resolutions lists a resolution twice: {resolutions}; each input slot has "
+                              "its own resolution")
+        if self.encoding == "ofa-tutorial" and resolutions is not None \
+                and tuple(resolutions) != TUTORIAL_RESOLUTIONS:
+            raise BundleError(f"meta: the ofa-tutorial encoding has fixed resolution slots "
+                              f"{list(TUTORIAL_RESOLUTIONS)}, got mit_resolutions {resolutions}")
+        if self.encoding == "ofa-nas" and resolutions is None:
+            raise BundleError("meta: an 'ofa-nas' predictor needs its resolution list (mit_resolutions)")
+        if self.encoding != "ofakit":
+            check_mit_space(space)
 
 
 KINDS = ("mlp", "gbm")
@@ -170,12 +217,22 @@ _FOLDED: dict[tuple, list[tuple[np.ndarray, np.ndarray | None]]] = {}
 
 
 def _check_arrays(info: PredictorInfo, arrays: dict[str, np.ndarray], where: str) -> None:
-    """The arrays `info.kind` reads are there, with shapes that chain (an MLP ends in one output)."""
-    if info.encoding == "ofakit":  # MIT layouts are checked against the space when a search starts
+    """The arrays `info.kind` reads are there, finite, with shapes that chain from the encoding's features (an MLP
+    ends in one output; its offset is one number)."""
+    from ofakit.predict.ofa_predictor import mit_input_width
+
+    if info.encoding == "ofakit":
         space = get_space(info.space)
         width = space.encode([space.smallest()]).shape[1]
     else:
-        width = None
+        width = mit_input_width(info.meta.get("mit_resolutions"))
+    for name, value in arrays.items():
+        if not np.isfinite(value).all():
+            raise BundleError(f"{where}: array {name} holds a number that is not finite (NaN or infinity); refit "
+                              "the predictor")
+    if "offset" in arrays and arrays["offset"].shape != (1,):
+        raise BundleError(f"{where}: array offset must hold one number (shape (1,)), got shape "
+                          f"{arrays['offset'].shape}")
     if info.kind == "gbm":
         try:
             check_gbm_arrays(arrays, features=width, where=where)
@@ -258,24 +315,50 @@ def _fit(kind: str, x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 100) 
 
 
 def rank_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Kendall tau, Spearman rho and RMSE; a rank correlation is NaN where either side is constant (no warning: the
+    cross-validation leaves such folds out)."""
+    import warnings
+
     from scipy.stats import kendalltau, spearmanr
 
-    return {"kendall_tau": float(kendalltau(pred, true)[0]), "spearman": float(spearmanr(pred, true)[0]),
-            "rmse": float(np.sqrt(np.mean((pred - true) ** 2)))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's ConstantInputWarning
+        tau, rho = float(kendalltau(pred, true)[0]), float(spearmanr(pred, true)[0])
+    return {"kendall_tau": tau, "spearman": rho, "rmse": float(np.sqrt(np.mean((pred - true) ** 2)))}
+
+
+def _held_out(n: int, holdout: float) -> int:
+    """How many of `n` records `fit_accuracy_predictor` keeps out of the fit (at least 2)."""
+    return max(2, int(holdout * n))
+
+
+def min_records(folds: int = 5, holdout: float = 0.2) -> int:
+    """The fewest records `fit_accuracy_predictor` takes: every cross-validation fold then validates on at least 2
+    subnets of those left after the held-out ones (a Kendall tau of one subnet is undefined)."""
+    n = 2 * folds
+    while n - _held_out(n, holdout) < 2 * folds:
+        n += 1
+    return n
 
 
 def fit_accuracy_predictor(space: SearchSpace, archs: Sequence[ArchConfig], accuracies: Sequence[float], *,
                            kinds: Sequence[str] = ("mlp", "gbm"), folds: int = 5, holdout: float = 0.2,
                            seed: int = 0, mlp_epochs: int = 100) -> AccuracyPredictor:
     """Fit each kind, choose by K-fold cross-validated Kendall tau on the training part, report held-out metrics,
-    and refit the winner on all records."""
+    and refit the winner on all records.
+
+    A fold whose tau is undefined (its subnets' accuracies, or predictions, all tie) does not count in its kind's mean;
+    when no fold of any kind ranks anything, the records cannot choose a predictor: a ConfigError.
+    """
     x = space.encode(archs).astype(np.float64)
     y = np.asarray(accuracies, dtype=np.float64)
-    if len(y) < 2 * folds:
-        raise ValueError(f"need at least {2 * folds} (arch, accuracy) records to fit a predictor, got {len(y)}")
+    if len(y) < min_records(folds, holdout):
+        raise ConfigError(f"need at least {min_records(folds, holdout)} (arch, accuracy) records to fit a predictor "
+                          f"({folds} cross-validation folds of at least 2 subnets each, beside the held-out ones), "
+                          f"got {len(y)}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
-    n_hold = max(2, int(holdout * len(y)))
+    n_hold = _held_out(len(y), holdout)
     hold, train = order[:n_hold], order[n_hold:]
     cv: dict[str, float] = {}
     for kind in kinds:
@@ -285,8 +368,14 @@ def fit_accuracy_predictor(space: SearchSpace, archs: Sequence[ArchConfig], accu
             fit = np.setdiff1d(train, val)
             p = AccuracyPredictor(space.name, kind, _fit(kind, x[fit], y[fit], seed, mlp_epochs)).predict_features(x[val])
             taus.append(rank_metrics(p, y[val])["kendall_tau"])
-        cv[kind] = float(np.mean(taus))
-    best = max(cv, key=cv.get)
+        ranked = [t for t in taus if not np.isnan(t)]
+        cv[kind] = float(np.mean(ranked)) if ranked else float("nan")
+    if all(np.isnan(v) for v in cv.values()):
+        raise ConfigError(f"cross-validation could not rank any subnet: in every fold the recorded accuracies (or "
+                          f"every kind's predictions) tie, over {len(y)} records (accuracies "
+                          f"{y.min():.4f}-{y.max():.4f}); evaluate on more validation images (--val-batches) or "
+                          "more subnets (--samples), or check that the supernet is trained")
+    best = max((k for k in cv if not np.isnan(cv[k])), key=cv.get)
     held = AccuracyPredictor(space.name, best, _fit(best, x[train], y[train], seed, mlp_epochs)).predict_features(x[hold])
     metrics = rank_metrics(held, y[hold])
     arrays = _fit(best, x, y, seed, mlp_epochs)

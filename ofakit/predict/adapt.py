@@ -268,6 +268,12 @@ class AdaptedEstimator(SavedAsJson):
         """Whether `arch` was one of the measured subnets the model was fitted on."""
         return arch_digest(arch) in self._fitted
 
+    def serves(self, resolutions: Sequence[int]) -> tuple[int, ...]:
+        """Those of `resolutions` every model it combines estimates."""
+        for est, _ in self._used:
+            resolutions = est.serves(resolutions)
+        return tuple(resolutions)
+
     # -- JSON ---------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "meta": self.meta,

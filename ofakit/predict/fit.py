@@ -13,7 +13,6 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ofakit.errors import ConfigError
 from ofakit.io import check_output_file
@@ -21,12 +20,13 @@ from ofakit.latency.devices import DeviceSpec
 from ofakit.latency.measure import (ValidateConfig, check_repetitions, check_resolutions, measure_latency_records,
                                     records_path_for, sample_archs)
 from ofakit.latency.table import LatencyTable
-from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.predict.accuracy import AccuracyPredictor, min_records
 from ofakit.predict.latency import MIN_RECORDS, LatencyPredictor, fit_latency_predictor, predictor_filename
-from ofakit.predict.records import RECORDS, append_record, read_records, spread_over_macs, uniform_grid
+from ofakit.predict.records import (RECORDS, append_record, one_per_network, read_records, spread_over_macs,
+                                    uniform_grid)
 from ofakit.space import SearchSpace
 
-MIN_ACCURACY_SAMPLES = 10  # two per cross-validation fold
+MIN_ACCURACY_SAMPLES = min_records()  # 12: two per cross-validation fold besides the held-out subnets
 
 Progress = Callable[[int, int], None]  # (records done, records wanted)
 
@@ -97,6 +97,13 @@ class AccuracyFitConfig:
     seed: int = 0  # seeds the subnets, the evaluation subset and the fit
     uniform: bool = False  # also every uniform subnet at 3 resolutions
 
+    def __post_init__(self) -> None:
+        if self.val_batches is not None and self.val_batches < 1:
+            raise ConfigError(f"--val-batches must be at least 1 (or left out for the whole val split), got "
+                              f"{self.val_batches}")
+        if self.calibration_batches < 1:
+            raise ConfigError(f"--calibration-batches must be at least 1, got {self.calibration_batches}")
+
 
 def fit_accuracy(bundle: Path, cfg: AccuracyFitConfig, *, progress: Progress | None = None) -> AccuracyPredictor:
     """Evaluate the subnets of `cfg` on the bundle's supernet (those not in its accuracy records yet, appended one by
@@ -120,38 +127,46 @@ def fit_accuracy(bundle: Path, cfg: AccuracyFitConfig, *, progress: Progress | N
     if train.num_classes != info.num_classes:
         raise ConfigError(f"data {cfg.data!r} has {train.num_classes} classes, the bundle {info.num_classes}")
     archs = spread_over_macs(space, cfg.samples, random.Random(cfg.seed))
-    if cfg.uniform:
-        archs = list(dict.fromkeys(archs + uniform_grid(space)))
+    if cfg.uniform:  # a uniform subnet whose network the spread holds already is not added again
+        archs = one_per_network(space, archs + uniform_grid(space))
     path = bundle / RECORDS
     ecfg = EvalConfig(max_batches=cfg.val_batches, recalibration_batches=cfg.calibration_batches, seed=cfg.seed)
     images = len(val) if ecfg.max_batches is None else min(len(val), ecfg.max_batches * ecfg.batch_size)
     evaluation = {"data": Path(str(cfg.data)).name, "val_images": images,
                   "calibration_images": ecfg.recalibration_batches * ecfg.recalibration_batch_size, "seed": ecfg.seed}
-    done = read_records(path, evaluation)
-    todo = [a for a in archs if a not in done]
+    done: dict[tuple, float] = {}  # by network (`space.key`): an arch recorded with other skipped slots counts
+    for arch, top1 in read_records(path, evaluation).items():
+        done.setdefault(space.key(arch), top1)
+    todo = [a for a in archs if space.key(a) not in done]
     if progress:
         progress(len(archs) - len(todo), len(archs))
     for i, arch in enumerate(todo, len(archs) - len(todo) + 1):
-        done[arch] = evaluate_subnet(supernet, arch, train, val, ecfg)
-        append_record(path, arch, done[arch], evaluation)
+        done[space.key(arch)] = evaluate_subnet(supernet, arch, train, val, ecfg)
+        append_record(path, arch, done[space.key(arch)], evaluation)
         if progress:
             progress(i, len(archs))
-    predictor = fit_accuracy_predictor(space, archs, [done[a] for a in archs], seed=cfg.seed)
+    predictor = fit_accuracy_predictor(space, archs, [done[space.key(a)] for a in archs], seed=cfg.seed)
     predictor.meta["data"] = cfg.data
     predictor.meta["evaluation"] = evaluation
     predictor.save(bundle)
-    _record_in_bundle(bundle, predictor)
+    record_in_bundle(bundle, predictor)
     return predictor
 
 
-def _record_in_bundle(bundle: Path, predictor: AccuracyPredictor) -> None:
-    """Keep bundle.json's provenance in step: metrics.predictor describes the predictor now stored beside it."""
+def record_in_bundle(bundle: Path, predictor: AccuracyPredictor) -> None:
+    """Keep bundle.json's provenance in step with the predictor stored beside it (written atomically): a fitted
+    predictor's metrics go to metrics.predictor; for one with none (imported from MIT) metrics.predictor is dropped,
+    so that it never describes a predictor that was replaced."""
     from ofakit.bundle import BUNDLE_JSON, read_bundle_info
     from ofakit.io import atomic_write_json
 
     info = read_bundle_info(bundle)
     meta = predictor.meta
-    described: dict[str, Any] = {
-        "kind": predictor.kind, "samples": meta.get("samples"), "heldout": meta.get("heldout"),
-        "cv_kendall_tau": meta.get("cv_kendall_tau"), "evaluation": meta.get("evaluation")}
-    atomic_write_json(bundle / BUNDLE_JSON, asdict(replace(info, metrics={**info.metrics, "predictor": described})))
+    metrics = {k: v for k, v in info.metrics.items() if k != "predictor"}
+    if "heldout" in meta:
+        metrics["predictor"] = {
+            "kind": predictor.kind, "samples": meta.get("samples"), "heldout": meta.get("heldout"),
+            "cv_kendall_tau": meta.get("cv_kendall_tau"), "evaluation": meta.get("evaluation")}
+    elif "predictor" not in info.metrics:
+        return
+    atomic_write_json(bundle / BUNDLE_JSON, asdict(replace(info, metrics=metrics)))

@@ -202,6 +202,10 @@ class LatencyPredictor(SavedAsJson):
         """Whether `arch` was one of the subnets the predictor was fitted on."""
         return arch_digest(arch) in self._fitted
 
+    def serves(self, resolutions: Sequence[int]) -> tuple[int, ...]:
+        """Those of `resolutions` its table has a section for (its first feature is the table's sum)."""
+        return self.features.lut.serves(resolutions)
+
     # -- JSON ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "meta": self.meta,

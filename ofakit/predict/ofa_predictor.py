@@ -76,10 +76,11 @@ def encode_mit(space: SearchSpace, archs: Sequence[ArchConfig], layout: str,
         resolutions = TUTORIAL_RESOLUTIONS
     r_slot = {int(r): i for i, r in enumerate(resolutions)}
     n_r = len(r_slot)
+    width = mit_input_width(resolutions)
     if layout == "ofa-tutorial":  # [kernel 60][expand 60][resolution 8]
-        k_base, e_base, r_base, width = 0, 3 * N_SLOTS, 6 * N_SLOTS, 6 * N_SLOTS + n_r
+        k_base, e_base, r_base = 0, 3 * N_SLOTS, 6 * N_SLOTS
     else:  # [resolution |R|][kernel 60][expand 60]
-        k_base, e_base, r_base, width = n_r, n_r + 3 * N_SLOTS, 0, n_r + 6 * N_SLOTS
+        k_base, e_base, r_base = n_r, n_r + 3 * N_SLOTS, 0
     n = len(archs)
     slots = np.empty(n, dtype=np.int64)
     for i, arch in enumerate(archs):
@@ -115,6 +116,12 @@ def encode_mit(space: SearchSpace, archs: Sequence[ArchConfig], layout: str,
     return out
 
 
+def mit_input_width(resolutions: Sequence[int] | None) -> int:
+    """The number of inputs of MIT's predictor with resolution slots `resolutions` (None: the tutorial's 8): a
+    kernel and an expand one-hot per block slot (3 + 3 each) and one input per resolution slot."""
+    return 6 * N_SLOTS + len(set(TUTORIAL_RESOLUTIONS if resolutions is None else resolutions))
+
+
 def _choice_index(values: np.ndarray, choices: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Index of each value in `choices` (sorted), and whether the value is one of them."""
     idx = np.minimum(np.searchsorted(choices, values), len(choices) - 1)
@@ -133,18 +140,28 @@ def predictor_resolutions(pred: AccuracyPredictor, space: SearchSpace) -> tuple[
 
 
 def predictor_space(pred: AccuracyPredictor, space: SearchSpace) -> SearchSpace:
-    """`space` restricted to the resolutions `pred` can encode, for sampling and mutation in a search.
-
-    The copy keeps the space's name and encoding (archs stay archs of `space`); only `resolutions` (what `sample`,
-    `mutate`, `largest` and `smallest` draw from) shrinks. Raises BundleError when no resolution is left.
+    """`space` restricted to the resolutions `pred` can encode, for sampling and mutation in a search
+    (`restrict_resolutions`). Raises BundleError when no resolution is left.
     """
     allowed = predictor_resolutions(pred, space)
-    if allowed == tuple(space.resolutions):
-        return space
     if not allowed:
         encodable = ", ".join(str(r) for r in pred.meta.get("mit_resolutions", ()))
         raise BundleError(f"the predictor encodes none of the resolutions of space {space.name!r} "
                           f"({space.resolutions[0]}-{space.resolutions[-1]}); it encodes: {encodable}")
+    return restrict_resolutions(space, allowed)
+
+
+def restrict_resolutions(space: SearchSpace, allowed: Sequence[int]) -> SearchSpace:
+    """`space` with only the resolutions `allowed` (a non-empty subset of its own, in its order).
+
+    The copy keeps the space's name and encoding (archs stay archs of `space`); only `resolutions` (what `sample`,
+    `mutate`, `largest` and `smallest` draw from) shrinks. `space` itself when nothing is left out.
+    """
+    allowed = tuple(r for r in space.resolutions if r in set(allowed))
+    if not allowed:
+        raise ValueError(f"no resolution of space {space.name!r} is allowed")
+    if allowed == tuple(space.resolutions):
+        return space
     restricted = copy.copy(space)
     restricted.encode = space.encode  # type: ignore[method-assign]  # the space's features, not the subset's
     restricted.resolutions = allowed
@@ -181,12 +198,17 @@ def import_ofa_predictor(path: str | Path, space: str, *,
 
     Raises:
         BundleError: an unsafe or unreadable file, an unknown layout, inconsistent shapes, a space MIT's encoding
-            does not fit, or a predictor that encodes none of the space's resolutions.
+            does not fit, a resolution that is not a positive whole number, or a predictor that encodes none of the
+            space's resolutions.
     """
     from ofakit.interop.ofa_checkpoint import load_ofa_checkpoint
 
     sp = get_space(space)
     check_mit_space(sp)
+    if resolutions is not None:
+        bad = [r for r in resolutions if isinstance(r, bool) or not isinstance(r, int) or r < 1]
+        if bad:
+            raise BundleError(f"resolutions must be positive whole numbers (input sizes in pixels), got {bad[0]!r}")
     raw = {k.removeprefix("module."): v for k, v in load_ofa_checkpoint(path).items()}
     layout, n = _detect_layout(raw)
     bad = [k for k, v in raw.items() if not v.is_floating_point()]
@@ -205,7 +227,7 @@ def import_ofa_predictor(path: str | Path, space: str, *,
         if resolutions is not None and tuple(resolutions) != TUTORIAL_RESOLUTIONS:
             raise BundleError("the ofa.tutorial layout has fixed resolution slots (112-224 every 16 px); "
                               "do not pass resolutions for it")
-        if n_inputs != 6 * N_SLOTS + len(TUTORIAL_RESOLUTIONS):
+        if n_inputs != mit_input_width(None):
             raise BundleError(f"{path}: the ofa.tutorial layout takes 128 inputs, this one takes {n_inputs}")
         mit_resolutions = TUTORIAL_RESOLUTIONS
     else:

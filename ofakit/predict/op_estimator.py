@@ -89,6 +89,11 @@ class OpModelEstimator:
         """Whether `arch` was one of the subnets the estimate was calibrated on (an op model: none)."""
         return bool(self._fitted) and arch_digest(arch) in self._fitted
 
+    def serves(self, resolutions: Sequence[int]) -> tuple[int, ...]:
+        """Those of `resolutions` inside the range it answers for."""
+        lo, hi = self.resolution_range
+        return tuple(r for r in resolutions if lo <= r <= hi)
+
 
 # -- where models are ---------------------------------------------------------------------------------------------
 def find_model_file(device: str, suffix: str, dirs: Iterable[Path] | None = None) -> Path | None:

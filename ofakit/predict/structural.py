@@ -291,6 +291,11 @@ class StructuralEstimator(SavedAsJson):
         """Whether `arch` was one of the subnets the model was fitted on."""
         return arch_digest(arch) in self._fitted
 
+    def serves(self, resolutions: Sequence[int]) -> tuple[int, ...]:
+        """Those of `resolutions` inside the range it answers for."""
+        lo, hi = self.resolution_range
+        return tuple(r for r in resolutions if lo <= r <= hi)
+
     # -- JSON ---------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; thresholds as float32 (what they are: `fit_trees` fits on float32 features), node indices as

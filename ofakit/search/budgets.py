@@ -59,6 +59,7 @@ first draws as evolve's (the best half of twice as many: seeds 0-9, 33 and 3 in 
 bundle's time 3.2x one budget's).)"""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -105,8 +106,7 @@ def search_budgets(genome: Genome, score: ScoreFn, limits_at: Callable[[float], 
             seeded with `seed`; any other runs per budget with `options` and such a generator, as a single-budget
             search would.
     """
-    if len(set(budgets)) != len(budgets):
-        raise ConfigError(f"latency budgets must differ, got {', '.join(f'{b:g}' for b in budgets)}")
+    check_budgets(budgets)
     if search is ALGORITHMS.get("evolution") and getattr(options.get("reward"), "kind", "hard") == "hard":
         return shared_evolution(genome, score, limits_at, budgets, cfg, Stream(seed), share)
     started = time.perf_counter()
@@ -420,8 +420,39 @@ def _chunked(score: ScoreFn, size: int) -> ScoreFn:
 
 
 def arch_files(budgets: Sequence[float]) -> list[str]:
-    """The file names of the budgets' archs: arch-25ms.json, arch-22.5ms.json."""
-    return [f"arch-{b:g}ms.json" for b in budgets]
+    """The file names of the budgets' archs: arch-25ms.json, arch-22.5ms.json (6 significant digits); budgets that
+    would share a name are a ConfigError (`check_budgets`)."""
+    check_budgets(budgets)
+    return [_arch_file(b) for b in budgets]
+
+
+def _arch_file(budget: float) -> str:
+    return f"arch-{budget:g}ms.json"
+
+
+_ARCH_FILE = re.compile(r"arch-[0-9][0-9.e+-]*ms\.json")
+
+
+def is_arch_file(name: str) -> bool:
+    """Whether `name` is one of the names `arch_files` gives."""
+    return _ARCH_FILE.fullmatch(name) is not None
+
+
+def check_budgets(budgets: Sequence[float], text: str | None = None) -> None:
+    """A ConfigError for budgets that repeat a value (equal to 1e-9 relative: 0.7ms and 700us are one budget) or
+    that would share an arch file name (equal to 6 significant digits, `arch_files`); `text`: what the user wrote."""
+    given = repr(text) if text is not None else ", ".join(f"{b:.12g}" for b in budgets)
+    named: dict[str, float] = {}
+    for i, b in enumerate(budgets):
+        if any(abs(a - b) <= 1e-9 * max(abs(a), abs(b)) for a in budgets[:i]):
+            if text is not None:
+                raise ConfigError(f"latency budgets {given} repeat a value; give each once")
+            raise ConfigError(f"latency budgets must differ, got {given}")
+        name = _arch_file(b)
+        if name in named:
+            raise ConfigError(f"latency budgets {given}: {named[name]:.12g} and {b:.12g} ms would both be written "
+                              f"to {name}; give budgets that differ within 6 significant digits")
+        named[name] = b
 
 
 def parse_latency_budgets(text: str) -> tuple[float, ...]:
@@ -434,10 +465,11 @@ def parse_latency_budgets(text: str) -> tuple[float, ...]:
         low, high = parse_latency_ms(start), parse_latency_ms(stop)
         if not low < high:
             raise ConfigError(f"latency range {text!r} must rise: START below STOP, e.g. 20ms:40ms:5")
-        return tuple(float(round(b, 6)) for b in np.linspace(low, high, int(count)))
+        budgets = tuple(float(round(b, 6)) for b in np.linspace(low, high, int(count)))
+        check_budgets(budgets, text)
+        return budgets
     budgets = tuple(parse_latency_ms(part) for part in text.split(","))
-    if len(set(budgets)) != len(budgets):
-        raise ConfigError(f"latency budgets {text!r} repeat a value; give each once")
+    check_budgets(budgets, text)
     return budgets
 
 

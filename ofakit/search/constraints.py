@@ -87,7 +87,8 @@ def parse_latency_ms(text: str) -> float:
     if not match:
         raise ConfigError(f"cannot read latency {text!r}; write e.g. 30ms, 30 (milliseconds) or 0.03s")
     value, unit = float(match.group(1)), (match.group(2) or "ms").lower()
-    return value * {"ms": 1.0, "s": 1000.0, "us": 0.001}[unit]
+    ms = value * {"ms": 1.0, "s": 1000.0, "us": 0.001}[unit]
+    return float(f"{ms:.12g}")  # 12 significant digits: 700us is 0.7 ms, not 0.7000000000000001
 
 
 def parse_count(text: str, what: str = "count") -> float:

@@ -172,15 +172,28 @@ def _pick_parts(ev: _Evaluator, rows: np.ndarray, sizes: Sequence[int], want: np
 def _infeasible(ev: _Evaluator) -> InfeasibleError:
     space = ev.genome.space
     ev.check(ev.genome.encode([space.smallest()]))  # counts in `lowest`
-    parts = [f"{lim.name} <= {_fmt(lim.maximum)}{lim.unit} (smallest reached: {_fmt(ev.lowest[lim.name])}{lim.unit})"
-             for lim in ev.limits if ev.lowest[lim.name] > lim.maximum]
+    parts = []
+    for lim in ev.limits:
+        if ev.lowest[lim.name] > lim.maximum:
+            limit, reached = _fmt_apart(lim.maximum, ev.lowest[lim.name])
+            parts.append(f"{lim.name} <= {limit}{lim.unit} (smallest reached: {reached}{lim.unit})")
     detail = "; ".join(parts) or ", ".join(f"{lim.name} <= {_fmt(lim.maximum)}" for lim in ev.limits)
     return InfeasibleError(f"no subnet of space {space.name!r} meets the limits together: {detail}; "
                            "raise the limit")
 
 
-def _fmt(value: float) -> str:
-    return f"{value / 1e6:.2f}M" if abs(value) >= 1e6 else f"{value:.2f}"
+def _fmt(value: float, decimals: int = 2) -> str:
+    return f"{value / 1e6:.{decimals}f}M" if abs(value) >= 1e6 else f"{value:.{decimals}f}"
+
+
+def _fmt_apart(limit: float, reached: float) -> tuple[str, str]:
+    """`limit` and `reached` (above it) with 2 decimals, or as many more as it takes to tell them apart (a smallest
+    value of 0.2004 against a limit of 0.2 reads 0.2000 and 0.2004, not 0.20 twice)."""
+    for decimals in range(2, 16):
+        a, b = _fmt(limit, decimals), _fmt(reached, decimals)
+        if a != b:
+            break
+    return a, b
 
 
 def _first_population(ev: _Evaluator, n: int, rng: Draws,

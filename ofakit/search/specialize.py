@@ -21,7 +21,7 @@ from ofakit.search.evolution import EvolutionConfig, SearchResult
 from ofakit.search.gradient import STEPS as GRADIENT_STEPS
 from ofakit.search.pareto import pareto_front
 from ofakit.search.rl import Reward
-from ofakit.space import get_space
+from ofakit.space import SearchSpace, get_space
 from ofakit.space.genome import Genome
 
 
@@ -91,9 +91,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
 
         drift = drift_for(device.name, space.name, mode=cfg.drift, table_free=estimator.table is None)
     scale = cfg.latency_scale * (drift.scale if drift is not None else 1.0)
-    from ofakit.predict.ofa_predictor import predictor_space
-
-    search_space = predictor_space(predictor, space) if predictor else space  # resolutions the predictor encodes
+    search_space, notes = searchable_space(space, predictor, estimator, device.name)
     genome = Genome(search_space)
     others: list[Limit] = []
     if cfg.macs is not None:
@@ -112,19 +110,17 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
     limits = limits_at(budgets[0]) if budgets else others
     if not limits:
         raise ConfigError("give at least one limit: --latency, --macs or --params")
+    population = cfg.population if predictor is not None else min(cfg.population, max(10, budget // 10))
+    ecfg = sized_for_budget(ALGORITHMS.canonical(cfg.algorithm), budget, population)
     if predictor is not None:
         score = predictor.for_rows(genome)
-        population = cfg.population
     else:
         from ofakit.search.supernet_score import SupernetScoreConfig, supernet_score
 
         score = supernet_score(bundle, genome, str(cfg.data), SupernetScoreConfig(
             cfg.score_images, cfg.score_calibration_images), progress=cfg.progress,
             expected=budget * max(1, len(budgets)))
-        population = min(cfg.population, max(10, budget // 10))
     rng = Stream(cfg.seed)
-    generations = max(1, budget // population)
-    ecfg = EvolutionConfig(population=population, generations=generations)
     setup_s = time.perf_counter() - started
 
     def subnet(result: SearchResult, limits: list[Limit]) -> dict[str, Any]:
@@ -154,6 +150,7 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
         "device": device.name,
         "bundle": str(bundle),
         "space": space.name,
+        **({"searched_resolutions": list(search_space.resolutions), "notes": notes} if notes else {}),
         "algorithm": ALGORITHMS.canonical(cfg.algorithm),
         **({"reward": {"kind": reward.kind, "mnas_w": reward.mnas_w}} if reward.kind != "hard" else {}),
         "score": score.describe() if hasattr(score, "describe") else {"kind": "predictor"},
@@ -170,6 +167,66 @@ def specialize(bundle: str | Path, cfg: SpecializeConfig, *, pareto: bool = Fals
 
         report["verify"] = verify_subnet(bundle, best, verify, report)
     return (results if len(budgets) > 1 else result), report
+
+
+MIN_POPULATION = 10  # the smallest population `sized_for_budget` shrinks evolution's to
+SMALL_BUDGET_GENERATIONS = 10  # the generations a budget below 10 populations is spread over
+
+
+def sized_for_budget(algorithm: str, budget: int, population: int) -> EvolutionConfig:
+    """The population and generations that spend `budget` archs (`algorithm`: a canonical name).
+
+    A population-based search scores `population` archs per generation after its first draws (evolution: the best
+    half of `first_draws` = 2 populations; aging: one population). From 10 populations on, that is
+    `budget // population` generations of `population` (OFA's 100, so the default budget of 5,000 scores ~5,200).
+    Below, evolution and aging shrink the population (to at least MIN_POPULATION) so that the first draws and
+    about SMALL_BUDGET_GENERATIONS generations fit in the budget, and evolution does not restart (a restart draws
+    afresh, 2 more populations, and would have a generation or two left to climb): at most `budget` archs are
+    scored. A budget too small for the first draws and one generation of the smallest population is a
+    ConfigError. Other algorithms spend the budget their own way (random and rl: archs; gradient: steps).
+    """
+    cfg = EvolutionConfig(population=population, generations=max(1, budget // population))
+    if algorithm not in ("evolution", "aging") or budget >= 10 * population:
+        return cfg
+    first = int(np.ceil(cfg.first_draws)) if algorithm == "evolution" else 1
+    least = (first + 1) * MIN_POPULATION
+    if budget < least:
+        raise ConfigError(f"--budget {budget} is too small for --algorithm {algorithm}: its first population and one "
+                          f"generation of {MIN_POPULATION} archs score {least}; give --budget {least} or more, or "
+                          "--algorithm random (which scores exactly the budget)")
+    small = max(MIN_POPULATION, budget // (first + SMALL_BUDGET_GENERATIONS))
+    return EvolutionConfig(population=small, generations=max(1, budget // small - first), restart_after=0)
+
+
+def searchable_space(space: SearchSpace, predictor: AccuracyPredictor | None, estimator: Any,
+                     device: str) -> tuple[SearchSpace, list[str]]:
+    """`space` restricted to the resolutions both the accuracy predictor encodes (MIT's encode a few) and the latency
+    model estimates (a table has sections for a few), with a note that says so when it is restricted (none when it is
+    not); a LatencyLookupError naming both sets when none is left."""
+    from ofakit.errors import LatencyLookupError
+    from ofakit.latency.table import how_to_profile
+    from ofakit.predict.ofa_predictor import predictor_space, restrict_resolutions
+
+    def listed(resolutions: Any) -> str:
+        return ", ".join(map(str, resolutions))
+
+    encoded = predictor_space(predictor, space).resolutions if predictor else space.resolutions  # (raises on none)
+    timed = estimator.serves(space.resolutions)
+    both = [r for r in encoded if r in set(timed)]
+    model = f"the latency model ({estimator.name}) of {device}"
+    if not both:
+        missing = [r for r in encoded if r not in set(timed)]
+        raise LatencyLookupError(
+            f"no resolution of space {space.name!r} is both encoded by the accuracy predictor ({listed(encoded)}) "
+            f"and estimated by {model} ({listed(timed) or 'none'}); to measure one, "
+            f"{how_to_profile(device, space.name, f' --resolutions {missing[-1]}')}")
+    if len(both) == len(space.resolutions):
+        return space, []
+    short = [tuple(encoded) != tuple(space.resolutions), tuple(timed) != tuple(space.resolutions)]
+    why = (f"the accuracy predictor encodes {listed(encoded)} and {model} estimates {listed(timed)}" if all(short)
+           else "the accuracy predictor encodes no others" if short[0] else f"{model} estimates no others")
+    note = f"searched resolutions {listed(both)} only (of the space's {len(space.resolutions)}): {why}"
+    return restrict_resolutions(space, both), [note]
 
 
 def _score_kind(bundle: str | Path, cfg: SpecializeConfig) -> str:
@@ -197,13 +254,15 @@ def _score_kind(bundle: str | Path, cfg: SpecializeConfig) -> str:
     return kind
 
 
-def write_results(out: Path, report: dict[str, Any]) -> list[Path]:
+def write_results(out: Path, report: dict[str, Any]) -> tuple[list[Path], list[Path]]:
     """arch.json (the chosen subnet; with several budgets arch-<budget>.json each, `arch_files`) and report.json in
-    the folder `out`, and pareto.png where the report has a front; returns the paths written."""
+    the folder `out`, and pareto.png where the report has a front; then the arch files and pareto.png of an earlier
+    run that this one did not write are removed (only those names: no other file is touched), so that the folder
+    agrees with report.json. Returns the paths written and the paths removed."""
     import json
 
     from ofakit.io import atomic_write_json, atomic_write_text
-    from ofakit.search.budgets import arch_files
+    from ofakit.search.budgets import arch_files, is_arch_file
 
     entries = report.get("budgets", [report])
     names = arch_files([e["latency_budget_ms"] for e in entries]) if "budgets" in report else ["arch.json"]
@@ -222,7 +281,12 @@ def write_results(out: Path, report: dict[str, Any]) -> list[Path]:
                                                              [100 * a for a in front["predicted_accuracy"]])},
             xlabel=f"estimated latency on {report['device']} (ms)", ylabel="predicted top-1 (%)",
             title=f"{report['space']} on {report['device']}"))
-    return written
+    kept = {p.name for p in written}
+    stale = sorted(p for p in out.iterdir() if p.name not in kept and (p.is_file() or p.is_symlink())
+                   and (p.name in ("arch.json", "pareto.png") or is_arch_file(p.name)))
+    for path in stale:  # after every new file is in place: a failure before leaves the old set whole
+        path.unlink()
+    return written, stale
 
 
 def how_to_get_bundle(space: str) -> str:

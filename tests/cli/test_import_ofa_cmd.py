@@ -215,7 +215,27 @@ def test_predictor_resolutions_option(cli, tmp_path):
     torch.save(state, path)
     cli("import-ofa", "--predictor", path, "--space", SPACE, "--out", tmp_path / "b") \
         .assert_user_error("encodes 3 resolutions", "--resolutions")
+    cli("import-ofa", "--predictor", path, "--space", SPACE, "--out", tmp_path / "b", "--resolutions", "32", "0",
+        "28").assert_user_error("resolutions must be positive whole numbers", "got 0")
+    assert not (tmp_path / "b" / "predictor.json").exists()  # nothing written that the loader would refuse
     ok = cli("import-ofa", "--predictor", path, "--space", SPACE, "--out", tmp_path / "b", "--resolutions", "160",
              "192", "224")
     assert ok.code == 0, ok.err
     assert json.loads((tmp_path / "b" / "predictor.json").read_text())["meta"]["mit_resolutions"] == [160, 192, 224]
+
+
+def test_a_predictor_imported_with_force_drops_the_old_predictors_metrics(cli, tmp_path):
+    """bundle.json's metrics.predictor described the replaced (fitted) predictor: after --force it is gone, so
+    `bundle info` shows no fitted predictor's figures for MIT's, and the other metrics stay."""
+    out = tmp_path / "b"
+    ref = PREDICTORS["ofa-tutorial"]
+    assert cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", ref["space"], "--out", out).code == 0
+    info = json.loads((out / "bundle.json").read_text())
+    info["metrics"] = {"largest": {"top1": 0.8}, "predictor": {"kind": "gbm", "samples": 580,
+                                                               "heldout": {"kendall_tau": 0.898}}}
+    (out / "bundle.json").write_text(json.dumps(info))
+    forced = cli("import-ofa", "--predictor", FIXTURES / ref["file"], "--space", ref["space"], "--out", out, "--force")
+    assert forced.code == 0, forced.err
+    assert json.loads((out / "bundle.json").read_text())["metrics"] == {"largest": {"top1": 0.8}}
+    shown = cli("bundle", "info", out)
+    assert shown.code == 0 and "gbm" not in shown.out and "0.898" not in shown.out

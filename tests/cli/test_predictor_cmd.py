@@ -28,13 +28,20 @@ def test_fit_stores_a_predictor_and_resumes(tmp_path, capsys):
     assert (tmp_path / RECORDS).read_text() == before
     capsys.readouterr()
     assert main(["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "3"]) == 2
-    assert "--samples must be at least 10" in capsys.readouterr().err
+    assert "--samples must be at least 12" in capsys.readouterr().err
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for flag, value in (("--val-batches", "0"), ("--val-batches", "-1"), ("--calibration-batches", "0")):
+        argv = ["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "12", flag, value]
+        assert main(argv) == 2  # before any work: the records, the predictor and bundle.json stay as they were
+        assert capsys.readouterr().err.strip() == f"ofakit: error: {flag} must be at least 1" + (
+            " (or left out for the whole val split)" if flag == "--val-batches" else "") + f", got {value}"
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == kept
 
 
 def test_fit_refuses_to_mix_records_measured_another_way(tmp_path, capsys):
     torch.manual_seed(0)
     save_bundle(tmp_path, build_supernet("tiny", num_classes=10))
-    argv = ["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "10",
+    argv = ["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "12",
             "--calibration-batches", "1"]
     assert main(argv + ["--val-batches", "1"]) == 0
     before = (tmp_path / RECORDS).read_text()
@@ -53,9 +60,11 @@ def test_uniform_adds_the_uniform_subnets_to_the_records(tmp_path):
 
     torch.manual_seed(0)
     save_bundle(tmp_path, build_supernet("tiny", num_classes=10))
-    assert main(["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "10",
+    assert main(["predictor", "fit", "--bundle", str(tmp_path), "--data", "digits", "--samples", "12",
                  "--val-batches", "1", "--calibration-batches", "1", "--uniform"]) == 0
     records = read_records(tmp_path / RECORDS)
-    grid = uniform_grid(get_space("tiny"))
-    assert set(grid) <= set(records) and len(records) > len(grid)
+    space = get_space("tiny")
+    keys = {space.key(a) for a in records}
+    assert {space.key(a) for a in uniform_grid(space)} <= keys and len(keys) == len(records)  # one per network
     assert AccuracyPredictor.load(tmp_path).meta["samples"] == len(records)
+

@@ -1,6 +1,6 @@
 """The fitting pipelines as library calls: where `fit_latency` keeps its predictor and records, what it measures and
-reports, and the settings it refuses before measuring; `fit_accuracy` refuses too few samples before loading
-anything. (The commands end to end: tests/cli/test_latency_cmd.py and tests/predict/test_fit_cmd.py.)"""
+reports, and the settings it refuses before measuring; `fit_accuracy` refuses too few samples and batches below one
+before loading anything. (The commands end to end: tests/cli/test_latency_cmd.py and tests/predict/test_fit_cmd.py.)"""
 from __future__ import annotations
 
 import json
@@ -92,5 +92,61 @@ def test_settings_are_refused_before_anything_is_measured(tmp_path, measured, se
 
 
 def test_accuracy_fit_refuses_too_few_samples_before_loading(tmp_path):
-    with pytest.raises(ConfigError, match="--samples must be at least 10, got 9"):
-        fit_accuracy(tmp_path / "no-bundle", AccuracyFitConfig(data="digits", samples=9))
+    with pytest.raises(ConfigError, match="--samples must be at least 12, got 11"):
+        fit_accuracy(tmp_path / "no-bundle", AccuracyFitConfig(data="digits", samples=11))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"val_batches": 0}, r"--val-batches must be at least 1 \(or left out for the whole val split\), got 0"),
+    ({"val_batches": -2}, r"--val-batches must be at least 1 .*got -2"),
+    ({"calibration_batches": 0}, r"--calibration-batches must be at least 1, got 0"),
+])
+def test_accuracy_fit_refuses_batches_below_one_in_its_config(settings, message):
+    """No subnet scored on 0 images (top-1 0.0 for all) and no BN statistics from 0 batches: the config refuses
+    them when it is made, before any bundle is read."""
+    with pytest.raises(ConfigError, match=message):
+        AccuracyFitConfig(data="digits", **settings)
+    AccuracyFitConfig(data="digits", val_batches=None, calibration_batches=1)  # the whole val split; 1 batch
+
+
+def test_accuracy_fit_counts_a_network_recorded_under_other_skipped_slots(tmp_path, monkeypatch):
+    """A record of an arch that builds the same network as one the fit draws (other values in the slots its depths
+    skip, e.g. from an older ofakit) counts for it: resuming evaluates only the others, once per network, and fits
+    on the record's top-1 (evaluation and fit stubbed: what is evaluated and fitted on is the point)."""
+    import random
+    from dataclasses import replace
+
+    import torch
+
+    from ofakit.bundle import save_bundle
+    from ofakit.predict import accuracy
+    from ofakit.predict.accuracy import AccuracyPredictor
+    from ofakit.predict.records import RECORDS, append_record, read_records, spread_over_macs
+    from ofakit.supernet import build_supernet
+    from ofakit.train import evaluate
+
+    evaluated, fitted = [], []
+    monkeypatch.setattr(evaluate, "evaluate_subnet", lambda net, arch, *a: evaluated.append(arch) or 0.5)
+
+    def fit(space, archs, top1, **kwargs):
+        fitted.append(dict(zip(archs, top1)))
+        return AccuracyPredictor(space.name, "mlp", {"w0": np.zeros((1, len(space.feature_names)))},
+                                 meta={"heldout": {}})
+
+    monkeypatch.setattr(accuracy, "fit_accuracy_predictor", fit)
+    torch.manual_seed(0)
+    save_bundle(tmp_path, build_supernet("tiny", num_classes=10))
+    space = get_space("tiny")
+    drawn = spread_over_macs(space, 12, random.Random(0))  # what the fit below draws
+    arch = next(a for a in drawn if a.depths[0] == 1)  # slot 1 is skipped: its kernel does not matter
+    other = replace(arch, kernel_sizes=(arch.kernel_sizes[0], 3 if arch.kernel_sizes[1] != 3 else 5,
+                                        *arch.kernel_sizes[2:]))
+    assert other != arch and space.key(other) == space.key(arch)
+    evaluation = {"data": "digits", "val_images": 256, "calibration_images": 64, "seed": 0}
+    append_record(tmp_path / RECORDS, other, 0.123, evaluation)
+    fit_accuracy(tmp_path, AccuracyFitConfig(data="digits", samples=12, val_batches=1, calibration_batches=1,
+                                             uniform=True))
+    keys = [space.key(a) for a in evaluated]
+    assert space.key(arch) not in keys and len(set(keys)) == len(keys)  # once per network, the recorded one never
+    assert fitted[0][arch] == 0.123 and len({space.key(a) for a in fitted[0]}) == len(fitted[0])
+    assert len(read_records(tmp_path / RECORDS)) == len(fitted[0]) == len(evaluated) + 1

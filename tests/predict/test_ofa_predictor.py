@@ -209,3 +209,13 @@ def test_inconsistent_shapes(tmp_path):
     torch.save(state, path)
     with pytest.raises(BundleError, match=r"bias 1 has shape \(5,\), expected \(8,\)"):
         import_ofa_predictor(path, "ofa-mbv3-w1.0")
+
+
+@pytest.mark.parametrize("resolutions", [(32, 0, 28), (224, -160, 192)])
+def test_resolutions_must_be_positive(tmp_path, resolutions):
+    """A resolution list with 0 or a negative size is refused at import, not written for the loader to refuse."""
+    path = tmp_path / "acc.pth"
+    torch.save(nas_state(3), path)
+    with pytest.raises(BundleError, match=r"resolutions must be positive whole numbers \(input sizes in pixels\), "
+                                          rf"got {[r for r in resolutions if r < 1][0]}"):
+        import_ofa_predictor(path, "ofa-mbv3-w1.0", resolutions=resolutions)

@@ -38,6 +38,10 @@ def test_budget_lists_and_ranges(text, budgets):
     ("40ms:20ms:3", r"latency range '40ms:20ms:3' must rise: START below STOP"),
     ("20ms,20", r"latency budgets '20ms,20' repeat a value; give each once"),
     ("20ms,fast", r"cannot read latency 'fast'"),
+    ("0.7ms,700us", r"latency budgets '0.7ms,700us' repeat a value; give each once"),  # 0.7 and 0.7000000000000001
+    ("1ms,1.0000000001ms", r"repeat a value"),
+    ("20.0000001ms,20.0000002ms", r"latency budgets '20.0000001ms,20.0000002ms': 20.0000001 and 20.0000002 ms would "
+                                  r"both be written to arch-20ms.json; give budgets that differ within 6 significant"),
 ])
 def test_bad_budgets_say_how_to_write_them(text, message):
     with pytest.raises(ConfigError, match=message):
@@ -46,6 +50,11 @@ def test_bad_budgets_say_how_to_write_them(text, message):
 
 def test_arch_file_names():
     assert arch_files([20.0, 22.5, 30.0]) == ["arch-20ms.json", "arch-22.5ms.json", "arch-30ms.json"]
+    assert parse_latency_budgets("700us") == (0.7,)  # not 0.7000000000000001
+    with pytest.raises(ConfigError, match=r"would both be written to arch-0.7ms.json"):  # a library caller's values
+        arch_files([0.7, 0.7000001])
+    with pytest.raises(ConfigError, match=r"latency budgets must differ, got 0.7, 0.7"):
+        arch_files([0.7, 0.7000000000000001])
 
 
 def macs_setting():

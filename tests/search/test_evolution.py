@@ -76,6 +76,19 @@ def test_infeasible_limit_names_the_smallest_value():
             run([macs_limit(genome, 1e6)])
 
 
+def test_infeasible_limit_prints_the_two_numbers_apart():
+    """A limit just under the smallest value reached reads with as many decimals as it takes to differ."""
+    space = get_space("tiny")
+    genome = Genome(space)
+    smallest = space.macs(space.smallest())
+    limit = Limit("latency_ms", 0.2, arch_cost(genome, lambda archs: np.array([0.2004 + space.macs(a) - smallest
+                                                                             for a in archs])), "ms")
+    with pytest.raises(InfeasibleError, match=r"latency_ms <= 0\.2000ms \(smallest reached: 0\.2004ms\)"):
+        random_search(genome, linear_score(genome), [limit], 20, rng())
+    with pytest.raises(InfeasibleError, match=r"latency_ms <= 0\.10ms \(smallest reached: 0\.20ms\)"):
+        random_search(genome, linear_score(genome), [Limit("latency_ms", 0.1, limit.cost, "ms")], 20, rng())
+
+
 def test_just_feasible_limit_finds_the_smallest():
     space = get_space("tiny")
     genome = Genome(space)

@@ -11,6 +11,7 @@ import pytest
 
 from ofakit.cli.main import main
 from ofakit.predict.accuracy import AccuracyPredictor
+from ofakit.search.evolution import EvolutionConfig
 from ofakit.space import get_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,3 +160,100 @@ def test_specialize_with_an_imported_mit_predictor_only_proposes_encodable_resol
                "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["arch"]["resolution"] in (160, 176, 192, 208, 224) and report["latency_ms"] <= 30
+
+
+def test_a_table_of_a_few_resolutions_restricts_the_search_to_them(tmp_path, capsys):
+    """cpu-ort's ofa-mbv3-w1.0 table has 4 of the space's 25 resolutions: the search proposes only those (with the
+    table's sum and with the learned predictor over it) and says so; the report holds them."""
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-w1.0")
+    for model in ("lut", "auto"):
+        assert run("specialize", "--device", "cpu-ort", "--latency", "5ms", "--bundle", bundle, "--budget", "300",
+                   "--no-drift", "--latency-model", model, "--json") == 0
+        out = capsys.readouterr()
+        report = json.loads(out.out)
+        assert report["arch"]["resolution"] in (128, 160, 192, 224) and report["latency_ms"] <= 5
+        assert report["searched_resolutions"] == [128, 160, 192, 224] and len(report["notes"]) == 1
+        assert (f"note: searched resolutions 128, 160, 192, 224 only (of the space's 25): the latency model "
+                f"({report['latency_estimator']}) of cpu-ort estimates no others") in out.err
+
+
+def mit_bundle(path: Path, resolutions: list[int]) -> Path:
+    """A bundle of ofa-mbv3-w1.0 whose predictor has MIT's ofa.nas layout with `resolutions` (random weights)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "bundle.json").write_text(json.dumps({"space": "ofa-mbv3-w1.0", "num_classes": 1000}))
+    rng = np.random.default_rng(0)
+    arrays = {"w0": rng.normal(0, 0.1, (8, 120 + len(resolutions))), "b0": np.zeros(8),
+              "w1": rng.normal(0, 0.1, (1, 8)), "offset": np.array([0.7])}
+    AccuracyPredictor("ofa-mbv3-w1.0", "mlp", arrays, encoding="ofa-nas",
+                      meta={"layers": 2, "mit_resolutions": resolutions}).save(path)
+    return path
+
+
+def test_the_search_keeps_the_resolutions_both_predictor_and_latency_model_cover(tmp_path, capsys):
+    argv = ["specialize", "--device", "cpu-ort", "--latency", "5ms", "--budget", "300", "--no-drift",
+            "--latency-model", "lut", "--json"]
+    assert run(*argv, "--bundle", mit_bundle(tmp_path / "both", [160, 176, 192])) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["searched_resolutions"] == [160, 192] and report["arch"]["resolution"] in (160, 192)
+    assert ("searched resolutions 160, 192 only (of the space's 25): the accuracy predictor encodes 160, 176, 192 "
+            "and the latency model (lut) of cpu-ort estimates 128, 160, 192, 224") in out.err
+    assert run(*argv, "--bundle", mit_bundle(tmp_path / "none", [132, 136])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ofakit: error: no resolution of space 'ofa-mbv3-w1.0' is both "
+                                                   "encoded by the accuracy predictor (132, 136) and estimated by the "
+                                                   "latency model (lut) of cpu-ort (128, 160, 192, 224)")
+    assert "ofakit profile --device cpu-ort --space ofa-mbv3-w1.0 --resolutions 136" in err
+
+
+def test_out_removes_the_files_of_an_earlier_run_that_this_one_does_not_write(tmp_path, capsys):
+    """A single budget with --pareto, then two budgets, then one again into the same folder: each time the folder
+    holds what report.json describes; the user's own files stay, and a run that fails changes nothing."""
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-cifar")
+    out = tmp_path / "out"
+    argv = ["specialize", "--device", "cpu-ort", "--bundle", bundle, "--budget", "300", "--no-drift",
+            "--latency-model", "lut", "--out", out]
+
+    def names():
+        return sorted(p.name for p in out.iterdir())
+
+    assert run(*argv, "--latency", "0.8ms", "--pareto") == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "arch-final.json").write_text("{}")  # not a name ofakit gives
+    assert names() == ["arch-final.json", "arch.json", "notes.txt", "pareto.png", "report.json"]
+    capsys.readouterr()
+    assert run(*argv, "--latency", "0.6ms,0.8ms") == 0
+    assert names() == ["arch-0.6ms.json", "arch-0.8ms.json", "arch-final.json", "notes.txt", "report.json"]
+    assert f"removed arch.json, pareto.png of an earlier run from {out}" in capsys.readouterr().err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert run(*argv, "--latency", "0.01ms") == 2  # infeasible: nothing written, nothing removed
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert run(*argv, "--latency", "0.8ms") == 0
+    assert names() == ["arch-final.json", "arch.json", "notes.txt", "report.json"]
+    assert json.loads((out / "arch.json").read_text()) == json.loads((out / "report.json").read_text())["arch"]
+
+
+@pytest.mark.parametrize("algorithm, budget", [("evolution", 30), ("evolution", 100), ("evolution", 300),
+                                               ("evolution", 999), ("aging", 20), ("aging", 250)])
+def test_a_small_budget_is_honoured(tmp_path, algorithm, budget):
+    """Below 10 populations, evolution and aging shrink the population so that their first draws and generations
+    fit: at most `budget` archs are scored (evolution scored 300 for --budget 100 before)."""
+    from ofakit.search.specialize import SpecializeConfig, specialize
+
+    bundle = make_bundle(tmp_path / "b", "ofa-mbv3-cifar")
+    cfg = SpecializeConfig("cpu-ort", latency_ms=0.8, budget=budget, algorithm=algorithm)
+    _, report = specialize(bundle, cfg)
+    assert 0.6 * budget <= report["evaluations"] <= budget and report["latency_ms"] <= 0.8
+
+
+def test_the_default_budget_keeps_ofas_population_and_too_small_a_budget_is_refused(tmp_path):
+    from ofakit.errors import ConfigError
+    from ofakit.search.specialize import SpecializeConfig, sized_for_budget, specialize
+
+    assert sized_for_budget("evolution", 5000, 100) == EvolutionConfig(population=100, generations=50)
+    assert sized_for_budget("evolution", 1000, 100) == EvolutionConfig(population=100, generations=10)
+    assert sized_for_budget("rl", 100, 100) == EvolutionConfig(population=100, generations=1)  # its own batches
+    with pytest.raises(ConfigError, match=r"--budget 29 is too small for --algorithm evolution: .* score 30; give "
+                                          r"--budget 30 or more, or --algorithm random"):
+        specialize(make_bundle(tmp_path / "b", "ofa-mbv3-cifar"), SpecializeConfig("cpu-ort", latency_ms=0.8,
+                                                                                  budget=29))
