@@ -43,7 +43,7 @@ class BundleInfo:
     ofakit_version: str = ""
     created: str = ""
     weights_dtype: str = "float32"
-    format: int = FORMAT_VERSION
+    format: int = FORMAT_VERSION  # of the bundle's layout; bundle.json files without it are of format 1
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> BundleInfo:
@@ -54,6 +54,10 @@ class BundleInfo:
             raise BundleError(str(exc)) from None
         if info.num_classes < 1:
             raise BundleError(f"{source}: 'num_classes' must be positive, got {info.num_classes}")
+        if info.format != FORMAT_VERSION:  # a bundle.json without "format" is of format 1, the first
+            writer = f"; it was written by ofakit {info.ofakit_version}" if info.ofakit_version else ""
+            raise BundleError(f"{source}: bundle format {info.format} is not supported (this ofakit reads format "
+                              f"{FORMAT_VERSION}){writer}")
         return info
 
 
@@ -85,8 +89,13 @@ def check_safetensors(path: Path) -> None:
     try:
         with open(path, "rb") as fh:
             head = fh.read(9)
+            size = fh.seek(0, 2)
     except OSError as exc:
         raise BundleError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    # safetensors: an 8-byte little-endian header length, then the JSON header; checked first, since the length's
+    # first byte may be 0x80 (a header of 128, 384, ... bytes) or its first two "PK" like a pickle's or a zip's
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise BundleError(f"{path} is a pickle / torch.save file, not safetensors; ofakit never unpickles files. "
                           "Convert MIT checkpoints with: ofakit import-ofa --checkpoint FILE --space SPACE --out DIR")

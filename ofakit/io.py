@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -245,11 +246,70 @@ def _json(text: str) -> Any:
         raise ValueError(f"not JSON: {exc}") from None
 
 
+@functools.cache
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader (no Python objects; in C where PyYAML has it) with two changes, made once:
+
+    - numbers in exponent notation that YAML 1.1 leaves as strings (`1e-3`, `5E4`, `1.5e3`; it wants a dot and a
+      signed exponent) are numbers, as in YAML 1.2 and JSON: an integer when written as one (digits, no dot, an
+      exponent from 0 to 18: `1e9`), a float otherwise. What YAML 1.1 already read as a number reads as before.
+    - a key given twice in one mapping is an error naming it (PyYAML keeps the last one without a word).
+    """
+    import re
+
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); give each key "
+                        "once", key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+        def construct_exponent(self, node: Any) -> int | float:
+            text = self.construct_scalar(node).replace("_", "")
+            try:
+                mantissa, exponent = re.split("[eE]", text)
+                if "." not in mantissa and not exponent.startswith("-") and int(exponent) <= 18:
+                    return int(mantissa) * 10 ** int(exponent)
+                return float(text)
+            except ValueError:  # only by an explicit tag: the resolver matches numbers alone
+                raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a number",
+                                                        node.start_mark) from None
+
+    exponent = "tag:ofakit,2024:exponent"
+    Loader.add_implicit_resolver(exponent, re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)"
+                                                      r"[eE][-+]?[0-9]+$"), list("-+0123456789."))
+    Loader.add_constructor(exponent, Loader.construct_exponent)
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """The data of a YAML text, read as every YAML file a user hands us is (see `_yaml_loader`); raises
+    yaml.YAMLError."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())
+
+
 def _yaml(text: str) -> Any:
     import yaml
 
-    try:  # the safe loader (no Python objects), in C where PyYAML has it
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    try:
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"not YAML: {str(exc).splitlines()[0]}") from None
 

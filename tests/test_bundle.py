@@ -58,6 +58,31 @@ def test_a_pickle_is_refused(tmp_path):
         load_bundle(tmp_path)
 
 
+@pytest.mark.parametrize("length", [128, 384, 0x4B50], ids=["0x80", "0x180", "PK"])
+def test_safetensors_whose_header_length_looks_like_a_pickle_or_a_zip_are_read(tmp_path, length):
+    """safetensors pads its JSON header to a multiple of 8 bytes; a length of 128 or 384 starts with the byte 0x80
+    (a pickle's first byte), one of 0x4B50 with "PK" (a zip's): such files are safetensors all the same."""
+    from safetensors.torch import load_file, save_file
+
+    from ofakit.bundle import check_safetensors
+
+    path = tmp_path / "t.safetensors"
+
+    def header(extra: int) -> int:
+        save_file({"w": torch.ones(2)}, str(path), metadata={"pad": "x" * extra})
+        return int.from_bytes(path.read_bytes()[:8], "little")
+
+    base = header(0)  # metadata grows the header by a byte a character, padded up to a multiple of 8
+    for extra in range(max(0, length - base - 16), length - base + 16):
+        if header(extra) == length:
+            break
+    else:
+        pytest.fail(f"no header of {length} bytes made")
+    assert path.read_bytes()[:2] == length.to_bytes(8, "little")[:2]
+    check_safetensors(path)
+    assert torch.equal(load_file(str(path))["w"], torch.ones(2))
+
+
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="is not a bundle: no bundle.json"):
         read_bundle_info(tmp_path)
@@ -75,6 +100,16 @@ def test_a_malformed_bundle_json_is_one_line(tmp_path, content, match):
     path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
     with pytest.raises(BundleError if isinstance(content, dict) else ConfigError, match=match):
         read_bundle_info(tmp_path)
+
+
+def test_a_bundle_of_another_format_is_refused(tmp_path):
+    (tmp_path / "bundle.json").write_text(json.dumps({"space": "tiny", "num_classes": 10, "format": 99,
+                                                      "ofakit_version": "9.0"}))
+    with pytest.raises(BundleError, match=r"bundle.json: bundle format 99 is not supported \(this ofakit reads format "
+                                          r"1\); it was written by ofakit 9.0$"):
+        read_bundle_info(tmp_path)
+    (tmp_path / "bundle.json").write_text(json.dumps({"space": "tiny", "num_classes": 10}))
+    assert read_bundle_info(tmp_path).format == 1  # no "format": the first one
 
 
 def test_a_file_is_not_a_bundle(tmp_path):

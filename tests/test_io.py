@@ -133,6 +133,26 @@ def test_a_typed_builder_error_is_named_once(tmp_path):
     assert str(info.value).count("p.json") == 1
 
 
+def test_yaml_numbers_in_exponent_notation_are_numbers(tmp_path):
+    """YAML 1.1 (PyYAML) wants a dot and a signed exponent; a user's file means the number either way."""
+    path = tmp_path / "r.yaml"
+    path.write_text("a: 1e-3\nb: 1e9\nc: 1.5e3\nd: 5.0e-4\ne: -2E2\nf: '1e5'\ng: 1e\nh: 1e400\n")
+    data = read_yaml_file(path, "a recipe")
+    assert data == {"a": 0.001, "b": 10 ** 9, "c": 1500.0, "d": 0.0005, "e": -200, "f": "1e5", "g": "1e",
+                    "h": float("inf")}
+    assert isinstance(data["b"], int) and isinstance(data["c"], float)
+
+
+def test_a_yaml_key_given_twice_is_one_error_naming_it(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("a: 1\nb:\n  c: 1\n  c: 2\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: not a recipe \(not YAML: duplicate key 'c' \(line 4\); give each "
+                                          r"key once\)$"):
+        read_yaml_file(path, "a recipe")
+    path.write_text("base: &b {x: 1, y: 2}\nd: {<<: *b, x: 3}\n")  # a merge key's values may be overridden
+    assert read_yaml_file(path, "a recipe")["d"] == {"x": 3, "y": 2}
+
+
 def test_yaml_is_read_with_the_safe_loader_only(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("a: [1, 2]\nb: {c: x}\n")

@@ -24,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from ofakit.cli.output import print_json
     from ofakit.train.status import describe, plot_status, run_status
 
+    if args.plot:  # before anything is printed: a path in the way, or no matplotlib, is one line
+        from ofakit.io import check_output_file
+        from ofakit.plot import pyplot
+
+        check_output_file(args.plot, "the plot")
+        pyplot("--plot")
     status = run_status(args.run_dir)
     if args.json:
         print_json(status.to_dict())

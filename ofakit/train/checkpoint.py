@@ -78,12 +78,61 @@ def _optimizer_tensors(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tenso
 
 
 def _optimizer_state(tensors: dict[str, torch.Tensor], plain: OptimizerRecord) -> dict[str, Any]:
+    """torch's optimizer state dict from a checkpoint's parts; a ValueError when its groups' parameter indices are
+    not distinct integers, or when a state belongs to no parameter of theirs."""
+    params: list[int] = []
+    for i, group in enumerate(plain.param_groups):
+        indices = group.get("params")
+        if not isinstance(indices, list) or any(isinstance(p, bool) or not isinstance(p, int) for p in indices):
+            raise ValueError(f"param_groups[{i}]: 'params' must be a list of parameter indices")
+        params += indices
+    if len(set(params)) != len(params):
+        raise ValueError("a parameter index appears twice in param_groups")
     state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain.state.items()}
     for key, value in tensors.items():
         if key.startswith("state."):
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
+    strays = sorted(set(state) - set(params))
+    if strays:
+        raise ValueError(f"state of parameter(s) {strays[:3]} that no param_groups entry holds")
     return {"state": state, "param_groups": [dict(g) for g in plain.param_groups]}
+
+
+def _check_rng(path: Path, extra: dict[str, torch.Tensor], key: str) -> torch.Tensor | None:
+    """The RNG state `key` of optim.safetensors (None when absent): torch's generators take a 1-D uint8 tensor."""
+    rng = extra.get(key)
+    if rng is not None and (rng.dtype != torch.uint8 or rng.dim() != 1):
+        raise BundleError(f"checkpoint {path}: {key!r} in optim.safetensors is not an RNG state (a 1-D uint8 tensor); "
+                          f"got {str(rng.dtype).replace('torch.', '')} {tuple(rng.shape)}")
+    return rng
+
+
+def restore_rng(path: Path, ckpt: Checkpoint, device: torch.device) -> None:
+    """Set torch's CPU generator, and `device`'s when it is a GPU and the checkpoint holds its state, to the
+    checkpoint's; a state the generator refuses is one BundleError naming the checkpoint."""
+    try:
+        torch.set_rng_state(ckpt.rng_state)
+        if device.type == "cuda" and ckpt.cuda_rng_state is not None:  # the GPU's dropout masks go on too (a CPU
+            torch.cuda.set_rng_state(ckpt.cuda_rng_state, device)  # checkpoint leaves the seed's state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise BundleError(f"checkpoint {path}: its RNG state does not load ({str(exc).splitlines()[0]})") from None
+
+
+def restore_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state into `optimizer` (the recipe's, over the supernet's parameters): groups,
+    parameter counts and each state tensor's shape must fit, else one BundleError naming the checkpoint."""
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise BundleError(f"checkpoint {path}: its optimizer state does not fit this recipe's optimizer "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise BundleError(f"checkpoint {path}: optimizer state {name!r} has shape {tuple(value.shape)}, "
+                                      f"its parameter {tuple(param.shape)}")
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -139,11 +188,13 @@ def load_checkpoint(path: Path) -> Checkpoint:
         extra = load_file(str(path / "optim.safetensors"))
     except (OSError, ValueError, SafetensorError) as exc:
         raise BundleError(f"cannot read checkpoint {path}: {exc}") from None
+    if state.step < 0:
+        raise BundleError(f"checkpoint {path}: step {state.step} in state.json is negative")
     if "rng.torch" not in extra:
         raise BundleError(f"checkpoint {path}: optim.safetensors holds no RNG state ('rng.torch')")
+    rng, cuda_rng = _check_rng(path, extra, "rng.torch"), _check_rng(path, extra, "rng.cuda")
     try:
         optimizer = _optimizer_state(extra, state.optimizer) if state.optimizer is not None else None
     except ValueError as exc:
         raise BundleError(f"checkpoint {path}: malformed optimizer state ({exc})") from None
-    return Checkpoint(model=model, optimizer=optimizer, rng_state=extra["rng.torch"], state=state,
-                      cuda_rng_state=extra.get("rng.cuda"))
+    return Checkpoint(model=model, optimizer=optimizer, rng_state=rng, state=state, cuda_rng_state=cuda_rng)

@@ -12,13 +12,28 @@ import yaml
 
 from ofakit.arch import ArchConfig
 from ofakit.errors import ArchError, ConfigError
-from ofakit.io import read_yaml_file
+from ofakit.io import load_yaml, read_yaml_file
 from ofakit.schema import build
 from ofakit.train.augment import check_policy
 
 SAMPLERS = ("largest", "progressive", "sandwich", "uniform", "fixed")
+# a stage's choice lists: (its key, the space's `choices()` key, what they are)
+STAGE_CHOICES = (("kernel", "kernel_size", "kernel sizes"), ("expand", "expand_ratio", "expand ratios"),
+                 ("depth", "depth", "depths"), ("width", "width_mult", "width multipliers"))
 DEPTHWISE_GRAD = ("auto", "numba", "onednn")  # = ofakit.supernet.depthwise.BACKENDS (imported there with torch)
 JOIN_TIMEOUT = 300.0  # seconds a process under torchrun waits for the others to join (`--join-timeout`)
+
+
+def _at_least(where: str, key: str, value: float | None, low: int) -> None:
+    """Refuse `value` (when set) below `low`, naming `key`."""
+    if value is not None and value < low:
+        raise ConfigError(f"{where}{key} must be >= {low}, got {value}")
+
+
+def _positive(where: str, key: str, value: float | None) -> None:
+    """Refuse `value` (when set) at or below zero, naming `key`."""
+    if value is not None and value <= 0:
+        raise ConfigError(f"{where}{key} must be > 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -44,8 +59,12 @@ class StageConfig:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"stage {self.name!r}: unknown sampler {self.sampler!r}; choices: {', '.join(SAMPLERS)}")
-        if self.epochs < 1 or self.subnets_per_step < 0 or self.lr < 0:
-            raise ConfigError(f"stage {self.name!r}: epochs must be >= 1, subnets_per_step >= 0, lr >= 0")
+        where = f"stage {self.name!r}: "
+        _at_least(where, "epochs", self.epochs, 1)
+        _at_least(where, "max_steps", self.max_steps, 1)
+        for key in ("subnets_per_step", "lr", "warmup_epochs", "kd_weight"):
+            _at_least(where, key, getattr(self, key), 0)
+        _positive(where, "kd_temperature", self.kd_temperature)
         if (self.sampler == "fixed") != (self.arch is not None):
             raise ConfigError(f"stage {self.name!r}: sampler 'fixed' needs an 'arch' (an ArchConfig mapping), "
                               "and only that sampler takes one")
@@ -95,8 +114,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError("a recipe needs at least one stage")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("batch_size and grad_accum must be >= 1")
+        for key in ("batch_size", "grad_accum", "base_batch_size", "image_size", "checkpoint_every",
+                    "eval_batch_size", "eval_max_batches", "recalibration_batches"):
+            _at_least("", key, getattr(self, key), 1)
+        for key in ("seed", "momentum", "weight_decay", "eval_random_subnets"):
+            _at_least("", key, getattr(self, key), 0)
+        for key in ("label_smoothing", "dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        _positive("", "grad_clip", self.grad_clip)
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov needs momentum > 0; set nesterov: false for plain SGD")
         if self.teacher is not None and not self.teacher:
             raise ConfigError("teacher names no bundle: give a bundle path, a list of them, or leave it out (the run's "
                               "own full network teaches)")
@@ -139,7 +167,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)  # as the recipe file's values are read
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {raw!r} is not YAML ({str(exc).splitlines()[0]})") from None
     target: Any = data
@@ -171,7 +199,10 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"recipe {path}: expected a mapping at the top level")
     for assignment in overrides:
         apply_override(data, assignment)
-    return recipe_from_dict(data, where=f"recipe {path.name}")
+    where = f"recipe {path.name}"
+    cfg = recipe_from_dict(data, where=where)
+    check_teachers(cfg, where)
+    return cfg
 
 
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig:
@@ -184,7 +215,19 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig
         space = get_space(cfg.space)
     except UnknownNameError as exc:  # the close match, with the recipe named
         raise ConfigError(f"{where}: space: {exc}") from None
+    choices = space.choices()
     for stage in cfg.stages:
+        for key, name, what in STAGE_CHOICES:
+            opened = getattr(stage, key)
+            if opened is None:
+                continue
+            if name not in choices:
+                has = [k for k, n, _ in STAGE_CHOICES if n in choices]
+                raise ConfigError(f"{where}: stage {stage.name!r}: space {space.name!r} has no {what} to choose "
+                                  f"(its stages open {', '.join(has)}); leave {key!r} out")
+            if not opened or any(v not in choices[name] for v in opened):
+                raise ConfigError(f"{where}: stage {stage.name!r}: {key} {list(opened)} must be a non-empty list of "
+                                  f"the space's {what} {list(choices[name])}")
         bad = [r for r in stage.resolution or () if r not in space.resolutions]
         if bad or stage.resolution == ():
             raise ConfigError(f"{where}: stage {stage.name!r}: resolution {list(stage.resolution)} must be a non-empty "
@@ -197,5 +240,35 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> TrainConfig
     return cfg
 
 
-__all__ = ["JOIN_TIMEOUT", "SAMPLERS", "StageConfig", "TrainConfig", "apply_override", "load_recipe",
-           "recipe_from_dict"]
+def teacher_sources(cfg: TrainConfig) -> tuple[str, ...]:
+    """The bundles a recipe's `teacher` names (one path, or a list of them); empty when it names none."""
+    if cfg.teacher is None:
+        return ()
+    return (cfg.teacher,) if isinstance(cfg.teacher, str) else tuple(cfg.teacher)
+
+
+def check_teachers(cfg: TrainConfig, where: str = "recipe", *, num_classes: int | None = None) -> None:
+    """Refuse, before any training, a `teacher` that is not a bundle (its bundle.json and weights file) of the
+    recipe's space, or, given the data's `num_classes`, one that classifies another number of classes. Reads
+    bundle.json and the weights' first bytes only (no torch)."""
+    from ofakit.bundle import WEIGHTS, check_safetensors, read_bundle_info
+    from ofakit.errors import OfakitError
+
+    sources = teacher_sources(cfg)
+    for i, path in enumerate(sources):
+        key = "teacher" if isinstance(cfg.teacher, str) else f"teacher[{i}]"
+        try:
+            info = read_bundle_info(path)
+            check_safetensors(Path(path) / WEIGHTS)
+        except OfakitError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+        if info.space != cfg.space:
+            raise ConfigError(f"{where}: {key}: bundle {path} holds a supernet of space {info.space!r}, the recipe "
+                              f"trains {cfg.space!r}")
+        if num_classes is not None and info.num_classes != num_classes:
+            raise ConfigError(f"{where}: {key}: bundle {path} classifies {info.num_classes} classes, but data "
+                              f"{cfg.data!r} has {num_classes}; distil from a bundle trained on this data's classes")
+
+
+__all__ = ["JOIN_TIMEOUT", "SAMPLERS", "STAGE_CHOICES", "StageConfig", "TrainConfig", "apply_override",
+           "check_teachers", "load_recipe", "recipe_from_dict", "teacher_sources"]

@@ -50,9 +50,11 @@ class ArrayDataset:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
             raise ConfigError(f"dataset {self.name!r}: images must be uint8 N x H x W x 3, "
                               f"got {self.images.dtype} {self.images.shape}")
+        self.labels = check_labels(self.labels, len(self.classes), f"dataset {self.name!r}: labels")
         if len(self.labels) != len(self.images):
             raise ConfigError(f"dataset {self.name!r}: {len(self.images)} images but {len(self.labels)} labels")
-        self.labels = self.labels.astype(np.int64)
+        self.mean = check_normalization(self.mean, f"dataset {self.name!r}: mean")
+        self.std = check_normalization(self.std, f"dataset {self.name!r}: std", positive=True)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -63,6 +65,33 @@ class ArrayDataset:
 
     def subset(self, index: np.ndarray) -> ArrayDataset:
         return ArrayDataset(self.images[index], self.labels[index], self.classes, self.name, self.mean, self.std)
+
+
+def check_labels(labels: np.ndarray, num_classes: int | None, where: str) -> np.ndarray:
+    """`labels` as int64 when they are a 1-D array of integers in [0, num_classes) (None: >= 0), vectorized (cheap
+    for 50,000); else one ConfigError starting with `where` (e.g. "data.npz: val_labels")."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ConfigError(f"{where} must be a 1-D array of integer class indices, got {labels.dtype} "
+                          f"{labels.shape}")
+    high = np.iinfo(np.int64).max if num_classes is None else num_classes
+    if len(labels) and (labels.min() < 0 or labels.max() >= high):
+        bad = np.unique(labels[(labels < 0) | (labels >= high)])
+        span = "below 0" if num_classes is None else f"outside 0..{num_classes - 1}"
+        raise ConfigError(f"{where} hold(s) {', '.join(map(str, bad[:3]))}{' ...' if len(bad) > 3 else ''}, "
+                          f"{span} (a label is the index of its class in the class list)")
+    return labels.astype(np.int64)
+
+
+def check_normalization(values: object, where: str, *, positive: bool = False) -> tuple[float, float, float]:
+    """Per-channel `values` (mean or std) as 3 floats when they are 3 finite numbers (and, `positive`, each > 0);
+    else one ConfigError starting with `where`."""
+    array = np.asarray(values)
+    if array.shape != (3,) or array.dtype.kind not in "iuf" or not np.isfinite(array).all() \
+            or (positive and (array <= 0).any()):
+        need = "3 finite numbers above 0" if positive else "3 finite numbers"
+        raise ConfigError(f"{where} must be {need} (one per RGB channel), got {array.tolist()!r}")
+    return tuple(float(v) for v in array)
 
 
 def load_dataset(source: str, split: str, *, image_size: int = 224) -> ArrayDataset:
@@ -103,14 +132,29 @@ def _digits(split: str) -> ArrayDataset:
 
 
 def _arrays(path: Path, data: np.lib.npyio.NpzFile, split: str) -> ArrayDataset:
+    """One split of an array dataset, its arrays checked first (each error names the file and the array). Without
+    `classes`, the classes are 0..max of `train_labels` in both splits, so that a label means the same in each."""
     prefixes = [split] if split == "train" else ["val", "test"]
     for prefix in prefixes:
         if f"{prefix}_images" in data.files and f"{prefix}_labels" in data.files:
-            classes = [str(c) for c in data["classes"]] if "classes" in data.files else None
-            labels = data[f"{prefix}_labels"]
-            classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
-            norm = {k: tuple(float(v) for v in data[k]) for k in ("mean", "std") if k in data.files}
-            return ArrayDataset(np.asarray(data[f"{prefix}_images"]), np.asarray(labels), classes, path.stem, **norm)
+            labels = check_labels(data[f"{prefix}_labels"], None, f"{path}: {prefix}_labels")
+            if not len(labels):
+                raise ConfigError(f"{path}: {prefix}_labels is empty; the {split} split needs images")
+            if "classes" in data.files:
+                names = np.asarray(data["classes"])
+                if names.ndim != 1 or not len(names):
+                    raise ConfigError(f"{path}: classes must be a 1-D array of class names, got shape {names.shape}")
+                classes, named = [str(c) for c in names], ""
+            else:  # 0..the largest training label, in both splits
+                train = labels
+                if prefix != "train" and "train_labels" in data.files:
+                    train = check_labels(data["train_labels"], None, f"{path}: train_labels")
+                classes = [str(i) for i in range(int(train.max(initial=0)) + 1)]
+                named = " (with no 'classes' array, the classes are 0..the largest of train_labels)"
+            labels = check_labels(labels, len(classes), f"{path}: {prefix}_labels{named}")
+            norm = {k: check_normalization(data[k], f"{path}: {k}", positive=k == "std")
+                    for k in ("mean", "std") if k in data.files}
+            return ArrayDataset(np.asarray(data[f"{prefix}_images"]), labels, classes, path.stem, **norm)
     raise ConfigError(f"{path} has no '{split}_images'/'{split}_labels' arrays (found: {', '.join(data.files)}); "
                       "an array dataset holds train_images, train_labels, val_images, val_labels (uint8 NHWC)")
 
@@ -126,35 +170,73 @@ def _cifar_jpeg(path: Path, split: str) -> ArrayDataset:
 
         with np.load(path, allow_pickle=False) as data:
             blob, offsets, labels = data[f"{part}_bytes"], data[f"{part}_offsets"], data[f"{part}_y"]
-        images = np.stack([np.asarray(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes()))
-                                      .convert("RGB")) for i in range(len(labels))])
-        atomic_write_npz(cached, images=images, labels=labels)
+        labels = check_labels(labels, len(CIFAR10_CLASSES), f"{path}: {part}_y")
+        if len(offsets) != len(labels) + 1:
+            raise ConfigError(f"{path}: {part}_offsets holds {len(offsets)} offsets for {len(labels)} images "
+                              "(one more than the images)")
+        images = []
+        for i in range(len(labels)):
+            try:
+                image = Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB")
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise ConfigError(f"{path}: {part} image {i} ({part}_bytes[{offsets[i]}:{offsets[i + 1]}]) cannot "
+                                  f"be decoded ({_unreadable(exc)})") from None
+            images.append(np.asarray(image))
+        atomic_write_npz(cached, images=np.stack(images), labels=labels)
     with np.load(cached, allow_pickle=False) as data:
         return ArrayDataset(data["images"], data["labels"], list(CIFAR10_CLASSES), "cifar10",
                             mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 
 
 def _image_folder(root: Path, split: str, image_size: int) -> ArrayDataset:
+    """One split of an ImageFolder tree. Both splits number their classes by the train split's class folders
+    (sorted), so that a val/ lacking a class keeps every label; a val class that train/ lacks is an error."""
     from PIL import Image
 
-    folder = root / split
-    if split == "val" and not folder.is_dir():
-        folder = root / "test"
+    if image_size < 1:
+        raise ConfigError(f"image_size must be >= 1 (the side ImageFolder images are resized to), got {image_size}")
+    folders = {"train": root / "train", "val": root / "val" if (root / "val").is_dir() else root / "test"}
+    classes = _class_folders(root, folders["train"], "train")
+    folder = folders[split]
+    present = classes if split == "train" else _class_folders(root, folder, "val")
+    foreign = [name for name in present if name not in classes]
+    if foreign:
+        raise ConfigError(f"ImageFolder {folder} has class folder(s) {', '.join(map(repr, foreign[:3]))} that "
+                          f"{folders['train']} lacks; each class of {folder.name}/ must be one of train/'s")
+    images, labels = [], []
+    for name in present:
+        for file in sorted((folder / name).iterdir()):
+            if file.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+                try:
+                    img = Image.open(file).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                    raise ConfigError(f"ImageFolder image {file} cannot be read ({_unreadable(exc)}); replace or "
+                                      "remove it") from None
+                images.append(np.asarray(img))
+                labels.append(classes.index(name))
+    if not images:
+        raise ConfigError(f"ImageFolder {folder} holds no images")
+    return ArrayDataset(np.stack(images), np.array(labels, dtype=np.int64), classes, root.name)
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why Pillow could not read an image, in a few words (its own message names a file or a BytesIO object)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow reads"
+    text = str(exc).splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _class_folders(root: Path, folder: Path, split: str) -> list[str]:
+    """The class folders of one split of an ImageFolder tree, sorted."""
     if not folder.is_dir():
         raise ConfigError(f"ImageFolder {root} has no '{split}/' directory")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise ConfigError(f"ImageFolder {folder} has no class directories")
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for file in sorted((folder / name).iterdir()):
-            if file.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-                img = Image.open(file).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                images.append(np.asarray(img))
-                labels.append(label)
-    if not images:
-        raise ConfigError(f"ImageFolder {folder} holds no images")
-    return ArrayDataset(np.stack(images), np.array(labels), classes, root.name)
+    return classes
 
 
 def iterate_batches(ds: ArrayDataset, batch_size: int, *, resolution: int | None = None, shuffle: bool = False,

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofakit.errors import ConfigError
+from ofakit.errors import BundleError, ConfigError
 from ofakit.space import SearchSpace
 from ofakit.supernet import extract_subnet
 from ofakit.supernet.static import fold_batchnorm
-from ofakit.train.config import TrainConfig
+from ofakit.train.config import TrainConfig, teacher_sources
 from ofakit.train.data import ArrayDataset
 from ofakit.train.distributed import Processes
 from ofakit.train.evaluate import EvalConfig, recalibrate
@@ -38,13 +38,6 @@ class EnsembleTeacher(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([F.softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
         return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
-
-
-def teacher_sources(cfg: TrainConfig) -> tuple[str, ...]:
-    """The bundles a recipe's `teacher` names (one path, or a list of them); empty when it names none."""
-    if cfg.teacher is None:
-        return ()
-    return (cfg.teacher,) if isinstance(cfg.teacher, str) else tuple(cfg.teacher)
 
 
 def make_teacher(cfg: TrainConfig, run_dir: Path, supernet: nn.Module, space: SearchSpace, device: torch.device,
@@ -90,12 +83,12 @@ def _own_teacher(run_dir: Path, supernet: nn.Module, space: SearchSpace, process
                  calibrated: Callable[[nn.Module], nn.Module]) -> nn.Module:
     """The run's full network as it is now, recalibrated, stored the first time (`teacher.safetensors`) and read
     back from there by every process and every resume."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     teacher = extract_subnet(supernet, space.largest())
     path = run_dir / "teacher.safetensors"
     if path.is_file():
-        teacher.load_state_dict(load_file(str(path)))
+        teacher.load_state_dict(_stored_teacher(path, teacher, space))
     elif processes.main:
         from ofakit.io import atomic_path
 
@@ -104,8 +97,26 @@ def _own_teacher(run_dir: Path, supernet: nn.Module, space: SearchSpace, process
             save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(tmp))
     if processes.world > 1:
         processes.barrier()
-        teacher.load_state_dict(load_file(str(path)))
+        teacher.load_state_dict(_stored_teacher(path, teacher, space))
     return teacher
+
+
+def _stored_teacher(path: Path, teacher: nn.Module, space: SearchSpace) -> dict[str, torch.Tensor]:
+    """The weights of RUN_DIR/teacher.safetensors, checked against `teacher`'s keys and shapes: a damaged or foreign
+    file is one BundleError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ofakit.bundle import check_safetensors, check_state_dict
+
+    check_safetensors(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"cannot read the run's teacher {path}: {exc}; it was written when the first distilled "
+                          "stage began (delete it to distil from the full network as it is now)") from None
+    check_state_dict(teacher.state_dict(), tensors, what=f"the run's teacher {path}", space=space.name)
+    return tensors
 
 
 def freeze_teacher(teacher: nn.Module, device: torch.device | str, memory: torch.memory_format) -> nn.Module:

@@ -34,9 +34,10 @@ from ofakit.space import SearchSpace, get_space
 from ofakit.supernet import build_supernet
 from ofakit.supernet.depthwise import cpu_note, weight_grad_backend
 from ofakit.supernet.sort import sort_channels
-from ofakit.train.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
+from ofakit.train.checkpoint import (CheckpointState, load_checkpoint, restore_optimizer, restore_rng,
+                                     save_checkpoint)
 from ofakit.train.clock import RunClock
-from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig
+from ofakit.train.config import JOIN_TIMEOUT, StageConfig, TrainConfig, check_teachers
 from ofakit.train.data import iterate_batches, load_dataset, resize_batch
 from ofakit.train.distill import make_teacher, soft_cross_entropy
 from ofakit.train.distributed import (Processes, ddp_unused_parameters, join, mark_varying_graph, match_grad_strides,
@@ -169,6 +170,7 @@ class Trainer:
         self.model: nn.Module | None = None  # the StepModule, wrapped in DDP with several processes
         self.optimizer: torch.optim.Optimizer | None = None
         self.optimizer_state: dict[str, Any] | None = None  # a checkpoint's, loaded with the stage's optimizer
+        self.optimizer_source: Path | None = None  # that checkpoint
         self.batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.batches_key: tuple[int, int] | None = None  # (stage, epoch) of `batches`
 
@@ -216,6 +218,7 @@ class Trainer:
         self.train_ds = load_dataset(cfg.data, "train", image_size=cfg.image_size)
         if cfg.init:
             _check_init(cfg, self.space, self.train_ds.num_classes)
+        check_teachers(cfg, num_classes=self.train_ds.num_classes)
         self.val_ds = load_dataset(cfg.data, "val", image_size=cfg.image_size)
         self._plan(len(self.train_ds))
         self.record, finished = processes.on_main(self._take_run_dir)
@@ -304,10 +307,12 @@ class Trainer:
         except RuntimeError as exc:
             raise BundleError(f"checkpoint {path} does not fit this recipe's supernet: "
                               f"{str(exc).splitlines()[0]}") from None
-        torch.set_rng_state(ckpt.rng_state)
-        if self.device.type == "cuda" and ckpt.cuda_rng_state is not None:  # the GPU's dropout masks go on too (a
-            torch.cuda.set_rng_state(ckpt.cuda_rng_state, self.device)  # CPU checkpoint leaves the seed's state)
-        self.step, self.optimizer_state = ckpt.step, ckpt.optimizer
+        if ckpt.step > self.total_steps:
+            raise BundleError(f"checkpoint {path} is at step {ckpt.step}, past this run's last step "
+                              f"{self.total_steps} ({len(self.train_ds)} training images); a run resumes on the data "
+                              "it was planned on: give that data back, or pass another --out")
+        restore_rng(path, ckpt, self.device)
+        self.step, self.optimizer_state, self.optimizer_source = ckpt.step, ckpt.optimizer, path
         self.train_seconds, self.last_eval = ckpt.state.train_seconds, ckpt.state.eval
         if processes.main:
             write_run_record(self.run_dir, record.resumed(processes.world, self.step))
@@ -366,7 +371,7 @@ class Trainer:
         self.optimizer = torch.optim.SGD(_param_groups(self.supernet, cfg.weight_decay, cfg.decay_bn_and_bias),
                                          lr=0.0, momentum=cfg.momentum, nesterov=cfg.nesterov)
         if self.optimizer_state is not None and local > 0:
-            self.optimizer.load_state_dict(self.optimizer_state)
+            restore_optimizer(self.optimizer_source, self.optimizer, self.optimizer_state)
         self.optimizer_state = None
 
     def _batches(self, index: int, epoch: int, batch_in_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

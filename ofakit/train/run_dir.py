@@ -138,6 +138,9 @@ def check_out_dir(run_dir: Path) -> None:
         raise ConfigError(f"--out {run_dir} is a file; pass a run directory (new, empty, or an earlier run's)")
     existing = run_dir
     while not existing.exists():
+        if existing.is_symlink():  # a link to nothing: mkdir would fail on it
+            raise ConfigError(f"cannot create run directory {run_dir}: {existing} is a symbolic link to "
+                              f"{os.readlink(existing)}, which does not exist")
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"cannot create run directory {run_dir}: {existing} is a file")

@@ -45,3 +45,13 @@ def test_folders_that_hold_no_run_are_one_line(cli, tmp_path):
     (run / "metrics.jsonl").unlink()
     (run / "metrics.jsonl").mkdir()
     cli("status", run).assert_user_error("metrics.jsonl")
+
+
+def test_a_plot_path_in_the_way_is_one_line_before_anything_is_printed(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    run = _fake_run(tmp_path / "run", ROWS)
+    (tmp_path / "taken").write_text("mine")
+    for bad, fragment in ((tmp_path, "it is a folder"), (tmp_path / "taken" / "c.png", "is not a directory")):
+        result = cli("status", run, "--plot", bad)
+        result.assert_user_error("cannot write the plot", fragment)
+        assert result.out == ""

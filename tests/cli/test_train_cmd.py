@@ -3,6 +3,7 @@ state.json) is one line and exit 2, with nothing of the user's overwritten."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,48 @@ def test_a_broken_checkpoint_is_one_line(cli, tmp_path, content, fragments):
     cli("train", "--recipe", recipe, "--out", run, "--set", "stages.0.max_steps=1", "--quiet") \
         .assert_user_error(*fragments)
     assert _snapshot(tmp_path) == before
+
+
+def _damage_tensors(name, value):
+    def damage(step):
+        from safetensors.torch import load_file, save_file
+
+        path = step / "optim.safetensors"
+        save_file({**load_file(str(path)), name: value(load_file(str(path))[name])}, str(path))
+    return damage
+
+
+def _damage_state(change):
+    def damage(step):
+        data = json.loads((step / "state.json").read_text())
+        change(data)
+        (step / "state.json").write_text(json.dumps(data))
+    return damage
+
+
+def _move_a_param(data):
+    first, second = data["optimizer"]["param_groups"]
+    first["params"].append(second["params"].pop())
+
+
+@pytest.mark.parametrize(("damage", "step", "fragments"), [
+    (_damage_state(lambda d: d.update(step=3)), 2, ["step-00000002 is at step 3, past this run's last step 2"]),
+    (_damage_tensors("rng.torch", lambda t: t[:100]), 1, ["step-00000001: its RNG state does not load"]),
+    (_damage_tensors("state.0.momentum_buffer", lambda t: t.flatten()[:1]), 1,
+     ["step-00000001: optimizer state 'momentum_buffer' has shape (1,)"]),
+    (_damage_state(_move_a_param), 1, ["step-00000001: its optimizer state does not fit this recipe's optimizer"]),
+], ids=["step-past-the-end", "rng-length", "momentum-shape", "groups-changed"])
+def test_a_checkpoint_that_does_not_fit_the_run_is_one_line(cli, tmp_path, damage, step, fragments):
+    recipe = _recipe(tmp_path)
+    run = tmp_path / "run"
+    cli("train", "--recipe", recipe, "--out", run, "--quiet")  # 2 steps, a checkpoint after each
+    shutil.rmtree(run / "bundle")
+    if step == 1:
+        shutil.rmtree(run / "checkpoints" / "step-00000002")
+    damage(run / "checkpoints" / f"step-{step:08d}")
+    checkpoints = _snapshot(run / "checkpoints")
+    cli("train", "--recipe", recipe, "--out", run, "--quiet").assert_user_error(*fragments)
+    assert _snapshot(run / "checkpoints") == checkpoints and not (run / "bundle").exists()
 
 
 def test_run_json_of_another_recipe_names_the_difference(cli, tmp_path):

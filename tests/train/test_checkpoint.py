@@ -12,7 +12,8 @@ from safetensors import safe_open
 from torch import nn
 
 from ofakit.errors import BundleError, ConfigError
-from ofakit.train.checkpoint import KEEP, CheckpointState, load_checkpoint, save_checkpoint
+from ofakit.train.checkpoint import (KEEP, CheckpointState, load_checkpoint, restore_optimizer, restore_rng,
+                                     save_checkpoint)
 from ofakit.train.run_dir import list_checkpoints
 
 
@@ -129,6 +130,25 @@ def test_the_last_checkpoint_of_each_stage_is_kept(tmp_path):
     assert KEEP == 2 and names == ["step-00000004", "step-00000007", "step-00000010", "step-00000012"]
 
 
+def _edit_state(path, **changes):
+    data = json.loads((path / "state.json").read_text())
+    for key, change in changes.items():
+        data[key] = change(data[key]) if callable(change) else change
+    (path / "state.json").write_text(json.dumps(data))
+
+
+def _cut_params(optimizer):
+    groups = [dict(g) for g in optimizer["param_groups"]]
+    groups[-1]["params"] = groups[-1]["params"][:-1]
+    return {**optimizer, "param_groups": groups}
+
+
+def _edit_tensors(path, **tensors):
+    from safetensors.torch import load_file, save_file
+
+    save_file({**load_file(str(path / "optim.safetensors")), **tensors}, str(path / "optim.safetensors"))
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
     model, optimizer = _model_and_optimizer()
@@ -147,8 +167,36 @@ def checkpoint(tmp_path):
      "checkpoint state: stage: expected a string, got 2"),
     (lambda p: (p / "state.json").write_text('{"step": 1, "optimizer": {"param_groups": [], "state": {"x": {}}}}'),
      BundleError, "malformed optimizer state"),
-], ids=["pickle", "truncated", "missing-weights", "state-not-json", "state-wrong-type", "optimizer-index"])
+    (lambda p: _edit_state(p, step=-1), BundleError, r"step -1 in state.json is negative"),
+    (lambda p: _edit_tensors(p, **{"rng.torch": torch.zeros(5056)}), BundleError,
+     r"'rng.torch' in optim.safetensors is not an RNG state \(a 1-D uint8 tensor\); got float32 \(5056,\)"),
+    (lambda p: _edit_tensors(p, **{"rng.cuda": torch.zeros(2, 8, dtype=torch.uint8)}), BundleError,
+     r"'rng.cuda' .* is not an RNG state .*; got uint8 \(2, 8\)"),
+    (lambda p: _edit_state(p, optimizer=_cut_params), BundleError,
+     r"malformed optimizer state \(state of parameter\(s\) \[5\] that no param_groups entry holds\)"),
+    (lambda p: _edit_state(p, optimizer=lambda o: {**o, "param_groups": [{"params": [0, 0]}]}), BundleError,
+     r"malformed optimizer state \(a parameter index appears twice"),
+], ids=["pickle", "truncated", "missing-weights", "state-not-json", "state-wrong-type", "optimizer-index",
+        "negative-step", "rng-dtype", "cuda-rng-shape", "params-cut", "params-twice"])
 def test_a_damaged_checkpoint_is_one_error_naming_it(checkpoint, damage, error, message):
     damage(checkpoint)
     with pytest.raises(error, match=message):
         load_checkpoint(checkpoint)
+
+
+def test_a_checkpoint_that_does_not_fit_the_optimizer_or_generator_is_one_error_naming_it(checkpoint):
+    """What load_checkpoint cannot see without the run's model: checked as the state goes into the optimizer and
+    the generator (torch would fail at the next step, or with a bare TypeError)."""
+    ckpt = load_checkpoint(checkpoint)
+    model, optimizer = _model_and_optimizer()
+    restore_optimizer(checkpoint, optimizer, ckpt.optimizer)  # the same model: fits
+    _edit_tensors(checkpoint, **{"state.0.momentum_buffer": torch.zeros(1)})
+    with pytest.raises(BundleError, match=r"step-00000001: optimizer state 'momentum_buffer' has shape \(1,\), its "
+                                          r"parameter \(4, 3, 3, 3\)"):
+        restore_optimizer(checkpoint, _model_and_optimizer()[1], load_checkpoint(checkpoint).optimizer)
+    smaller = torch.optim.SGD(list(model.parameters())[:-1], lr=0.1, momentum=0.9)
+    with pytest.raises(BundleError, match=r"step-00000001: its optimizer state does not fit this recipe's optimizer"):
+        restore_optimizer(checkpoint, smaller, ckpt.optimizer)
+    ckpt.rng_state = ckpt.rng_state[:100]
+    with pytest.raises(BundleError, match=r"step-00000001: its RNG state does not load"):
+        restore_rng(checkpoint, ckpt, torch.device("cpu"))

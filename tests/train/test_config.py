@@ -170,3 +170,95 @@ def test_eval_every_epochs_is_checked_and_never_changes_the_digest(tmp_path):
         assert cfg.eval_every_epochs == every and cfg.digest() == "0eb0bb4aefa2ba24"
     with pytest.raises(ConfigError, match="eval_every_epochs must be >= 0 .* got -1"):
         load_recipe(_write(tmp_path, BASE + "eval_every_epochs: -1\n"))
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ("base_batch_size=0", r"base_batch_size must be >= 1, got 0"),
+    ("checkpoint_every=0", r"checkpoint_every must be >= 1, got 0"),
+    ("eval_batch_size=0", r"eval_batch_size must be >= 1, got 0"),
+    ("recalibration_batches=0", r"recalibration_batches must be >= 1, got 0"),
+    ("eval_max_batches=0", r"eval_max_batches must be >= 1, got 0"),
+    ("image_size=0", r"image_size must be >= 1, got 0"),
+    ("momentum=-0.5", r"momentum must be >= 0, got -0.5"),
+    ("momentum=0", r"nesterov needs momentum > 0; set nesterov: false"),
+    ("weight_decay=-1", r"weight_decay must be >= 0, got -1"),
+    ("seed=-1", r"seed must be >= 0, got -1"),
+    ("label_smoothing=2", r"label_smoothing must be in \[0, 1\), got 2"),
+    ("dropout=1.5", r"dropout must be in \[0, 1\), got 1.5"),
+    ("dropout=1", r"dropout must be in \[0, 1\), got 1"),
+    ("grad_clip=0", r"grad_clip must be > 0, got 0"),
+    ("stages.0.max_steps=0", r"stages\[0\]: stage 'a': max_steps must be >= 1, got 0"),
+    ("stages.0.epochs=0", r"stages\[0\]: stage 'a': epochs must be >= 1, got 0"),
+    ("stages.0.warmup_epochs=-1", r"stages\[0\]: stage 'a': warmup_epochs must be >= 0, got -1"),
+    ("stages.0.kd_weight=-1", r"stages\[0\]: stage 'a': kd_weight must be >= 0, got -1"),
+    ("stages.0.kd_temperature=0", r"stages\[0\]: stage 'a': kd_temperature must be > 0, got 0"),
+])
+def test_numbers_out_of_range_are_one_error_naming_the_key(tmp_path, assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, BASE), [assignment])
+
+
+def test_the_edges_of_the_ranges_are_allowed(tmp_path):
+    cfg = load_recipe(_write(tmp_path, BASE), ["momentum=0", "nesterov=false", "weight_decay=0", "seed=0",
+                                               "label_smoothing=0", "dropout=0.99", "grad_clip=0.01",
+                                               "eval_max_batches=1", "stages.0.max_steps=1", "stages.0.kd_weight=0"])
+    assert cfg.momentum == 0 and cfg.dropout == 0.99 and cfg.stages[0].max_steps == 1
+
+
+@pytest.mark.parametrize(("space", "stage", "message"), [
+    ("tiny", {"kernel": [3, 9]}, r"stage 'a': kernel \[3, 9\] must be a non-empty list of the space's kernel sizes "
+                                 r"\[3, 5, 7\]"),
+    ("tiny", {"expand": [2, 6]}, r"stage 'a': expand \[2, 6\] must be .* expand ratios \[2, 4\]"),
+    ("tiny", {"depth": []}, r"stage 'a': depth \[\] must be a non-empty list of the space's depths \[1, 2\]"),
+    ("tiny", {"width": [1.0]}, r"stage 'a': space 'tiny' has no width multipliers to choose \(its stages open "
+                               r"kernel, expand, depth\); leave 'width' out"),
+    ("ofa-resnet50", {"kernel": [3]}, r"space 'ofa-resnet50' has no kernel sizes to choose .*leave 'kernel' out"),
+    ("ofa-resnet50", {"width": [0.5]}, r"width \[0.5\] must be .* width multipliers \[0.65, 0.8, 1.0\]"),
+], ids=["kernel", "expand", "empty-depth", "width-on-mbconv", "kernel-on-resnet", "resnet-width"])
+def test_a_stages_choices_are_checked_when_the_recipe_loads(space, stage, message):
+    """Not when the stage starts, after the stages before it trained."""
+    recipe = {"space": space, "data": "digits", "stages": [{"name": "full", "sampler": "largest"},
+                                                           {"name": "a", **stage}]}
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict(recipe)
+
+
+def _bundle_json(path, space="tiny", num_classes=10):
+    path.mkdir()
+    (path / "bundle.json").write_text(f'{{"space": "{space}", "num_classes": {num_classes}}}')
+    (path / "supernet.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")  # an empty safetensors file
+    return path
+
+
+def test_teacher_bundles_are_checked_when_the_recipe_loads(tmp_path):
+    good, other = _bundle_json(tmp_path / "good"), _bundle_json(tmp_path / "other", space="ofa-mbv3-cifar")
+    recipe = _write(tmp_path, BASE)
+    assert load_recipe(recipe, [f"teacher=[{good}, {good}]"]).teacher == (str(good), str(good))
+    with pytest.raises(ConfigError, match=r"recipe r.yaml: teacher: '.*nope' is not a bundle: no bundle.json"):
+        load_recipe(recipe, [f"teacher={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match=r"recipe r.yaml: teacher\[1\]: bundle .*other holds a supernet of space "
+                                          r"'ofa-mbv3-cifar', the recipe trains 'tiny'"):
+        load_recipe(recipe, [f"teacher=[{good}, {other}]"])
+    (good / "supernet.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match=r"teacher: .*supernet.safetensors is not a safetensors file"):
+        load_recipe(recipe, [f"teacher={good}"])
+
+
+def test_numbers_in_exponent_notation_are_numbers_and_keep_the_digest(tmp_path):
+    """YAML 1.1 reads `1e-3` as a string: a recipe takes it as the number it is, in the file and in --set."""
+    plain = load_recipe(_write(tmp_path, BASE), ["stages.0.lr=0.001", "batch_size=100"])
+    assert plain.stages[0].lr == 0.001
+    for text, sets in ((BASE.replace("sampler: largest}", "sampler: largest, lr: 1e-3}") + "batch_size: 1e2\n", []),
+                       (BASE, ["stages.0.lr=1e-3", "batch_size=1e2"])):
+        cfg = load_recipe(_write(tmp_path, text), sets)
+        assert cfg.stages[0].lr == 0.001 and cfg.batch_size == 100 and cfg.digest() == plain.digest()
+    with pytest.raises(ConfigError, match="batch_size: expected an integer, got 0.5"):
+        load_recipe(_write(tmp_path, BASE), ["batch_size=5e-1"])
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"r.yaml: not a training recipe \(not YAML: duplicate key 'seed' "
+                                          r"\(line 6\)"):
+        load_recipe(_write(tmp_path, BASE + "seed: 1\nseed: 2\n"))
+    with pytest.raises(ConfigError, match=r"--set stages.0: .*duplicate key 'lr'"):
+        load_recipe(_write(tmp_path, BASE), ["stages.0={name: a, lr: 0.1, lr: 0.2}"])

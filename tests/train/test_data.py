@@ -31,7 +31,7 @@ def test_npz_array_dataset(tmp_path):
     np.savez(tmp_path / "bad.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
     with pytest.raises(ConfigError, match="has no 'train_images'/'train_labels' arrays"):
         load_dataset(str(tmp_path / "bad.npz"), "train")
-    np.savez(tmp_path / "gray.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros(2))
+    np.savez(tmp_path / "gray.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros(2, np.int64))
     with pytest.raises(ConfigError, match="images must be uint8 N x H x W x 3"):
         load_dataset(str(tmp_path / "gray.npz"), "train")
 
@@ -50,6 +50,80 @@ def test_image_folder(tmp_path):
     assert train.images[0, 0, 0, 0] == 255 and train.images[-1, 0, 0, 2] == 255
     with pytest.raises(ConfigError, match="has no 'train/' directory"):
         load_dataset(str(tmp_path / "train"), "train")
+
+
+def _image_folder(root, classes):
+    from PIL import Image
+
+    for split, names in classes.items():
+        for i, name in enumerate(names):
+            (root / split / name).mkdir(parents=True)
+            Image.new("RGB", (10, 10), (40 * i, 0, 0)).save(root / split / name / "0.png")
+    return root
+
+
+def test_image_folder_val_numbers_its_classes_as_train_does(tmp_path):
+    root = _image_folder(tmp_path / "f", {"train": ["a", "b", "c"], "val": ["a", "c"]})
+    train, val = load_dataset(str(root), "train", image_size=8), load_dataset(str(root), "val", image_size=8)
+    assert train.classes == val.classes == ["a", "b", "c"]
+    assert train.labels.tolist() == [0, 1, 2] and val.labels.tolist() == [0, 2]  # 'c' is 2 in both
+    (root / "val" / "d").mkdir()
+    with pytest.raises(ConfigError, match=r"ImageFolder .*val has class folder\(s\) 'd' that .*train lacks"):
+        load_dataset(str(root), "val", image_size=8)
+
+
+def test_an_unreadable_image_or_size_is_one_error_naming_it(tmp_path, monkeypatch):
+    root = _image_folder(tmp_path / "f", {"train": ["a"], "val": ["a"]})
+    with pytest.raises(ConfigError, match="image_size must be >= 1"):
+        load_dataset(str(root), "train", image_size=0)
+    (root / "train" / "a" / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ConfigError, match=r"ImageFolder image .*train/a/bad.jpg cannot be read \(not an image"):
+        load_dataset(str(root), "train", image_size=8)
+    monkeypatch.setenv("OFAKIT_CACHE", str(tmp_path / "cache"))
+    good = (root / "val" / "a" / "0.png").read_bytes()
+    blob = np.frombuffer(good + b"garbage!", np.uint8)
+    np.savez(tmp_path / "c.npz", train_bytes=blob, train_offsets=np.array([0, len(good), len(blob)]),
+             train_y=np.array([1, 2], np.uint8), test_bytes=blob, test_offsets=np.array([0, len(good)]),
+             test_y=np.array([1], np.uint8))
+    with pytest.raises(ConfigError, match=r"c.npz: train image 1 \(train_bytes\[\d+:\d+\]\) cannot be decoded"):
+        load_dataset(str(tmp_path / "c.npz"), "train")
+    assert len(load_dataset(str(tmp_path / "c.npz"), "val")) == 1
+
+
+def _npz(path, **changes):
+    arrays = {"train_images": np.zeros((4, 6, 6, 3), np.uint8), "train_labels": np.array([0, 1, 2, 1]),
+              "val_images": np.zeros((2, 6, 6, 3), np.uint8), "val_labels": np.array([2, 0]),
+              "classes": np.array(["a", "b", "c"]), "mean": np.array([0.5, 0.5, 0.5]), "std": np.array([0.2] * 3)}
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+@pytest.mark.parametrize(("changes", "split", "message"), [
+    ({"train_labels": np.array([0, 1, 3, 1])}, "train", r"d.npz: train_labels hold\(s\) 3, outside 0..2"),
+    ({"train_labels": np.array([0, -1, 2, 1])}, "train", r"d.npz: train_labels hold\(s\) -1, below 0"),
+    ({"train_labels": np.array([[0], [1], [2], [1]])}, "train",
+     r"d.npz: train_labels must be a 1-D array of integer class indices, got int64 \(4, 1\)"),
+    ({"train_labels": np.array([0.0, 1.0, 2.0, 1.0])}, "train", r"train_labels must be .* integer .*, got float64"),
+    ({"val_labels": np.array([2, 5])}, "val", r"d.npz: val_labels hold\(s\) 5, outside 0..2"),
+    ({"classes": None, "val_labels": np.array([3, 0])}, "val",
+     r"val_labels \(with no 'classes' array, the classes are 0..the largest of train_labels\) hold\(s\) 3"),
+    ({"classes": np.array([["a", "b"], ["c", "d"]])}, "train", r"d.npz: classes must be a 1-D array of class names"),
+    ({"mean": np.array([0.5, 0.5])}, "train", r"d.npz: mean must be 3 finite numbers .*, got \[0.5, 0.5\]"),
+    ({"std": np.array([0.2, 0.0, 0.2])}, "train", r"d.npz: std must be 3 finite numbers above 0"),
+    ({"std": np.array([0.2, np.nan, 0.2])}, "val", r"d.npz: std must be 3 finite numbers above 0"),
+    ({"val_images": np.zeros((0, 6, 6, 3), np.uint8), "val_labels": np.array([], np.int64)}, "val",
+     r"d.npz: val_labels is empty"),
+], ids=["beyond", "negative", "2-d", "float", "val-beyond", "val-beyond-train", "classes-2-d", "mean-2", "std-0",
+        "std-nan", "empty"])
+def test_npz_labels_and_normalization_are_checked(tmp_path, changes, split, message):
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(_npz(tmp_path / "d.npz", **changes), split)
+
+
+def test_npz_without_classes_numbers_both_splits_by_the_training_labels(tmp_path):
+    val = load_dataset(_npz(tmp_path / "d.npz", classes=None, val_labels=np.array([0, 0])), "val")
+    assert val.classes == ["0", "1", "2"] and val.std == (0.2, 0.2, 0.2)
 
 
 def test_missing_source_and_bad_split():

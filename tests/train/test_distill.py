@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ofakit.bundle import save_bundle
-from ofakit.errors import ConfigError
+from ofakit.errors import BundleError, ConfigError
 from ofakit.space import get_space
 from ofakit.supernet import build_supernet, extract_subnet
 from ofakit.supernet.calibrate import recalibrate_bn
@@ -86,6 +86,33 @@ def test_a_teacher_of_another_space_or_an_empty_list_is_refused(tmp_path):
         _teacher(cfg, tmp_path)
     with pytest.raises(ConfigError, match="teacher"):
         recipe_from_dict(tiny_recipe(teacher=[]))
+
+
+def test_a_teacher_of_other_classes_is_refused_before_anything_trains(tmp_path):
+    torch.manual_seed(0)
+    save_bundle(tmp_path / "three", build_supernet("tiny", num_classes=3), dataset="abc")
+    cfg = recipe_from_dict(tiny_recipe(teacher=[str(tmp_path / "three")]))
+    with pytest.raises(ConfigError, match=r"teacher\[0\]: bundle .*three classifies 3 classes, but data 'digits' has "
+                                          r"10; distil from a bundle trained on this data's classes"):
+        run_training(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_stored_teacher_is_one_error_naming_it(tmp_path):
+    from safetensors.torch import save_file
+
+    cfg = recipe_from_dict(tiny_recipe())  # no teacher bundle: the run's own full network, stored
+    stored = tmp_path / "teacher.safetensors"
+    stored.write_bytes(b"garbage")
+    with pytest.raises(BundleError, match=r"teacher.safetensors is not a safetensors file"):
+        _teacher(cfg, tmp_path)
+    save_file({"w": torch.zeros(2)}, str(stored))
+    with pytest.raises(BundleError, match=r"the run's teacher .*teacher.safetensors does not fit space 'tiny': "
+                                          r".* missing.*1 unexpected: w"):
+        _teacher(cfg, tmp_path)
+    stored.write_bytes(stored.read_bytes()[:-4])
+    with pytest.raises(BundleError, match=r"cannot read the run's teacher .*teacher.safetensors"):
+        _teacher(cfg, tmp_path)
 
 
 def test_a_run_distils_from_an_ensemble_of_bundles(tmp_path):

@@ -64,6 +64,19 @@ def test_out_checks_create_nothing(tmp_path):
             check_out_dir(tmp_path / "ro" / "run")
 
 
+def test_an_out_that_is_a_dangling_link_is_one_error(cli, tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError, match=r"cannot create run directory .*link: .*link is a symbolic link to "
+                                          r".*gone, which does not exist"):
+        check_out_dir(tmp_path / "link")
+    with pytest.raises(ConfigError, match=r"cannot create run directory .*link/run: .*link is a symbolic link"):
+        check_out_dir(tmp_path / "link" / "run")
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    cli("train", "--recipe", tmp_path / "r.yaml", "--out", tmp_path / "link", "--quiet").assert_user_error(
+        "is a symbolic link to")
+    assert not (tmp_path / "gone").exists()
+
+
 def test_the_lock_file_alone_is_an_empty_run_directory(tmp_path):
     (tmp_path / LOCK).write_text("")
     assert check_run_dir(tmp_path, "d", {}) is None
