@@ -74,8 +74,8 @@ def fit_latency(device: DeviceSpec, space: SearchSpace, table: LatencyTable, cfg
     check_output_file(out, "the latency predictor")  # before any measuring: a folder in the way is one line
     check_output_file(records_path, "the latency records")
     archs = sample_archs(space, resolutions, cfg.samples, random.Random(cfg.seed))
-    if cfg.uniform:
-        archs = list(dict.fromkeys(archs + uniform_grid(space, resolutions)))
+    if cfg.uniform:  # a uniform subnet whose network the random draw holds already is not measured again
+        archs = one_per_network(space, archs + uniform_grid(space, resolutions))
     records = measure_latency_records(device, space, table, archs, records_path, measure,
                                       on_group=None if on_group is None else lambda done, n, _: on_group(done, n))
     predictor = fit_latency_predictor(table, records, space=space, seed=cfg.seed, meta={

@@ -79,6 +79,26 @@ def test_a_second_fit_measures_only_the_new_subnets(tmp_path, measured):
     assert len(measured) == 2 and calls == [(12, 12)] and predictor.meta["records"] == 12
 
 
+def test_uniform_subnets_already_drawn_as_another_arch_are_measured_once(tmp_path, measured, monkeypatch):
+    """A random subnet that builds a uniform subnet's network (equal but for the kernels of skipped slots) holds its
+    record: measured twice, the one network would sit on both sides of the predictor's held-out split."""
+    import dataclasses
+
+    from ofakit.predict import fit as fitting
+    from ofakit.predict.records import uniform_grid
+
+    space = get_space(SPACE)
+    uniform = uniform_grid(space, (32,))
+    shallow = next(a for a in uniform if a.depths[0] < 4)  # slot 3 of stage 0 is skipped
+    twin = dataclasses.replace(shallow, kernel_sizes=(shallow.kernel_sizes[0],) * 3 + (7,) + shallow.kernel_sizes[4:])
+    assert twin != shallow and space.key(twin) == space.key(shallow)
+    draw = fitting.sample_archs
+    monkeypatch.setattr(fitting, "sample_archs", lambda *a, **k: [twin, *draw(*a, **k)[1:]])
+    fit(tmp_path, samples=10, resolutions=(32,), uniform=True)
+    assert twin in measured and shallow not in measured
+    assert len({space.key(a) for a in measured}) == len(measured) == 10 + len(uniform) - 1
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"samples": 7}, "--samples must be at least 8, got 7"),
     ({"reps": 0}, "--reps must be >= 1, got 0"),
