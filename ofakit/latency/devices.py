@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -137,6 +138,15 @@ def _check_reach(reach: Reach, where: str) -> None:
     if ssh_only or remote_only:
         raise ConfigError(f"{where}: {', '.join(map(repr, ssh_only + remote_only))} do(es) not apply to via "
                           f"{reach.via!r}")
+    for key in ("benchmark", "python"):  # command lines, split as a shell would
+        try:
+            shlex.split(getattr(reach, key))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key} {getattr(reach, key)!r} is not a command line ({exc})") from None
+    if reach.workdir.startswith("~"):  # commands are quoted, so the target's shell never expands it (scp would)
+        raise ConfigError(f"{where}: workdir {reach.workdir!r} starts with '~', which is not expanded on the target; "
+                          f"give the folder's full path, e.g. "
+                          f"{'/data/local/tmp/bench' if reach.via == 'adb' else '/home/USER/bench'}")
 
 
 def load_device(path: str | Path) -> DeviceSpec:

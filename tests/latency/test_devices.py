@@ -89,6 +89,14 @@ GOOD = {"name": "x", "kind": "cpu", "backend": {"name": "onnxruntime", "threads"
     ({**GOOD, "aliases": ["y", ""]}, r"'aliases' must be a list of names"),
     ({**GOOD, "backend": {"threads": 2}}, r"backend: missing key\(s\) 'name'"),
     ({**GOOD, "source": "z"}, r"unknown key\(s\) 'source'"),
+    # a command line with an unclosed quote (shlex.split's ValueError used to escape as a traceback)
+    ({**GOOD, "reach": {"via": "adb", "benchmark": "/d/onnxruntime_perf_test 'x"}},
+     r"x.yaml: reach: benchmark \"/d/onnxruntime_perf_test 'x\" is not a command line \(No closing quotation\)$"),
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "python": 'python3 "-u'}},
+     r"reach: python 'python3 \"-u' is not a command line \(No closing quotation\)$"),
+    # mkdir/rm get '~/b' quoted (a folder named ~) while scp expands it: the copy would land elsewhere
+    ({**GOOD, "reach": {"via": "ssh", "host": "a@b", "python": "python3", "workdir": "~/bench"}},
+     r"reach: workdir '~/bench' starts with '~', which is not expanded on the target"),
 ])
 def test_bad_device_data_is_named(data, match):
     with pytest.raises(ConfigError, match=match):

@@ -70,6 +70,9 @@ def test_perf_test_command_line():
      r"onnxruntime_perf_test \(or set reach.python"),
     ({"via": "adb", "benchmark": "/d/benchmark_model"}, "onnxruntime", {},
      r"runs backend 'onnxruntime', but its benchmark benchmark_model runs tflite models"),
+    ({"via": "adb", "python": "python3"}, "tflite", {},  # the timer is named by reach.python, not reach.benchmark
+     r"runs backend 'tflite', but its benchmark ofakit ort_timer.py runs onnxruntime models; fix backend.name or "
+     r"reach.python in remote-test.yaml$"),
     ({"via": "adb", "benchmark": "/d/onnxruntime_perf_test"}, "onnxruntime", {"providers": ["MagicProvider"]},
      r"onnxruntime_perf_test has no `-e` name for provider 'MagicProvider'"),
     ({"via": "adb", "benchmark": "/d/onnxruntime_perf_test"}, "onnxruntime", {"precision": "fp16"},

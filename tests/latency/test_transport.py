@@ -189,6 +189,10 @@ def test_a_failing_command_shows_its_status_and_error_output(transport):
     (ADB, "1:error: device offline", True),
     (ADB, "1:error: device unauthorized.", True),
     ({"via": "adb"}, "1:error: no devices/emulators found", True),
+    # current platform-tools prefix the program's name instead of "error:"
+    (ADB, "1:adb: device 'PHONE7' not found", True),
+    (ADB, "1:adb: device offline", True),
+    ({"via": "adb"}, "1:adb.exe: no devices/emulators found", True),
     (ADB, "1:adb: error: failed to copy 'm.onnx': Read-only file system", False),
 ])
 def test_an_unreachable_target_is_told_from_a_failed_call(clients, monkeypatch, tmp_path, reach, fail, unreachable):
@@ -219,3 +223,25 @@ def test_a_missing_client_is_named(transport, tmp_path, monkeypatch):
     with pytest.raises(BackendUnavailableError, match=rf"^device 'remote-test' is reached with '{transport.client}', "
                                                       r"which is not installed here \(not on PATH\)$"):
         transport.run(["true"], timeout=10, what="timing")
+
+
+def test_a_missing_scp_is_named(clients, tmp_path, monkeypatch):
+    """ssh is there but scp is not: the error names scp, the program that is missing."""
+    only = tmp_path / "only-ssh"
+    only.mkdir()
+    (only / "ssh").symlink_to(tmp_path / "bin" / "ssh")
+    monkeypatch.setenv("PATH", str(only))
+    local = tmp_path / "m.onnx"
+    local.write_bytes(b"x")
+    with pytest.raises(BackendUnavailableError, match=r"^device 'remote-test' is reached with 'scp', which is not "
+                                                      r"installed here \(not on PATH\)$"):
+        transport_for(_device(**SSH)).push(local, "/tmp/m.onnx")
+
+
+@pytest.mark.parametrize(("host", "target"), [("me@fe80::1", "me@[fe80::1]"), ("::1", "[::1]"),
+                                              ("me@[::1]", "me@[::1]"), ("me@board", "me@board")])
+def test_scp_puts_an_ipv6_host_in_brackets(host, target, tmp_path):
+    """ssh takes a bare IPv6 address, but scp reads `me@fe80::1:/x` as host `me@fe80`: it needs the brackets."""
+    transport = SshTransport(_device(via="ssh", host=host))
+    assert transport._copy(tmp_path / "m.onnx", "/remote/m.onnx")[-1] == f"{target}:/remote/m.onnx"
+    assert transport._shell("true")[-2] == host  # ssh itself gets the host as written

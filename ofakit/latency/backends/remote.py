@@ -129,8 +129,8 @@ class RemoteBackend(Backend):
         if self.tool.backend != device.backend.name:
             raise BackendUnavailableError(
                 f"device {device.name!r} runs backend {device.backend.name!r}, but its benchmark "
-                f"{self.tool.name} runs {self.tool.backend} models; fix backend.name or reach.benchmark in "
-                f"{device.source}")
+                f"{self.tool.name} runs {self.tool.backend} models; fix backend.name or "
+                f"{'reach.python' if self.tool is TIMER else 'reach.benchmark'} in {device.source}")
         unknown = [p for p in device.backend.providers[:1] if p not in PERF_TEST_PROVIDERS]
         if self.tool.name == "onnxruntime_perf_test" and unknown:
             raise BackendUnavailableError(

@@ -25,8 +25,9 @@ CONNECT_TIMEOUT_S = 15  # ssh's ConnectTimeout
 COPY_TIMEOUT_S = 120  # one copy or clean-up
 NOT_FOUND = 127  # the exit status of a POSIX shell for a command it cannot find
 # adb's own errors when the phone is not there: "error: device 'X' not found", "error: no devices/emulators found"
-ADB_UNREACHABLE = re.compile(r"error: (?:device '[^']*' not found|no devices|device offline|device unauthorized|"
-                             r"device still authorizing)")
+# from older clients; "adb: device 'X' not found", "adb: no devices/emulators found" (adb.exe on Windows) from newer
+ADB_UNREACHABLE = re.compile(r"(?:error|adb(?:\.exe)?): (?:device '[^']*' not found|no devices|device offline|"
+                             r"device unauthorized|device still authorizing)")
 
 
 class Transport(ABC):
@@ -88,9 +89,9 @@ class Transport(ABC):
         try:
             return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
                                   stdin=subprocess.DEVNULL, check=False)
-        except FileNotFoundError:
+        except FileNotFoundError:  # the client itself (ssh, scp or adb), not a file on the target
             raise BackendUnavailableError(
-                f"device {self.device.name!r} is reached with {self.client!r}, which is not installed here "
+                f"device {self.device.name!r} is reached with {cmd[0]!r}, which is not installed here "
                 f"(not on PATH)") from None
         except subprocess.TimeoutExpired as exc:
             out = (exc.stderr or b"") + (exc.stdout or b"")
@@ -147,7 +148,11 @@ class SshTransport(Transport):
         return [*self._shell_argv(), command]
 
     def _copy(self, local: Path, remote: str) -> list[str]:
-        return ["scp", "-q", *self._options("-P"), str(local), f"{self.reach.host}:{remote}"]
+        # scp splits HOST:PATH at the first colon outside brackets, so an IPv6 address must be in brackets
+        user, at, name = self.reach.host.rpartition("@")
+        if ":" in name and not name.startswith("["):
+            name = f"[{name}]"
+        return ["scp", "-q", *self._options("-P"), str(local), f"{user}{at}{name}:{remote}"]
 
     def _connection_failed(self, proc: subprocess.CompletedProcess) -> bool:
         return proc.returncode == 255  # ssh's own failures (refused, unknown host, key rejected)
