@@ -82,6 +82,9 @@ def test_report_samples_repeat_short_call_lists():
     (parse_ofakit_timer, "Traceback (most recent call last):\nModuleNotFoundError: No module named 'onnxruntime'",
      r"no '\{\"ofakit_timer\": \.\.\.\}' line .* No module named 'onnxruntime'"),
     (parse_ofakit_timer, '{"ofakit_timer": 1, "ms": []}', r"positive 'ms'"),
+    (parse_ofakit_timer, '{"ofakit_timer": 1, "ms": [0.5, true]}', r"positive 'ms'"),
+    (parse_ofakit_timer, '{"ofakit_timer": 1, "ms": [0.5, Infinity]}', r"positive 'ms'"),
+    (parse_ofakit_timer, '{"ofakit_timer": 1, "ms": [NaN]}', r"positive 'ms'"),
     (parse_onnxruntime_perf_test, "", r"its last lines: \(no output\)"),
 ])
 def test_garbage_output_is_named(parse, text, match):

@@ -9,6 +9,7 @@ line with the milliseconds of every call). Each parser returns a `BenchReport`, 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -138,7 +139,9 @@ def parse_ofakit_timer(text: str) -> BenchReport:
             except json.JSONDecodeError:
                 break
             ms = data.get("ms")
-            if isinstance(ms, list) and ms and all(isinstance(v, (int, float)) and v > 0 for v in ms):
+            # (not JSON's true, Infinity or NaN)
+            if isinstance(ms, list) and ms and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   and math.isfinite(v) and v > 0 for v in ms):
                 calls = tuple(float(v) for v in ms)
                 return BenchReport(mean_ms=sum(calls) / len(calls), count=len(calls),
                                    quantiles=(), calls_ms=calls, runtime_version=str(data.get("runtime_version", "")))
